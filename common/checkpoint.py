@@ -1,0 +1,99 @@
+"""Checkpoints: atomic writes, code-free reads, RNG states, and the original code's layout.
+
+A checkpoint is a plain dict of tensors, numbers, strings and containers, so it is read
+with ``torch.load(weights_only=True)``: opening a downloaded checkpoint cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write atomically: a temp file in the same folder, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, code objects refused by weights_only
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}. "
+                              "The file is corrupt or not a DARTS-PT checkpoint; "
+                              "pick another one with --resume_epoch.") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[int]:
+    """Epoch numbers of `{prefix}_{epoch}.pth.tar` files in a folder, sorted."""
+    pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth\.tar$")
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name)))
+
+
+def split_model_state(state: dict[str, Any], alpha_keys: tuple[str, ...]) -> tuple[dict, list | None]:
+    """The model state_dict of a checkpoint, and alphas the original code may have stored in it.
+
+    The original saved the weights under 'state_dict' (NAS-Bench-201) or 'model', and some
+    versions registered alpha as a module parameter, so it sits inside the state_dict.
+    """
+    sd = state.get("state_dict", state.get("model"))
+    if sd is None:
+        raise CheckpointError("checkpoint has no 'state_dict' (or 'model') entry")
+    inner = [sd.pop(k) for k in alpha_keys if k in sd]
+    return sd, (inner or None)
+
+
+# -- RNG states ----------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """All global RNG states, as weights_only-loadable values."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": [py[0], list(py[1]), py[2]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

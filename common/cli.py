@@ -1,0 +1,75 @@
+"""The command-line flags both search spaces share, with the original scripts' names and defaults.
+
+Flags given twice take the last value, so the exp_scripts can set defaults and still let
+users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
+"""
+from __future__ import annotations
+
+import argparse
+
+from .experiment import REPO_ROOT
+
+
+def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=str(REPO_ROOT / "data"),
+                   help="data folder (for imagefolder: the folder holding train/ and test/)")
+    g.add_argument("--dataset", default="cifar10")
+    g.add_argument("--image_size", type=int, default=32, help="imagefolder only: images are resized to this")
+    g.add_argument("--train_portion", type=float, default=0.5,
+                   help="first part of the training set trains weights, the rest trains alpha and scores projections")
+    g.add_argument("--cutout", action="store_true", default=False)
+    g.add_argument("--cutout_length", type=int, default=16)
+    g.add_argument("--cutout_prob", type=float, default=1.0, help="reached at the last epoch, ramped from 0")
+
+    g = p.add_argument_group("supernet training")
+    g.add_argument("--method", default="darts", help="darts | blank | sdarts, or *-proj for projection")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--learning_rate", type=float, default=0.025)
+    g.add_argument("--learning_rate_min", type=float, default=0.001)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--nesterov", action="store_true", default=False)
+    g.add_argument("--weight_decay", type=float, default=3e-4)
+    g.add_argument("--grad_clip", type=float, default=5.0)
+    g.add_argument("--arch_learning_rate", type=float, default=3e-4)
+    g.add_argument("--arch_weight_decay", type=float, default=1e-3)
+    g.add_argument("--init_channels", type=int, default=16)
+
+    g = p.add_argument_group("projection (architecture selection by perturbation)")
+    g.add_argument("--dev", default="", help="'proj': run projection on the checkpoint given by --resume_*")
+    g.add_argument("--proj_intv", type=int, default=5, help="tuning epochs between two projections")
+    g.add_argument("--edge_decision", default="random", choices=["random"])
+    g.add_argument("--dev_resume_epoch", type=int, default=-1,
+                   help="resume projection from its checkpoint at this tuning epoch (-1: latest one, if any)")
+    g.add_argument("--no_resume", action="store_true", default=False,
+                   help="start the projection afresh even if its folder holds projection checkpoints")
+
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=seed)
+    g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
+    g.add_argument("--save", default="exp", help="run name; exp_scripts pass the script name")
+    g.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"), help="where experiment folders go")
+    g.add_argument("--expid_tag", default="", help="suffix of the experiment folder name")
+    g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
+    g.add_argument("--resume_epoch", type=int, default=0, help="checkpoint epoch to resume from (-1: latest)")
+    g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
+    g.add_argument("--overwrite", action="store_true", default=False,
+                   help="move an existing experiment folder aside and start again")
+    g.add_argument("--ckpt_interval", type=int, default=ckpt_interval)
+    g.add_argument("--report_freq", type=int, default=50)
+    g.add_argument("--fast", action="store_true", default=False,
+                   help="smoke test: one batch per epoch and per evaluation pass, no benchmark")
+    g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
+    g.add_argument("--no_tensorboard", action="store_true", default=False)
+    return p
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.method.endswith("-proj"):
+        args.dev = "proj"
+    args.base_method = args.method.removesuffix("-proj")
+    return args

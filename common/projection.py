@@ -1,0 +1,143 @@
+"""Perturbation-based architecture selection (the paper's contribution), shared by both spaces.
+
+An op is chosen on an edge by masking each candidate in turn (its mixing weight set to 0,
+nothing renormalised) and keeping the one whose removal hurts the supernet most; a node's
+inputs are chosen by dropping, one at a time, the edge whose removal hurts least. Between
+projections the supernet is tuned, with projected weights, for `--proj_intv` epochs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .checkpoint import checkpoint_epochs, rng_state, save_checkpoint
+from .experiment import Board, Timer, append_jsonl, write_json
+from .search import epoch_report, load_search_checkpoint, truncate_history
+from .trainer import SCORE, Trainer
+
+log = logging.getLogger("darts_pt")
+
+CRITERIA = ("acc", "loss")
+
+
+class Scorer:
+    """Scoring passes over the alpha half, in train mode, each with its own data key."""
+
+    def __init__(self, trainer: Trainer, epoch: int) -> None:
+        self.trainer, self.epoch, self.passes = trainer, epoch, 0
+
+    def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
+        t = self.trainer
+        self.passes += 1
+        acc, loss = t.evaluate(t.data.valid, (SCORE, self.epoch, self.passes),
+                               t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+                               train_mode=True, cutout_prob=t.args.cutout_prob if t.args.cutout else 0.0)
+        log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge,
+                 "whole edge" if op is None else f"op {op}", acc, loss)
+        return acc, loss
+
+
+def _crit(stats: tuple[float, float], crit: str) -> float:
+    if crit not in CRITERIA:
+        raise ValueError(f"projection criterion must be one of {CRITERIA}, not '{crit}'")
+    return stats[0] if crit == "acc" else stats[1]
+
+
+def _hurts_more(a: float, b: float, crit: str) -> bool:
+    """Removing something hurts more if accuracy drops lower, or loss rises higher."""
+    return a < b if crit == "acc" else a > b
+
+
+def select_op(score: Scorer, kind: str, edge: int, n_ops: int, crit: str) -> int:
+    """The op whose removal hurts the supernet most (first one on ties)."""
+    best, extreme = 0, None
+    for op in range(n_ops):
+        c = _crit(score(kind, edge, op), crit)
+        if extreme is None or _hurts_more(c, extreme, crit):
+            best, extreme = op, c
+    return best
+
+
+def select_edges(score: Scorer, kind: str, edges: Sequence[int], crit: str, keep: int = 2) -> list[int]:
+    """Drop, one at a time, the edge whose removal hurts least, until `keep` remain."""
+    remaining = list(edges)
+    while len(remaining) > keep:
+        weakest, extreme = None, None
+        for e in remaining:
+            c = _crit(score(kind, e, None), crit)
+            if extreme is None or not _hurts_more(c, extreme, crit):
+                weakest, extreme = e, c
+        remaining.remove(weakest)
+    return remaining
+
+
+def random_choice(args: Any, epoch: int, salt: int, options: Sequence[int]) -> int:
+    """A random undecided edge or node, drawn from (seed, epoch, salt) so resumes repeat it."""
+    rng = np.random.default_rng([args.seed, epoch, salt])
+    return int(options[int(rng.integers(len(options)))])
+
+
+@dataclass
+class Plan:
+    tune_epochs: int
+    project: Callable[[Scorer, int], None]   # (scorer, projection round) -> projects in place
+
+    def is_projection_epoch(self, epoch: int, intv: int) -> bool:
+        return epoch % intv == 0 or epoch == self.tune_epochs - 1
+
+
+def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
+                   result: dict[str, Any]) -> dict[str, Any]:
+    """Project at every `proj_intv`-th tuning epoch (and the last), tune in between."""
+    args, space = trainer.args, trainer.space
+    start, rounds, timer = 0, 0, Timer()
+    if resume_from is not None:
+        start, rounds, timer = _load(trainer, folder, resume_from)
+        log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
+    write_json(folder / "result.json", {**result, "status": "running"})
+    train_alpha = args.base_method != "blank"
+    for epoch in range(start, plan.tune_epochs):
+        log.info("tuning epoch %d", epoch)
+        if plan.is_projection_epoch(epoch, args.proj_intv):
+            _save(trainer, folder, epoch, rounds, timer)
+            plan.project(Scorer(trainer, epoch), rounds)
+            rounds += 1
+            log.info("genotype after projection %d = %s", rounds,
+                     space.genotype_str(space.genotype(trainer.arch.weights())))
+        train_acc, train_loss = trainer.train_epoch(
+            epoch, train_alpha=train_alpha, tuning=True,
+            cutout_prob=args.cutout_prob if args.cutout else 0.0,
+            epsilon=getattr(args, "epsilon_alpha", 0.0))
+        row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                   "projections": rounds}, tuning=True)
+        append_jsonl(folder / "history.jsonl", row)
+    genotype = space.genotype(trainer.arch.weights())
+    result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
+                  projection_time_s=round(timer.elapsed(), 1))
+    if space.finalize is not None:
+        space.finalize(folder, genotype, result)
+    write_json(folder / "result.json", result)
+    log.info("projection finished: genotype = %s", result["genotype"])
+    return result
+
+
+def latest_projection_epoch(folder: Path) -> int | None:
+    epochs = checkpoint_epochs(folder)
+    return epochs[-1] if epochs else None
+
+
+def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
+    save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
+                     "projection": trainer.arch.projection_state(), "rng": rng_state(),
+                     "projection_time": timer.elapsed()}, folder / f"checkpoint_{epoch}.pth.tar")
+
+
+def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
+    state = load_search_checkpoint(trainer, folder / f"checkpoint_{epoch}.pth.tar")
+    trainer.arch.load_projection_state(state["projection"])
+    truncate_history(folder / "history.jsonl", epoch)
+    return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))

@@ -1,0 +1,171 @@
+"""One bilevel training loop for every supernet: alpha step, weight step, evaluation passes.
+
+Both search spaces (and both phases, search and projection tuning) run through this
+class; what differs between spaces comes in through `Space`.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .arch import Architecture
+from .data import Batches
+
+log = logging.getLogger("darts_pt")
+
+Weights = dict[str, Tensor]
+Active = dict[str, list[list[int]]]
+# SDARTS: (model, mixing weights, x, y, epsilon, projection) -> perturbed mixing weights
+Perturbation = Callable[[nn.Module, Weights, Tensor, Tensor, float, Callable[[Weights], Weights]], Weights]
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Space:
+    """What a search space hands to the shared search and projection loops."""
+
+    name: str                                    # "nasbench201" or "sota"
+    model: nn.Module
+    arch: Architecture
+    op_names: dict[str, list[str]]               # heat-map column labels per cell kind
+    edge_names: list[str]                        # heat-map row labels
+    genotype: Callable[[Weights], Any]           # mixing weights -> genotype
+    genotype_str: Callable[[Any], str] = str
+    query: Callable[[Any], dict[str, float] | None] = lambda g: None   # benchmark look-up
+    perturb: Perturbation | None = None          # SDARTS weight-step perturbation
+    finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchData:
+    train: Batches          # first part of the training set: trains the weights
+    valid: Batches          # the rest: trains alpha, scores projections
+    test: Batches | None
+
+
+# Keys of the data streams, so every pass has its own reproducible order and augmentation.
+TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
+
+
+class Trainer:
+    def __init__(self, space: Space, data: SearchData, args: Any, device: torch.device,
+                 weight_lr: float | None = None) -> None:
+        self.space, self.data, self.args, self.device = space, data, args, device
+        self.model, self.arch = space.model, space.arch
+        self.criterion = nn.CrossEntropyLoss()
+        self.w_opt = torch.optim.SGD(self.model.parameters(), weight_lr or args.learning_rate,
+                                     momentum=args.momentum, weight_decay=args.weight_decay,
+                                     nesterov=args.nesterov)
+        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=args.arch_learning_rate,
+                                      betas=(0.5, 0.999), weight_decay=args.arch_weight_decay)
+
+    # -- one step -------------------------------------------------------------------------
+    def alpha_step(self, x: Tensor, y: Tensor) -> None:
+        """First-order DARTS: alpha descends the loss on a batch of the alpha half.
+
+        Only alpha's gradient is computed: the weight gradients the original also
+        accumulated here were zeroed before the weight step, so skipping them is exact.
+        """
+        loss = self.criterion(self.model(x, self.arch.weights(), self.arch.active()), y)
+        grads = torch.autograd.grad(loss, self.arch.parameters())
+        for p, g in zip(self.arch.parameters(), grads):
+            p.grad = g
+        self.a_opt.step()
+
+    def weight_step(self, x: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+        weights = {k: w.detach() for k, w in self.arch.weights().items()}
+        active: Active | None = self.arch.active()
+        if self.space.perturb is not None:
+            project = self.arch.apply_projection  # decided edges stay fixed under perturbation
+            weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
+            active = None  # perturbation may zero weights: the model reads which ones
+        self.w_opt.zero_grad(set_to_none=True)
+        logits = self.model(x, weights, active)
+        loss = self.criterion(logits, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        self.w_opt.step()
+        return logits, loss
+
+    # -- passes ---------------------------------------------------------------------------
+    def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float, epsilon: float = 0.0,
+                    tuning: bool = False) -> tuple[float, float]:
+        self.model.train()
+        keys = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
+        stats = _Stats(self.device)
+        n_steps = len(self.data.train)
+        for step, ((x, y), (xa, ya)) in enumerate(self._pairs(keys, epoch, cutout_prob)):
+            if train_alpha:
+                self.alpha_step(xa, ya)
+            logits, loss = self.weight_step(x, y, epsilon)
+            stats.add(logits, y, loss)
+            if step % self.args.report_freq == 0 or step == n_steps - 1:
+                acc, avg = stats.result()  # the only host sync inside an epoch
+                _check_finite(avg, f"training loss at epoch {epoch} step {step}")
+                log.info("train %03d/%03d loss %.4f acc %.2f", step, n_steps, avg, acc)
+        return stats.result()
+
+    def _pairs(self, keys: tuple[int, int], epoch: int, cutout_prob: float) -> Iterator:
+        """Weight-half batches zipped with alpha-half batches; the alpha half restarts if shorter."""
+        def alpha_batches():
+            for rep in itertools.count():
+                yield from self.data.valid((keys[1], epoch, rep), cutout_prob)
+        return zip(self.data.train((keys[0], epoch), cutout_prob), alpha_batches())
+
+    @torch.no_grad()
+    def evaluate(self, batches: Batches, key: tuple[int, ...], weights: Weights | None = None,
+                 active: Active | None = None, train_mode: bool = False,
+                 cutout_prob: float = 0.0) -> tuple[float, float]:
+        """Accuracy (%) and mean loss over one pass. Projection scores in train mode
+        (BatchNorm batch statistics), as the original did."""
+        self.model.train(train_mode)
+        if weights is None:
+            weights, active = self.arch.weights(), self.arch.active()
+        stats = _Stats(self.device)
+        for x, y in batches(key, cutout_prob):
+            logits = self.model(x, weights, active)
+            stats.add(logits, y, self.criterion(logits, y))
+        self.model.train()
+        return stats.result()
+
+    # -- persistence ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
+                "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict()}
+
+
+class _Stats:
+    """Running loss and accuracy kept on the device, read back only when asked."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.n = 0
+
+    def add(self, logits: Tensor, y: Tensor, loss: Tensor) -> None:
+        self.loss += loss.detach().double() * y.shape[0]
+        self.correct += (logits.argmax(dim=1) == y).sum()
+        self.n += y.shape[0]
+
+    def result(self) -> tuple[float, float]:
+        if self.n == 0:
+            return 0.0, 0.0
+        return 100.0 * self.correct.item() / self.n, self.loss.item() / self.n
+
+
+def _check_finite(value: float, what: str) -> None:
+    if not math.isfinite(value):
+        raise DivergedError(f"{what} is {value}: training diverged. The last good checkpoint is kept; "
+                            "lower --learning_rate or --arch_learning_rate, or resume from an earlier "
+                            "checkpoint with --resume_epoch.")

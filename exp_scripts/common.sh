@@ -1,0 +1,21 @@
+# Sourced by every exp_scripts/*.sh: run a module of this repository with the script's
+# defaults first and the user's `--name value` pairs after them (argparse keeps the last
+# value, so anything the user passes overrides a default). Works from any directory.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+
+run() {
+    local module=$1
+    shift
+    echo "[$(basename "$0")] $PYTHON -m $module $*"
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m "$module" "$@"
+}
+
+# True if the user's arguments name the given flag (e.g. has_flag --space "$@").
+has_flag() {
+    local flag=$1
+    shift
+    for a in "$@"; do [[ $a == "$flag" || $a == "$flag="* ]] && return 0; done
+    return 1
+}
