@@ -1,0 +1,442 @@
+"""Datasets held in memory as uint8 tensors, and a deterministic batch iterator.
+
+We do not use torch's DataLoader. A whole dataset lives in memory (on the GPU when
+training there) and :class:`Batches` produces batches with torchvision's training
+augmentation (RandomCrop with zero padding, RandomHorizontalFlip, Normalize, DARTS'
+Cutout) applied per image but vectorised over the batch. All randomness comes from one
+CPU ``torch.Generator`` seeded from ``(seed, key)``, so a pass is a pure function of
+``(seed, key)``: resumed runs are bit-identical and CPU and CUDA see the same batches.
+
+Readers parse the on-disk formats themselves; torchvision is only used to download
+(its dataset classes verify MD5 sums, which small test files cannot pass).
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "imagefolder")
+
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+SVHN_MEAN = (0.4377, 0.4438, 0.4728)
+SVHN_STD = (0.1980, 0.2010, 0.1970)
+IMAGENET16_MEAN = (122.68 / 255, 116.66 / 255, 104.01 / 255)
+IMAGENET16_STD = (63.22 / 255, 61.26 / 255, 65.09 / 255)
+IMAGENET16_CLASSES = 120  # NAS-Bench-201's ImageNet16-120 keeps labels 1..120
+
+CIFAR10_DIR = "cifar-10-batches-py"
+CIFAR100_DIR = "cifar-100-python"
+SVHN_DIR = "svhn"
+IMAGENET16_DIR = "imagenet16"
+
+
+class DataError(Exception):
+    """Raised with one clear, actionable message (what is missing, where to put it)."""
+
+
+@dataclass
+class ImageSet:
+    """A whole dataset split in memory."""
+
+    images: torch.Tensor  # uint8, [N, H, W, 3], CPU
+    labels: torch.Tensor  # int64, [N]
+    num_classes: int
+    mean: tuple[float, float, float]  # per channel, in [0, 1] units
+    std: tuple[float, float, float]
+    padding: int  # RandomCrop padding
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_dataset(
+    name: str, root: str | Path, train: bool, download: bool = True, image_size: int = 32
+) -> ImageSet:
+    """Load the train or test split of dataset ``name`` from ``root``.
+
+    ``root`` is the data folder holding ``cifar-10-batches-py/``, ``cifar-100-python/``,
+    ``svhn/`` or ``imagenet16/``; for ``imagefolder`` it is the folder holding
+    ``train/<class>/*`` and ``test/<class>/*``. ``image_size`` is used by ``imagefolder``
+    only (images are resized to a square). CIFAR and SVHN are downloaded when missing
+    and ``download`` is true, unless the environment sets ``DARTS_PT_OFFLINE=1``.
+    """
+    key = name.lower()
+    root = Path(root).expanduser()
+    if key == "cifar10":
+        return _load_cifar10(root, train, download)
+    if key == "cifar100":
+        return _load_cifar100(root, train, download)
+    if key == "svhn":
+        return _load_svhn(root, train, download)
+    if key == "imagenet16-120":
+        return _load_imagenet16(root, train)
+    if key == "imagefolder":
+        return _load_imagefolder(root, train, image_size)
+    raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+def _load_cifar10(root: Path, train: bool, download: bool) -> ImageSet:
+    folder = root / CIFAR10_DIR
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    _ensure_files(
+        "CIFAR-10", folder, names, download,
+        fetch=lambda: _torchvision_download("CIFAR10", root, train),
+        how="download the 'CIFAR-10 python version' from "
+        f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}",
+    )
+    images, labels = _read_pickled_batches([folder / n for n in names], "labels", side=32)
+    return ImageSet(images, labels, 10, CIFAR10_MEAN, CIFAR10_STD, padding=4)
+
+
+def _load_cifar100(root: Path, train: bool, download: bool) -> ImageSet:
+    folder = root / CIFAR100_DIR
+    names = ["train" if train else "test"]
+    _ensure_files(
+        "CIFAR-100", folder, names, download,
+        fetch=lambda: _torchvision_download("CIFAR100", root, train),
+        how="download the 'CIFAR-100 python version' from "
+        f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}",
+    )
+    images, labels = _read_pickled_batches([folder / n for n in names], "fine_labels", side=32)
+    return ImageSet(images, labels, 100, CIFAR100_MEAN, CIFAR100_STD, padding=4)
+
+
+def _load_svhn(root: Path, train: bool, download: bool) -> ImageSet:
+    folder = root / SVHN_DIR
+    split = "train" if train else "test"
+    name = f"{split}_32x32.mat"
+    _ensure_files(
+        "SVHN", folder, [name], download,
+        fetch=lambda: _torchvision_download("SVHN", folder, train),
+        how=f"download {name} (format 2, cropped digits) from "
+        f"http://ufldl.stanford.edu/housenumbers/ into {folder}",
+    )
+    path = folder / name
+    try:
+        import scipy.io
+
+        mat = scipy.io.loadmat(str(path))
+        images = np.ascontiguousarray(mat["X"].transpose(3, 0, 1, 2))  # [32,32,3,N] -> NHWC
+        labels = mat["y"].astype(np.int64).reshape(-1)
+    except Exception as err:  # any parse failure means the file is unusable
+        raise DataError(f"could not read SVHN file {path}: {err}") from err
+    _check_images(images, labels, path, side=32)
+    labels[labels == 10] = 0  # SVHN stores digit 0 as label 10, torchvision maps it to 0
+    return ImageSet(_u8(images), torch.from_numpy(labels), 10, SVHN_MEAN, SVHN_STD, padding=4)
+
+
+def _load_imagenet16(root: Path, train: bool) -> ImageSet:
+    folder = root / IMAGENET16_DIR
+    names = [f"train_data_batch_{i}" for i in range(1, 11)] if train else ["val_data"]
+    _ensure_files(
+        "ImageNet16-120", folder, names, download=False, fetch=None,
+        how="download Imagenet16_train.zip and Imagenet16_val.zip (Downsampled ImageNet "
+        "16x16, pickle format) from https://image-net.org/download-images.php and "
+        f"extract the files into {folder}",
+    )
+    images, labels = _read_pickled_batches([folder / n for n in names], "labels", side=16)
+    # NAS-Bench-201 (use_num_of_class_only=120): keep labels 1..120, make them 0-based.
+    keep = (labels >= 1) & (labels <= IMAGENET16_CLASSES)
+    return ImageSet(
+        images[keep].contiguous(), labels[keep] - 1, IMAGENET16_CLASSES,
+        IMAGENET16_MEAN, IMAGENET16_STD, padding=2,
+    )
+
+
+def _load_imagefolder(root: Path, train: bool, image_size: int) -> ImageSet:
+    train_classes, train_files = _list_image_folder(root / "train")
+    if train:
+        files = train_files
+    else:
+        test_classes, files = _list_image_folder(root / "test")
+        if test_classes != train_classes:
+            raise DataError(
+                f"class folders of {root / 'test'} {test_classes} do not match those of "
+                f"{root / 'train'} {train_classes}; both splits need the same class folders"
+            )
+    images = _read_resized(files, image_size)
+    # The test split is normalised with the training statistics, as for CIFAR.
+    mean, std = _channel_stats(images if train else _read_resized(train_files, image_size))
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return ImageSet(images, labels, len(train_classes), mean, std, padding=image_size // 8)
+
+
+def _ensure_files(
+    label: str, folder: Path, names: Sequence[str], download: bool,
+    fetch: Callable[[], None] | None, how: str,
+) -> None:
+    """Make sure ``folder/names`` exist, downloading with ``fetch`` when allowed."""
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing and fetch is not None and download:
+        if os.environ.get("DARTS_PT_OFFLINE") == "1":
+            why = " (automatic download disabled by DARTS_PT_OFFLINE=1)"
+        else:
+            try:
+                fetch()
+                why = " (even after downloading)"
+            except Exception as err:  # no network, server down, ...: explain and stop
+                why = f" (automatic download failed: {err})"
+            missing = [n for n in names if not (folder / n).is_file()]
+    elif missing:
+        why = "" if fetch is None else " (download=False)"
+    if missing:
+        raise DataError(
+            f"{label} data not found{why}: expected {', '.join(missing)} in {folder}. "
+            f"To fix: {how}, or pass --data DIR pointing at a folder that already has them."
+        )
+
+
+def _torchvision_download(cls_name: str, root: Path, train: bool) -> None:
+    import torchvision.datasets as tvd
+
+    if cls_name == "SVHN":
+        tvd.SVHN(str(root), split="train" if train else "test", download=True)
+    else:
+        getattr(tvd, cls_name)(str(root), train=train, download=True)
+
+
+def _read_pickled_batches(
+    paths: Sequence[Path], label_key: str, side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read CIFAR/ImageNet16 pickles: 'data' rows are channel-major 3 x side x side."""
+    all_images, all_labels = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="latin1")
+            rows = np.asarray(entry["data"], dtype=np.uint8)
+            labels = np.asarray(entry[label_key], dtype=np.int64).reshape(-1)
+            images = rows.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)  # -> NHWC
+        except Exception as err:  # truncated, not a pickle, wrong keys or shape
+            raise DataError(f"could not read dataset file {path}: {err}") from err
+        _check_images(images, labels, path, side)
+        all_images.append(images)
+        all_labels.append(labels)
+    images = np.ascontiguousarray(np.concatenate(all_images))
+    return _u8(images), torch.from_numpy(np.concatenate(all_labels))
+
+
+def _check_images(images: np.ndarray, labels: np.ndarray, path: Path, side: int) -> None:
+    if images.shape[1:] != (side, side, 3) or len(images) != len(labels):
+        raise DataError(
+            f"dataset file {path} is malformed: {len(images)} images of shape "
+            f"{images.shape[1:]} and {len(labels)} labels (expected {side}x{side}x3 each)"
+        )
+
+
+def _u8(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+
+
+def _list_image_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Classes (sorted folder names) and (path, label) samples, as torchvision's ImageFolder."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    if not folder.is_dir():
+        raise DataError(
+            f"image folder {folder} not found: an imagefolder dataset needs "
+            f"{folder.parent}/train/<class>/<images> and {folder.parent}/test/<class>/<images>; "
+            "pass --data DIR pointing at the folder that holds train/ and test/"
+        )
+    try:
+        classes, class_to_idx = find_classes(str(folder))
+        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as err:  # no class folders, or a class without images
+        raise DataError(f"bad image folder {folder}: {err}") from err
+    return classes, samples
+
+
+def _read_resized(files: Sequence[tuple[str, int]], size: int) -> torch.Tensor:
+    """Read images as RGB, resized to size x size with PIL bilinear (torchvision's Resize)."""
+    from PIL import Image
+
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        try:
+            with Image.open(path) as img:
+                out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+        except Exception as err:  # unreadable or not an image
+            raise DataError(f"could not read image {path}: {err}") from err
+    return torch.from_numpy(out)
+
+
+def _channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple, tuple]:
+    """Per-channel mean and (population) std in [0, 1] units, exact via integer sums."""
+    s1, s2 = [0, 0, 0], [0, 0, 0]
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].reshape(-1, 3).to(torch.int64)
+        for c, (a, b) in enumerate(zip(x.sum(0).tolist(), (x * x).sum(0).tolist())):
+            s1[c] += a
+            s2[c] += b
+    n = images[..., 0].numel()
+    if n == 0:
+        raise DataError("cannot compute normalisation statistics of an empty training set")
+    mean = tuple(a / n / 255 for a in s1)
+    std = tuple(math.sqrt(max(b * n - a * a, 0)) / n / 255 for a, b in zip(s1, s2))
+    return mean, std
+
+
+def split_indices(n: int, train_portion: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """First floor(train_portion * n) indices and the rest, as DARTS splits its train set."""
+    split = int(math.floor(train_portion * n))
+    return torch.arange(split), torch.arange(split, n)
+
+
+# --------------------------------------------------------------------------- batches
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def stream_seed(seed: int, key: int | tuple[int, ...]) -> int:
+    """A stable 63-bit seed from (seed, key); unlike hash() it is the same in every process."""
+    h = 0
+    for part in (seed, *(key if isinstance(key, tuple) else (key,))):
+        h = _splitmix64(h ^ (int(part) & _MASK64))
+    return h >> 1
+
+
+# Columns of the per-pass random parameter table built by Batches._draw.
+_ORDER, _OFF_Y, _OFF_X, _FLIP, _CUT, _CUT_Y, _CUT_X = range(7)
+
+
+class Batches:
+    """Deterministic batches over ``data[indices]`` with optional training augmentation.
+
+    ``batches(key)`` yields one pass of ``(images, targets)``: float32 [B, 3, H, W]
+    normalised images and int64 targets on ``device``. Order and augmentation depend
+    only on ``(seed, key)``, never on the device.
+    """
+
+    def __init__(
+        self,
+        data: ImageSet,
+        indices: torch.Tensor | None,
+        batch_size: int,
+        *,
+        augment: bool,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        cutout_length: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        limit: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        images, labels = data.images, data.labels
+        if indices is not None:
+            indices = torch.as_tensor(indices, dtype=torch.int64)
+            images, labels = images[indices], labels[indices]
+        # Only the selected images go to the device, once, still as uint8.
+        self.images = images.to(self.device, non_blocking=True)
+        self.labels = labels.to(self.device, dtype=torch.int64, non_blocking=True)
+        self.batch_size = batch_size
+        self.augment = augment
+        self.seed = seed
+        self.cutout_length = cutout_length
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.limit = limit
+        self.padding = data.padding
+        self.mean = torch.tensor(data.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        self.std = torch.tensor(data.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        _, self.height, self.width, _ = self.images.shape
+        self._rows = torch.arange(self.height, device=self.device)
+        self._cols = torch.arange(self.width, device=self.device)
+
+    @property
+    def num_samples(self) -> int:
+        """Number of images selected (one pass visits each once, unless limited)."""
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        n = self.num_samples
+        count = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return count if self.limit is None else min(count, self.limit)
+
+    def __call__(
+        self, key: int | tuple[int, ...], cutout_prob: float = 0.0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass; ``cutout_prob`` is the per-image Cutout probability (DARTS ramps it)."""
+        if not 0.0 <= cutout_prob <= 1.0:
+            raise ValueError(f"cutout_prob must be in [0, 1], got {cutout_prob}")
+        params = self._draw(key, cutout_prob)
+        for b in range(len(self)):
+            p = params[b * self.batch_size : (b + 1) * self.batch_size]
+            order = p[:, _ORDER]
+            images, targets = self.images[order], self.labels[order]
+            yield self._transform(images, p), targets
+
+    def _draw(self, key: int | tuple[int, ...], cutout_prob: float) -> torch.Tensor:
+        """All random numbers of one pass, drawn on CPU, as an int64 [n, 7] table on device."""
+        n = self.num_samples
+        gen = torch.Generator().manual_seed(stream_seed(self.seed, key))
+        params = torch.zeros(n, 7, dtype=torch.int64)
+        params[:, _ORDER] = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        if self.augment:
+            # Drawn even when cutout is off so that the crops and flips do not depend on it.
+            span = 2 * self.padding + 1  # torchvision: offset uniform in [0, 2 * padding]
+            params[:, _OFF_Y : _OFF_X + 1] = torch.randint(0, span, (n, 2), generator=gen)
+            params[:, _FLIP] = torch.randint(0, 2, (n,), generator=gen)
+            params[:, _CUT] = torch.rand(n, generator=gen) < cutout_prob
+            params[:, _CUT_Y] = torch.randint(0, self.height, (n,), generator=gen)
+            params[:, _CUT_X] = torch.randint(0, self.width, (n,), generator=gen)
+        if self.device.type == "cuda":
+            params = params.pin_memory()  # lets the copy below run asynchronously
+        return params.to(self.device, non_blocking=True)
+
+    def _transform(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        if self.augment:
+            images = self._crop_flip(images, p[:, _OFF_Y], p[:, _OFF_X], p[:, _FLIP])
+        # As torchvision's ToTensor then Normalize: same float32 operations, same bits.
+        x = images.permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255)
+        x = x.sub_(self.mean).div_(self.std)
+        if self.augment and self.cutout_length > 0:
+            x = self._cutout(x, p[:, _CUT], p[:, _CUT_Y], p[:, _CUT_X])
+        return x
+
+    def _crop_flip(
+        self, images: torch.Tensor, off_y: torch.Tensor, off_x: torch.Tensor, flip: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-image RandomCrop(zero padding) then RandomHorizontalFlip, as one gather."""
+        n, h, w, c = images.shape
+        pad = self.padding
+        padded = images.new_zeros((n, h + 2 * pad, w + 2 * pad, c))
+        padded[:, pad : pad + h, pad : pad + w] = images
+        rows = off_y[:, None] + self._rows  # [n, h]
+        # A flipped crop reads the crop's columns right to left.
+        cols = off_x[:, None] + torch.where(flip[:, None] == 1, w - 1 - self._cols, self._cols)
+        batch = torch.arange(n, device=images.device)[:, None, None]
+        return padded[batch, rows[:, :, None], cols[:, None, :]]
+
+    def _cutout(
+        self, x: torch.Tensor, apply: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor
+    ) -> torch.Tensor:
+        """DARTS Cutout: zero [cy-L//2, cy+L//2) x [cx-L//2, cx+L//2), clipped to the image."""
+        half = self.cutout_length // 2
+        rows, cols = self._rows[None, :, None], self._cols[None, None, :]
+        in_rows = (rows >= (cy - half)[:, None, None]) & (rows < (cy + half)[:, None, None])
+        in_cols = (cols >= (cx - half)[:, None, None]) & (cols < (cx + half)[:, None, None])
+        hole = in_rows & in_cols & (apply[:, None, None] == 1)
+        return x.mul_((~hole).unsqueeze(1).to(x.dtype))  # DARTS multiplies by a 0/1 mask
