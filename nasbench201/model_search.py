@@ -1,0 +1,112 @@
+"""The NAS-Bench-201 supernet (weight-sharing network of DARTS-PT's NAS-Bench-201 search).
+
+The module holds the network weights only. The mixing weights (softmax of alpha, with
+projected edges replaced) come in as an argument of `forward`, so alpha and the projection
+state live elsewhere and the state_dict keeps the original DARTS-PT layout.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .operations import NB201_OPS, OPS, ResNetBasicblock
+
+NUM_NODES = 4
+# Edge 'i<-j' feeds node i from node j. Sorted order = alpha row order.
+EDGE_KEYS: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
+EDGE_INDEX: dict[str, int] = {key: e for e, key in enumerate(EDGE_KEYS)}
+
+# Per cell kind, per edge: the op indices whose mixing weight may be non-zero.
+Active = dict[str, list[list[int]]]
+
+
+def active_ops(weights: Mapping[str, Tensor]) -> Active:
+    """Indices of the non-zero mixing weights, per cell kind and edge.
+
+    One device-to-host transfer for all kinds together, so a forward that derives this
+    does not synchronise once per op.
+    """
+    masks = torch.cat([(w != 0).flatten() for w in weights.values()]).cpu()
+    out: Active = {}
+    start = 0
+    for kind, w in weights.items():
+        n_edges, n_ops = w.shape
+        rows = masks[start:start + n_edges * n_ops].view(n_edges, n_ops).tolist()
+        out[kind] = [[k for k, nonzero in enumerate(row) if nonzero] for row in rows]
+        start += n_edges * n_ops
+    return out
+
+
+def _total(tensors: list[Tensor]) -> Tensor:
+    """Left-to-right sum (like Python's sum, without its extra `0 +` copy)."""
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = out + t
+    return out
+
+
+class SearchCell(nn.Module):
+    """4-node cell; every edge is a mixture of all candidate ops (stride 1, C -> C)."""
+
+    def __init__(self, C: int, ops: Sequence[str] = NB201_OPS) -> None:
+        super().__init__()
+        # BN inside search cells: affine=False, track_running_stats=True (as in DARTS-PT).
+        self.edges = nn.ModuleDict(
+            {key: nn.ModuleList([OPS[name](C, C, 1, False, True) for name in ops]) for key in EDGE_KEYS})
+        # `none` outputs zeros: computing it would only add 0.
+        self._skipped = frozenset(k for k, name in enumerate(ops) if name == "none")
+
+    def forward(self, x: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
+        """weights: [6, num_ops] mixing weights; active[e]: ops of edge e to compute."""
+        nodes = [x]
+        for i in range(1, NUM_NODES):
+            # Sum per edge, then over edges, as the original does (same rounding).
+            edge_outs = []
+            for j in range(i):
+                e = EDGE_INDEX[f"{i}<-{j}"]
+                edge_ops = self.edges[EDGE_KEYS[e]]
+                terms = [edge_ops[k](nodes[j]) * weights[e, k] for k in active[e] if k not in self._skipped]
+                if terms:
+                    edge_outs.append(_total(terms))
+            # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
+            nodes.append(_total(edge_outs) if edge_outs else torch.zeros_like(x))
+        return nodes[-1]
+
+
+class NB201Supernet(nn.Module):
+    """stem -> N cells (C) -> res block -> N cells (2C) -> res block -> N cells (4C) -> head."""
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10,
+                 ops: Sequence[str] = NB201_OPS) -> None:
+        super().__init__()
+        unknown = [name for name in ops if name not in OPS]
+        if unknown:
+            raise ValueError(f"unknown NAS-Bench-201 ops {unknown}; known: {list(OPS)}")
+        self.ops = tuple(ops)
+        self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C))
+        cells: list[nn.Module] = []
+        for stage, channels in enumerate((C, 2 * C, 4 * C)):
+            if stage > 0:
+                cells.append(ResNetBasicblock(channels // 2, channels, 2))
+            cells += [SearchCell(channels, self.ops) for _ in range(N)]
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4 * C, num_classes)
+
+    def arch_shapes(self) -> dict[str, tuple[int, int]]:
+        """Shape of the mixing weights per cell kind (all cells share one)."""
+        return {"cell": (len(EDGE_KEYS), len(self.ops))}
+
+    def forward(self, x: Tensor, weights: dict[str, Tensor], active: Active | None = None) -> Tensor:
+        """Logits. weights["cell"]: [6, num_ops]; `active` spares reading weights on the host."""
+        if active is None:
+            active = active_ops(weights)
+        w, act = weights["cell"], active["cell"]
+        feature = self.stem(x)
+        for cell in self.cells:
+            feature = cell(feature, w, act) if isinstance(cell, SearchCell) else cell(feature)
+        out = self.global_pooling(self.lastact(feature))
+        return self.classifier(out.flatten(1))

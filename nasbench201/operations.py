@@ -1,0 +1,124 @@
+"""Candidate operations of the NAS-Bench-201 space.
+
+A faithful copy of NAS-Bench-201's cell_operations.py (the code DARTS-PT builds on): the
+module layout (e.g. ``ReLUConvBN.op`` = ReLU, Conv, BN) fixes the state_dict key names, so
+checkpoints of the original code load unchanged.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+class ReLUConvBN(nn.Module):
+    def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
+                 affine: bool, track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.op = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+
+class Identity(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Zero(nn.Module):
+    """The `none` op: zeros of the output shape."""
+
+    def __init__(self, C_out: int, stride: int) -> None:
+        super().__init__()
+        self.C_out, self.stride = C_out, stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        s = self.stride
+        return x.new_zeros(n, self.C_out, -(-h // s), -(-w // s))
+
+
+class FactorizedReduce(nn.Module):
+    """skip_connect when the shape changes: two offset 1x1 stride-2 convs (or one 1x1 conv)."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool,
+                 track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.stride = stride
+        if stride == 2:
+            self.relu = nn.ReLU(inplace=False)
+            halves = [C_out // 2, C_out - C_out // 2]
+            self.convs = nn.ModuleList(nn.Conv2d(C_in, c, 1, stride=2, padding=0, bias=False) for c in halves)
+            self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0)
+        elif stride == 1:
+            self.conv = nn.Conv2d(C_in, C_out, 1, stride=1, padding=0, bias=False)
+        else:
+            raise ValueError(f"FactorizedReduce: invalid stride {stride}")
+        self.bn = nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 2:
+            x = self.relu(x)
+            y = self.pad(x)
+            out = torch.cat([self.convs[0](x), self.convs[1](y[:, :, 1:, 1:])], dim=1)
+        else:
+            out = self.conv(x)
+        return self.bn(out)
+
+
+class AvgPool(nn.Module):
+    """avg_pool_3x3, with a 1x1 ReLUConvBN in front only when the channel count changes."""
+
+    def __init__(self, C_in: int, C_out: int, stride: int, affine: bool,
+                 track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.preprocess = (None if C_in == C_out
+                           else ReLUConvBN(C_in, C_out, 1, 1, 0, affine, track_running_stats))
+        self.op = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        return self.op(x)
+
+
+def _skip(C_in: int, C_out: int, stride: int, affine: bool, track: bool) -> nn.Module:
+    if stride == 1 and C_in == C_out:
+        return Identity()
+    return FactorizedReduce(C_in, C_out, stride, affine, track)
+
+
+# name -> constructor (C_in, C_out, stride, affine, track_running_stats)
+OPS: dict[str, Callable[[int, int, int, bool, bool], nn.Module]] = {
+    "none": lambda C_in, C_out, stride, affine, track: Zero(C_out, stride),
+    "skip_connect": _skip,
+    "nor_conv_1x1": lambda C_in, C_out, stride, affine, track: ReLUConvBN(C_in, C_out, 1, stride, 0, affine, track),
+    "nor_conv_3x3": lambda C_in, C_out, stride, affine, track: ReLUConvBN(C_in, C_out, 3, stride, 1, affine, track),
+    "avg_pool_3x3": lambda C_in, C_out, stride, affine, track: AvgPool(C_in, C_out, stride, affine, track),
+}
+
+
+class ResNetBasicblock(nn.Module):
+    """The stride-2 residual block between stages (BN affine, as in NAS-Bench-201)."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 2) -> None:
+        super().__init__()
+        if stride != 2:
+            raise ValueError(f"ResNetBasicblock: only stride 2 is used between stages, got {stride}")
+        self.conv_a = ReLUConvBN(inplanes, planes, 3, stride, 1, affine=True)
+        self.conv_b = ReLUConvBN(planes, planes, 3, 1, 1, affine=True)
+        self.downsample = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(inplanes, planes, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
