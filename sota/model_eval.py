@@ -1,0 +1,117 @@
+"""Evaluation network built from a genotype (quark0/darts model.py NetworkCIFAR).
+
+Module names follow the original so DARTS / DARTS-PT evaluation checkpoints load unchanged.
+The trainer sets `drop_path_prob` (ramped over training); drop path applies in training
+mode to every op of a cell except identities.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sota.genotypes import Genotype
+from sota.operations import OPS, FactorizedReduce, ReLUConvBN
+
+
+def drop_path(x: Tensor, drop_prob: float) -> Tensor:
+    """Zero whole samples with probability drop_prob, scaling the kept ones by 1/keep."""
+    keep_prob = 1.0 - drop_prob
+    mask = torch.empty(x.size(0), 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep_prob)
+    return x.div(keep_prob).mul(mask)
+
+
+class Cell(nn.Module):
+    def __init__(self, genotype: Genotype, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
+                 reduction_prev: bool) -> None:
+        super().__init__()
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0)
+        edges = genotype.reduce if reduction else genotype.normal
+        self._concat = list(genotype.reduce_concat if reduction else genotype.normal_concat)
+        self.multiplier = len(self._concat)
+        self._steps = len(edges) // 2
+        self._indices = [j for _, j in edges]
+        self._ops = nn.ModuleList(OPS[name](C, 2 if reduction and j < 2 else 1, True) for name, j in edges)
+
+    def forward(self, s0: Tensor, s1: Tensor, drop_prob: float) -> Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for i in range(self._steps):
+            edges = (2 * i, 2 * i + 1)
+            hs = [self._ops[e](states[self._indices[e]]) for e in edges]
+            if self.training and drop_prob > 0:
+                # both ops first, then the masks: the RNG order of the original
+                hs = [h if isinstance(self._ops[e], nn.Identity) else drop_path(h, drop_prob)
+                      for e, h in zip(edges, hs)]
+            states.append(hs[0] + hs[1])
+        return torch.cat([states[i] for i in self._concat], dim=1)
+
+
+class AuxiliaryHeadCIFAR(nn.Module):
+    """Auxiliary classifier on the 8x8 feature map after the second reduction."""
+
+    def __init__(self, C: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.Conv2d(C, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=False),
+            nn.Conv2d(128, 768, 2, bias=False),
+            nn.BatchNorm2d(768),
+            nn.ReLU(inplace=False),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class NetworkCIFAR(nn.Module):
+    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Genotype) -> None:
+        super().__init__()
+        self._layers = layers
+        self._auxiliary = auxiliary
+        self.drop_path_prob = 0.0
+        stem_multiplier = 3
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            cell = Cell(genotype, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            self.cells.append(cell)
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
+            if i == self._aux_position():
+                C_to_auxiliary = C_prev
+        if auxiliary:
+            self.auxiliary_head = AuxiliaryHeadCIFAR(C_to_auxiliary, num_classes)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def _aux_position(self) -> int:
+        return 2 * self._layers // 3
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(logits, auxiliary logits); the latter only in training mode with the head."""
+        logits_aux = None
+        s0 = s1 = self.stem(x)
+        for i, cell in enumerate(self.cells):
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
+            if i == self._aux_position() and self._auxiliary and self.training:
+                logits_aux = self.auxiliary_head(s1)
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1)), logits_aux
+
+
+def count_parameters_mb(model: nn.Module) -> float:
+    """Parameters in millions, without the auxiliary head (as DARTS reports model size)."""
+    return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e6

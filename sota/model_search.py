@@ -1,0 +1,156 @@
+"""DARTS-space weight-sharing supernet (after DARTS-PT sota/cnn/model_search.py).
+
+The architecture parameters are not part of the model: `forward` receives the mixing
+weights ({"normal": [14, n], "reduce": [14, n]}), typically softmax(alpha) with projected
+rows replaced, so the state_dict keeps DARTS-PT's layout and alpha handling stays with
+the caller.
+
+A mixed op computes only the ops whose weight is not exactly 0 (projection sets removed
+ops and dropped edges to 0) and never the `none` op, whose output is zero anyway. Which
+ops may be non-zero is passed as host-side lists (`active`), so the forward needs no
+device-to-host synchronisation; `active_ops` derives them from the weights with a single
+transfer when the caller does not track them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from sota.genotypes import Genotype, parse_genotype
+from sota.operations import OPS, FactorizedReduce, ReLUConvBN
+from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
+
+Active = dict[str, list[list[int]]]
+
+
+def active_ops(weights: dict[str, Tensor]) -> Active:
+    """Per kind and edge, the indices of ops whose weight is not exactly 0 (one host sync)."""
+    flat = torch.cat([w.detach().reshape(-1) for w in weights.values()]).ne(0).cpu()
+    out, start = {}, 0
+    for kind, w in weights.items():
+        rows = flat[start:start + w.numel()].reshape(w.shape)
+        out[kind] = [row.nonzero().flatten().tolist() for row in rows]
+        start += w.numel()
+    return out
+
+
+class MixedOp(nn.Module):
+    """One edge: sum_k w_k * op_k(x) over the edge's candidate ops."""
+
+    def __init__(self, C: int, stride: int, primitives: list[str]) -> None:
+        super().__init__()
+        self.primitives = list(primitives)
+        self._ops = nn.ModuleList()
+        for name in primitives:
+            op = OPS[name](C, stride, False)
+            if "pool" in name:  # parameter-free pools get a BN so their scale matches the convs
+                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+            self._ops.append(op)
+
+    def forward(self, x: Tensor, weights: Tensor, active: list[int]) -> Tensor | None:
+        """`weights`: [num_ops]; `active`: indices that may be non-zero. None when the edge
+        contributes nothing (all active ops are `none`, or no op is active)."""
+        terms = [weights[k] * self._ops[k](x) for k in active if self.primitives[k] != "none"]
+        return sum(terms[1:], terms[0]) if terms else None
+
+
+class SearchCell(nn.Module):
+    def __init__(self, primitives: list[list[str]], steps: int, multiplier: int, C_prev_prev: int,
+                 C_prev: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self._steps = steps
+        self._multiplier = multiplier
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self._ops = nn.ModuleList()
+        for i in range(steps):
+            for j in range(2 + i):
+                stride = 2 if reduction and j < 2 else 1
+                self._ops.append(MixedOp(C, stride, primitives[len(self._ops)]))
+
+    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        stride = 2 if self.reduction else 1
+        edge = 0
+        for _ in range(self._steps):
+            terms = []
+            for h in states:
+                out = self._ops[edge](h, weights[edge], active[edge])
+                if out is not None:
+                    terms.append(out)
+                edge += 1
+            if terms:
+                states.append(sum(terms[1:], terms[0]))
+            else:  # every incoming edge was dropped: the node is zero
+                states.append(torch.zeros_like(states[0][:, :, ::stride, ::stride]))
+        return torch.cat(states[-self._multiplier:], dim=1)
+
+
+class DartsSupernet(nn.Module):
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, space: str = "s5",
+                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3) -> None:
+        super().__init__()
+        if sum(2 + i for i in range(steps)) != NUM_EDGES:
+            raise ValueError(f"the search spaces define {NUM_EDGES} edges, i.e. steps=4; got steps={steps}")
+        self.space_name = space
+        self._primitives = get_space(space)
+        self._steps = steps
+        self._arch_shapes = {kind: (NUM_EDGES, self._op_count(kind)) for kind in KIND_KEYS}
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            if reduction:
+                C_curr *= 2
+            kind = "reduce" if reduction else "normal"
+            self.cells.append(SearchCell(self.edge_ops(kind), steps, multiplier, C_prev_prev, C_prev,
+                                         C_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def edge_ops(self, kind: str) -> list[list[str]]:
+        """Candidate op names of each edge for kind "normal" or "reduce"."""
+        if kind not in KIND_KEYS:
+            raise ValueError(f"unknown cell kind {kind!r}; valid: {', '.join(KIND_KEYS)}")
+        return [list(ops) for ops in self._primitives[KIND_KEYS[kind]]]
+
+    def arch_shapes(self) -> dict[str, tuple[int, int]]:
+        """Shapes of the mixing weights (and of alpha) per cell kind."""
+        return dict(self._arch_shapes)
+
+    def _op_count(self, kind: str) -> int:
+        # alpha is a dense [14, n] matrix, so every edge needs the same number of candidates
+        counts = {len(ops) for ops in self.edge_ops(kind)}
+        if len(counts) != 1:
+            raise ValueError(f"space {self.space_name!r}: {kind} edges differ in op count {sorted(counts)}")
+        return counts.pop()
+
+    def genotype(self, weights: dict[str, Tensor]) -> Genotype:
+        """DARTS-style genotype of the given mixing weights."""
+        return parse_genotype(weights, {kind: self.edge_ops(kind) for kind in KIND_KEYS}, self._steps)
+
+    def forward(self, x: Tensor, weights: dict[str, Tensor], active: Active | None = None) -> Tensor:
+        self._check_weights(weights)
+        if active is None:
+            active = active_ops({kind: weights[kind] for kind in KIND_KEYS})
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, weights[kind], active[kind])
+        out = self.global_pooling(s1)
+        return self.classifier(out.flatten(1))
+
+    def _check_weights(self, weights: dict[str, Tensor]) -> None:
+        for kind, shape in self._arch_shapes.items():
+            if kind not in weights or tuple(weights[kind].shape) != shape:
+                got = tuple(weights[kind].shape) if kind in weights else "missing"
+                raise ValueError(f"weights[{kind!r}] must have shape {shape}, got {got}")
