@@ -104,6 +104,8 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
              f" test_acc {row['test_acc']:.2f}" if "test_acc" in row else "")
     log.info("genotype = %s", row["genotype"])
     softmax = trainer.arch.softmax()
+    row["softmax"] = {kind: [[round(v, 5) for v in r] for r in w.detach().cpu().tolist()]
+                      for kind, w in softmax.items()}
     for kind, w in softmax.items():
         log.info("softmax(alpha) %s:\n%s", kind, _format_matrix(w))
     if row["benchmark"]:
