@@ -115,6 +115,8 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
         append_jsonl(folder / "history.jsonl", row)
+    if start < plan.tune_epochs:  # the tuned, fully projected supernet
+        _save(trainer, folder, plan.tune_epochs, rounds, timer)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
                   projection_time_s=round(timer.elapsed(), 1))

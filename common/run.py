@@ -64,7 +64,9 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
     train_set, test_set = (load_dataset(args.dataset, args.data, train=t, image_size=args.image_size)
                            for t in (True, False))
     data = search_data(args, train_set, test_set, device)
-    new_run_dir(folder, resume=folder.exists() and not args.overwrite, overwrite=args.overwrite)
+    resuming = proj_resume is not None if args.dev == "proj" else resume_epoch > 0
+    new_run_dir(folder, resume=resuming or (args.dev == "proj" and folder.exists() and not args.overwrite),
+                overwrite=args.overwrite)
     setup_logging(folder / "log.txt")
     log.info("args = %s", vars(args))
     log.info("device = %s, experiment folder = %s", device, folder)
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
         seed_everything(args.seed, args.deter)  # the projection's randomness depends on its own seed
         return run_projection(trainer, folder, build_plan(args, space), board, proj_resume, result)
     except BaseException as e:
-        _mark_failed(folder, e)
+        mark_failed(folder, e)
         raise
     finally:
         board.close()
@@ -182,7 +184,7 @@ def _search_time(search_folder: Path, state: dict) -> float | None:
         return None
 
 
-def _mark_failed(folder: Path, error: BaseException) -> None:
+def mark_failed(folder: Path, error: BaseException) -> None:
     path = folder / "result.json"
     try:
         result = json.loads(path.read_text())

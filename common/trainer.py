@@ -103,7 +103,7 @@ class Trainer:
                     tuning: bool = False) -> tuple[float, float]:
         self.model.train()
         keys = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
-        stats = _Stats(self.device)
+        stats = Stats(self.device)
         n_steps = len(self.data.train)
         for step, ((x, y), (xa, ya)) in enumerate(self._pairs(keys, epoch, cutout_prob)):
             if train_alpha:
@@ -112,7 +112,7 @@ class Trainer:
             stats.add(logits, y, loss)
             if step % self.args.report_freq == 0 or step == n_steps - 1:
                 acc, avg = stats.result()  # the only host sync inside an epoch
-                _check_finite(avg, f"training loss at epoch {epoch} step {step}")
+                check_finite(avg, f"training loss at epoch {epoch} step {step}")
                 log.info("train %03d/%03d loss %.4f acc %.2f", step, n_steps, avg, acc)
         return stats.result()
 
@@ -132,7 +132,7 @@ class Trainer:
         self.model.train(train_mode)
         if weights is None:
             weights, active = self.arch.weights(), self.arch.active()
-        stats = _Stats(self.device)
+        stats = Stats(self.device)
         for x, y in batches(key, cutout_prob):
             logits = self.model(x, weights, active)
             stats.add(logits, y, self.criterion(logits, y))
@@ -145,7 +145,7 @@ class Trainer:
                 "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict()}
 
 
-class _Stats:
+class Stats:
     """Running loss and accuracy kept on the device, read back only when asked."""
 
     def __init__(self, device: torch.device) -> None:
@@ -164,8 +164,11 @@ class _Stats:
         return 100.0 * self.correct.item() / self.n, self.loss.item() / self.n
 
 
-def _check_finite(value: float, what: str) -> None:
+SEARCH_HINT = ("lower --learning_rate or --arch_learning_rate, or resume from an earlier checkpoint "
+               "with --resume_epoch.")
+
+
+def check_finite(value: float, what: str, hint: str = SEARCH_HINT) -> None:
+    """Stop a diverged run; the caller writes checkpoints only after this check passes."""
     if not math.isfinite(value):
-        raise DivergedError(f"{what} is {value}: training diverged. The last good checkpoint is kept; "
-                            "lower --learning_rate or --arch_learning_rate, or resume from an earlier "
-                            "checkpoint with --resume_epoch.")
+        raise DivergedError(f"{what} is {value}: training diverged. The last good checkpoint is kept; {hint}")

@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,9 @@ from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_
 from common.data import DATASETS, Batches, load_dataset
 from common.device import select_device
 from common.experiment import REPO_ROOT, Board, Timer, append_jsonl, new_run_dir, setup_logging, write_json
-from common.run import USER_ERRORS, Layout, _mark_failed, search_target, seed_everything
+from common.run import USER_ERRORS, Layout, mark_failed, search_target, seed_everything
 from common.search import checkpoint_path, truncate_history
-from common.trainer import EVAL_TEST, TRAIN, DivergedError, _Stats
+from common.trainer import EVAL_TEST, TRAIN, Stats, check_finite
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -142,7 +141,7 @@ class Run:
         args, model = self.args, self.model
         model.train()
         model.drop_path_prob = args.drop_path_prob * epoch / args.epochs
-        stats = _Stats(self.device)
+        stats = Stats(self.device)
         cutout_prob = args.cutout_prob if args.cutout else 0.0
         for step, (x, y) in enumerate(self.train_batches((TRAIN, epoch), cutout_prob)):
             self.optimizer.zero_grad(set_to_none=True)
@@ -164,7 +163,7 @@ class Run:
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
         self.model.eval()
-        stats = _Stats(self.device)
+        stats = Stats(self.device)
         for step, (x, y) in enumerate(self.test_batches((EVAL_TEST,))):
             logits, _ = self.model(x)
             stats.add(logits, y, self.criterion(logits, y))
@@ -218,7 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         return train(r, folder, genotype, state, board)
     except BaseException as e:
-        _mark_failed(folder, e)
+        mark_failed(folder, e)
         raise
     finally:
         board.close()
@@ -253,16 +252,15 @@ def train(r: Run, folder: Path, genotype: Genotype, state: dict[str, Any], board
     return result
 
 
-def _log_step(what: str, step: int, stats: _Stats) -> float:
+def _log_step(what: str, step: int, stats: Stats) -> float:
     acc, loss = stats.result()
     log.info("%s %03d %e %f", what, step, loss, acc)
     return loss
 
 
 def _check_finite(loss: float, epoch: int) -> None:
-    if not math.isfinite(loss):
-        raise DivergedError(f"training loss is {loss} at epoch {epoch}: training diverged. The last checkpoint "
-                            "is kept; start again with a lower --learning_rate (and --expid_tag or --overwrite).")
+    check_finite(loss, f"training loss at epoch {epoch}",
+                 "start again with a lower --learning_rate (and --expid_tag or --overwrite).")
 
 
 def _accuracies(best_acc: float | None, test_acc: float | None, timer: Timer) -> dict[str, Any]:

@@ -1,0 +1,194 @@
+"""NAS-Bench-201 end to end through the real exp_scripts: search, projection, resume, bad inputs."""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nasbench201.genotypes import parse_arch
+from tests.conftest import REPO, read_json, run_script
+
+TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
+        "--gpu", "cpu", "--no_tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> tuple[Path, dict]:
+    from tests.fixtures.nb201_bench import nb201_archs, write_tiny_benchmark
+
+    path = tmp_path_factory.mktemp("bench") / "NAS-Bench-201-tiny.pth"
+    return path, write_tiny_benchmark(path, nb201_archs())
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, cifar10_dir, bench) -> list[str]:
+    exp = tmp_path_factory.mktemp("exp")
+    return ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *TINY]
+
+
+def exp_dir(env: list[str]) -> Path:
+    return Path(env[env.index("--exp_root") + 1]) / "nasbench201"
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("method", ["darts", "blank"])
+def test_search_then_projection(env, bench, method):
+    run_script(f"{method}-201.sh", *env, "--epochs", "2", "--ckpt_interval", "1")
+    folder = exp_dir(env) / f"search-{method}-201-1"
+    result = read_json(folder / "result.json")
+    assert result["status"] == "finished" and result["method"] == method and result["seed"] == 1
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    assert {p.name for p in folder.glob("checkpoint_*")} == {"checkpoint_1.pth.tar", "checkpoint_2.pth.tar"}
+    alphas = [torch.load(folder / f"checkpoint_{e}.pth.tar", weights_only=True)["alpha"][0] for e in (1, 2)]
+    assert torch.equal(alphas[0], alphas[1]) == (method == "blank")  # fix-alpha never moves alpha
+
+    run_script(f"{method}-proj-201.sh", *env, "--resume_epoch", "2", "--proj_intv", "1")
+    proj = folder / "{}-proj-201-seed1-acc-intv1-ep2".format(method)
+    result = read_json(proj / "result.json")
+    assert result["status"] == "finished"
+    assert len(parse_arch(result["genotype"])) == 3
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    assert result["search_time_s"] > 0 and result["projection_time_s"] > 0
+    # six projections, one per edge: the final supernet is one-hot on every edge
+    last = torch.load(proj / "checkpoint_6.pth.tar", weights_only=True)  # the tuned, projected supernet
+    assert last["projections"] == 6 and all(last["projection"]["decided"]["cell"])
+    assert all(int(row.sum()) == 1 and int((row != 0).sum()) == 1 for row in last["projection"]["proj_weights"]["cell"])
+    history = [l for l in (proj / "history.jsonl").read_text().splitlines() if l]
+    assert len(history) == 6
+
+
+def _kill_when(cmd: list[str], marker: Path) -> None:
+    """Start a run and SIGKILL it as soon as `marker` appears (a real interruption)."""
+    proc = subprocess.Popen(cmd, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert marker.exists()
+
+
+def test_search_kill_and_resume_matches_uninterrupted(env):
+    args = [*env, "--epochs", "3", "--ckpt_interval", "1", "--seed", "5"]
+    run_script("darts-201.sh", *args, "--expid_tag", "full")
+    script = str(REPO / "exp_scripts" / "darts-201.sh")
+    killed = exp_dir(env) / "search-darts-201-5-cut"
+    _kill_when(["bash", script, *args, "--expid_tag", "cut"], killed / "checkpoint_1.pth.tar")
+    for later in (killed / "checkpoint_2.pth.tar", killed / "checkpoint_3.pth.tar"):
+        later.unlink(missing_ok=True)  # as if the kill came right after checkpoint 1
+    run_script("darts-201.sh", *args, "--expid_tag", "cut", "--resume_epoch", "-1")
+    full = exp_dir(env) / "search-darts-201-5-full"
+    assert read_json(killed / "result.json")["genotype"] == read_json(full / "result.json")["genotype"]
+    a, b = (torch.load(f / "checkpoint_3.pth.tar", weights_only=True) for f in (full, killed))
+    assert torch.equal(a["alpha"][0], b["alpha"][0])
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert len((killed / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_projection_kill_and_resume_matches_uninterrupted(env):
+    run_script("darts-201.sh", *env, "--epochs", "1", "--seed", "7")
+    proj = [*env, "--seed", "7", "--resume_epoch", "1", "--proj_intv", "1"]
+    run_script("darts-proj-201.sh", *proj, "--log_tag", "full")
+    base = exp_dir(env) / "search-darts-201-7"
+    cut = base / "darts-proj-201-seed7-acc-intv1-ep1-cut"
+    script = str(REPO / "exp_scripts" / "darts-proj-201.sh")
+    _kill_when(["bash", script, *proj, "--log_tag", "cut"], cut / "checkpoint_2.pth.tar")
+    for e in range(3, 7):
+        (cut / f"checkpoint_{e}.pth.tar").unlink(missing_ok=True)
+    out = run_script("darts-proj-201.sh", *proj, "--log_tag", "cut")  # resumes by itself
+    assert "resumed projection at tuning epoch 2" in out.stdout
+    full = read_json(base / "darts-proj-201-seed7-acc-intv1-ep1-full" / "result.json")
+    resumed = read_json(cut / "result.json")
+    assert resumed["genotype"] == full["genotype"] and resumed["benchmark"] == full["benchmark"]
+    # a finished projection is never redone silently
+    again = run_script("darts-proj-201.sh", *proj, "--log_tag", "cut", check=False)
+    assert again.returncode != 0 and "already finished" in again.stdout + again.stderr
+
+
+def test_original_layout_checkpoint_loads(env, tmp_path):
+    """A checkpoint as the original code wrote it (alpha as a Parameter list, no RNG state)."""
+    from nasbench201.model_search import NB201Supernet
+
+    model = NB201Supernet(4, 1, 10)
+    alpha = torch.nn.Parameter(1e-3 * torch.randn(6, 5))
+    w_opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9)
+    a_opt = torch.optim.Adam([alpha], 3e-4, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, 100.0, eta_min=0.001)
+    folder = exp_dir(env) / "search-original-1"
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 100, "state_dict": model.state_dict(), "alpha": [alpha],
+                "optimizer": w_opt.state_dict(), "arch_optimizer": a_opt.state_dict(),
+                "scheduler": sched.state_dict()}, folder / "checkpoint_100.pth.tar")
+    run_script("darts-proj-201.sh", *env, "--resume_expid", "search-original-1", "--resume_epoch", "-1",
+               "--proj_intv", "1")
+    assert read_json(folder / "darts-proj-201-seed1-acc-intv1-ep100" / "result.json")["status"] == "finished"
+
+
+def _fails(script: str, *args: str, env_vars: dict | None = None) -> str:
+    proc = run_script(script, *args, env=env_vars, check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out  # one clear message, not a stack trace
+    return out
+
+
+def test_bad_inputs_fail_clearly_and_change_nothing(env, tmp_path):
+    run_script("darts-201.sh", *env, "--epochs", "1", "--seed", "9")
+    folder = exp_dir(env) / "search-darts-201-9"
+    before = tree_digest(folder)
+
+    msg = _fails("darts-201.sh", *env, "--epochs", "1", "--seed", "9")
+    assert "already exists" in msg and "--resume_epoch" in msg and "--overwrite" in msg and "--expid_tag" in msg
+    msg = _fails("darts-201.sh", *env, "--seed", "9", "--dataset", "mnist")
+    assert "mnist" in msg and "cifar10" in msg
+    msg = _fails("darts-proj-201.sh", *env, "--resume_expid", "search-nope-1")
+    assert "search-nope-1" in msg and "does not exist" in msg
+    msg = _fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "7")
+    assert "checkpoint_7.pth.tar not found" in msg and "[1]" in msg
+    assert tree_digest(folder) == before
+
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    msg = _fails("darts-201.sh", *env, "--seed", "10", "--data", str(empty), env_vars={"DARTS_PT_OFFLINE": "1"})
+    assert str(empty) in msg and "cifar-10-batches-py" in msg
+    assert not (exp_dir(env) / "search-darts-201-10").exists()
+
+    (folder / "checkpoint_1.pth.tar").write_bytes(b"not a checkpoint")
+    msg = _fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "1")
+    assert "cannot read checkpoint" in msg
+
+
+def test_divergence_stops_with_clear_message(env):
+    msg = _fails("darts-201.sh", *env, "--epochs", "2", "--seed", "11", "--learning_rate", "1e12",
+                 "--report_freq", "1")
+    assert "diverged" in msg
+    folder = exp_dir(env) / "search-darts-201-11"
+    assert read_json(folder / "result.json")["status"] == "failed"
+    assert not list(folder.glob("checkpoint_*"))
+
+
+def test_checkpoint_reading_runs_no_code(tmp_path):
+    """weights_only loading: a pickle that would run code is refused, not executed."""
+    from common.checkpoint import CheckpointError, load_checkpoint
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    torch.save({"epoch": 1, "evil": Evil()}, tmp_path / "evil.pth.tar")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pth.tar")
+    assert not marker.exists()

@@ -1,0 +1,80 @@
+"""DARTS space end to end through the real exp_scripts: search, two-stage projection, eval by name."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from sota.genotypes import genotype_from_string, get_genotype
+from sota.spaces import NODE_EDGES
+from tests.conftest import read_json, run_script
+
+TINY = ["--batch_size", "48", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
+        "--gpu", "cpu", "--no_tensorboard"]
+
+
+@pytest.mark.parametrize("space,dataset,script", [("s3", "cifar10", "darts"), ("s4", "svhn", "sdarts-rs")])
+def test_search_projection_eval(tmp_path, cifar10_dir, svhn_dir, space, dataset, script):
+    data = str(cifar10_dir if dataset == "cifar10" else svhn_dir)
+    common = ["--data", data, "--exp_root", str(tmp_path), "--space", space, "--dataset", dataset, *TINY]
+    run_script(f"{script}-sota.sh", *common, "--epochs", "2", "--ckpt_interval", "1")
+    folder = tmp_path / "sota" / dataset / f"search-{script}-sota-{space}-2"
+    result = read_json(folder / "result.json")
+    assert result["status"] == "finished" and result["space"] == space
+    assert {p.name for p in folder.glob("checkpoint_*")} == {"checkpoint_1.pth.tar", "checkpoint_2.pth.tar"}
+
+    run_script(f"{script}-proj-sota.sh", *common, "--resume_epoch", "2", "--proj_intv", "1")
+    proj = folder / f"{script}-proj-sota-seed2-acc-intv1-ep2"
+    result = read_json(proj / "result.json")
+    assert result["status"] == "finished"
+    genotype = genotype_from_string(result["genotype"])
+    # the registered genotype is the projected one, and eval scripts find it by name
+    assert get_genotype(result["genotype_name"], tmp_path / "sota" / "genotypes") == genotype
+    assert read_json(proj / "genotype.json")["name"] == result["genotype_name"]
+    assert (proj / "genotype.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (proj / "genotype.pdf").is_file()
+    assert 0 < result["eval_size"]["params_mb"] < result["eval_size"]["params_mb_with_aux"]
+    # after topology projection every node keeps exactly two incoming edges
+    final = _final_weights(proj / "checkpoint_17.pth.tar")
+    for kind in ("normal", "reduce"):
+        for node, edges in NODE_EDGES.items():
+            assert sum(bool(final[kind][e].any()) for e in edges) == 2, (kind, node)
+        assert all(int((row != 0).sum()) <= 1 for row in final[kind])  # one op per kept edge
+
+    eval_script = {"cifar10": "eval.sh", "svhn": "eval-svhn.sh"}[dataset]
+    run_script(eval_script, "--arch", result["genotype_name"], "--data", data, "--exp_root", str(tmp_path),
+               "--init_channels", "4", "--layers", "3", "--batch_size", "48", "--epochs", "1",
+               "--gpu", "cpu", "--no_tensorboard", "--report_freq", "100")
+    evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-0" / "result.json")
+    assert evaluated["status"] == "finished" and evaluated["arch"] == result["genotype_name"]
+
+
+def _final_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    from common.arch import Architecture
+
+    state = torch.load(checkpoint, weights_only=True)
+    arch = Architecture({k: tuple(v.shape) for k, v in state["projection"]["proj_weights"].items()})
+    arch.load_projection_state(state["projection"])
+    assert all(all(d) for d in state["projection"]["decided"].values())
+    return arch.weights()
+
+
+def test_interrupted_projection_resumes_to_same_genotype(tmp_path, svhn_dir):
+    common = ["--data", str(svhn_dir), "--exp_root", str(tmp_path), "--space", "s4", "--dataset", "svhn",
+              *TINY, "--fast"]
+    run_script("darts-sota.sh", *common, "--epochs", "1")
+    proj = [*common, "--resume_epoch", "1", "--proj_intv", "1"]
+    run_script("darts-proj-sota.sh", *proj, "--log_tag", "full")
+    run_script("darts-proj-sota.sh", *proj, "--log_tag", "cut")
+    base = tmp_path / "sota" / "svhn" / "search-darts-sota-s4-2"
+    cut = base / "darts-proj-sota-seed2-acc-intv1-ep1-cut"
+    # interrupt: forget everything after tuning epoch 9 (the noise op makes RNG state matter)
+    for e in range(10, 18):
+        (cut / f"checkpoint_{e}.pth.tar").unlink()
+    result = read_json(cut / "result.json")
+    result["status"] = "running"
+    (cut / "result.json").write_text(__import__("json").dumps(result))
+    out = run_script("darts-proj-sota.sh", *proj, "--log_tag", "cut")
+    assert "resumed projection at tuning epoch 9" in out.stdout
+    full = read_json(base / "darts-proj-sota-seed2-acc-intv1-ep1-full" / "result.json")
+    assert read_json(cut / "result.json")["genotype"] == full["genotype"]
