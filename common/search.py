@@ -55,6 +55,9 @@ def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) 
     start, timer = 0, Timer()
     if resume_epoch > 0:
         state = load_search_checkpoint(trainer, checkpoint_path(folder, resume_epoch), scheduler)
+        if scheduler.T_max != args.epochs:  # the loaded scheduler would silently keep its own length
+            raise CheckpointError(f"the checkpoint was trained for --epochs {scheduler.T_max:g}; resume it "
+                                  f"with the same --epochs (not {args.epochs})")
         start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
         truncate_history(folder / "history.jsonl", start)
         log.info("resumed from epoch %d", start)
