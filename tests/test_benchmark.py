@@ -1,13 +1,17 @@
 """NAS-Bench-201 benchmark access, on tiny benchmark files built with the real API."""
 from __future__ import annotations
 
+import gc
 import json
 import os
+import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from nas_201_api import NASBench201API
 
 from nasbench201 import benchmark as benchmark_module
 from nasbench201.benchmark import METRICS, Benchmark, cache_path
@@ -79,6 +83,7 @@ def test_second_open_reads_only_the_cache(bench, monkeypatch: pytest.MonkeyPatch
         raise AssertionError("the benchmark file was loaded although the cache is valid")
 
     monkeypatch.setattr(torch, "load", no_load)
+    monkeypatch.setattr(benchmark_module, "_load_plain", no_load)
     log = Log()
     b = Benchmark.open(path, log=log)
     assert b is not None and log == []
@@ -159,3 +164,101 @@ def test_file_beyond_torch_safe_load_list_still_opens(bench) -> None:
     b = Benchmark.open(path, log=log)
     assert b is not None and b.query(BEST) == expected[BEST]
     assert any("weights_only=False" in line for line in log)
+
+
+def test_fixture_file_is_read_without_torch_load(bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fixture writes torch's legacy format, as the official files are: plain data is
+    # read by the restricted C unpickler, not by torch.load's (much slower) safe loader.
+    path, expected = bench
+    assert not zipfile.is_zipfile(path)
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("plain benchmark data went through torch.load")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    b = Benchmark.open(path, log=Log())
+    assert b is not None and b.query(BEST) == expected[BEST] and len(b) == len(expected)
+
+
+def test_zip_format_gives_the_same_answers(bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, expected = bench
+    torch.save(torch.load(path, weights_only=True), path)  # torch >= 1.6 format
+    assert zipfile.is_zipfile(path)
+
+    def no_torch_load(*args, **kwargs):
+        raise AssertionError("plain benchmark data went through torch.load")
+
+    monkeypatch.setattr(torch, "load", no_torch_load)
+    b = Benchmark.open(path, log=Log())
+    assert b is not None and len(b) == len(expected)
+    assert all(b.query(arch) == values for arch, values in expected.items())
+
+
+CALLS: list[str] = []
+
+
+def _record(tag: str) -> str:
+    CALLS.append(tag)
+    return tag
+
+
+class _CallsOnLoad:
+    def __reduce__(self):
+        return (_record, ("called on load",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_plain_loader_refuses_anything_callable_without_calling_it(tmp_path: Path, zip_format: bool) -> None:
+    path = tmp_path / "bench.pth"
+    torch.save({"meta_archs": [], "x": _CallsOnLoad()}, path, _use_new_zipfile_serialization=zip_format)
+    CALLS.clear()
+    assert benchmark_module._load_plain(path) is None
+    assert CALLS == []
+    torch.save({"meta_archs": [], "t": torch.zeros(2)}, path, _use_new_zipfile_serialization=zip_format)
+    assert benchmark_module._load_plain(path) is None  # tensors: torch.load decides
+    torch.save({"meta_archs": [], "o": OrderedDict(a=1)}, path, _use_new_zipfile_serialization=zip_format)
+    assert benchmark_module._load_plain(path) == torch.load(path, weights_only=True)
+
+
+def test_shortcut_reader_answers_as_get_more_info(bench) -> None:
+    path, _ = bench
+    api = NASBench201API(str(path), verbose=False)
+    read_metrics = benchmark_module._metrics_reader(api)
+    assert read_metrics is not None
+
+    def more_info(index):
+        infos = {d: api.get_more_info(index, d, hp="200", is_random=False) for d in benchmark_module.DATASETS}
+        return {key: float(infos[dataset][field]) for key, (dataset, field) in METRICS.items()}
+
+    outcomes = [(benchmark_module._outcome(read_metrics, i), benchmark_module._outcome(more_info, i))
+                for i in range(len(api))]
+    assert all(fast == slow for fast, slow in outcomes)
+    assert sum(fast is None for fast, _ in outcomes) == 1  # PARTIAL
+    assert benchmark_module._accuracy_reader(api) is not None
+
+
+def test_shortcut_reader_that_disagrees_is_not_used(bench, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, expected = bench
+
+    def off_by_one(api):
+        def read(index):
+            return {key: value + 1.0 for key, value in real(api)(index).items()}
+        return read
+
+    real = benchmark_module._metrics_reader
+    monkeypatch.setattr(benchmark_module, "_metrics_reader", off_by_one)
+    b = Benchmark.open(path, log=Log())
+    assert all(b.query(arch) == values for arch, values in expected.items())
+
+
+def test_open_leaves_the_garbage_collector_as_it_was(bench) -> None:
+    assert gc.isenabled()
+    Benchmark.open(bench[0], log=Log())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        cache_path(bench[0]).unlink()
+        Benchmark.open(bench[0], log=Log())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
