@@ -1,0 +1,92 @@
+"""SDARTS perturbations: valid mixing weights, PGD only ever raises the loss, alpha untouched."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from common.arch import Architecture
+from common.data import Batches, ImageSet
+from common.trainer import SearchData, Space, Trainer
+from sota.model_search import DartsSupernet
+from sota.perturb import clip_rows, linf_pgd, random_smoothing
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(space="s5"):
+    torch.manual_seed(0)
+    model = DartsSupernet(4, 10, 3, space)
+    arch = Architecture(model.arch_shapes())
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    return model, arch, x, y
+
+
+def assert_valid_rows(w: torch.Tensor) -> None:
+    assert (w >= 0).all() and (w <= 1).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[0]))
+
+
+def test_clip_rows_keeps_an_all_negative_row_valid():
+    w = clip_rows(torch.tensor([[-0.2, -0.1, -0.3], [0.5, 0.7, -0.2]]))
+    assert torch.equal(w[0], torch.tensor([0.0, 1.0, 0.0]))
+    assert_valid_rows(w)
+
+
+def test_random_smoothing_gives_valid_nearby_weights():
+    model, arch, x, y = tiny()
+    w = {k: v.detach() for k, v in arch.weights().items()}
+    p = random_smoothing(model, w, x, y, 0.3)
+    for k in w:
+        assert_valid_rows(p[k])
+        assert not torch.equal(p[k], w[k])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pgd_raises_the_loss_or_leaves_weights_unchanged(seed):
+    model, arch, x, y = tiny("s3")
+    torch.manual_seed(seed)
+    w = {k: v.detach() for k, v in arch.weights().items()}
+    p = linf_pgd(model, w, x, y, 0.3)
+    assert model.training  # PGD attacks in eval mode and restores the mode
+    model.eval()
+    with torch.no_grad():
+        before, after = F.cross_entropy(model(x, w), y), F.cross_entropy(model(x, p), y)
+    unchanged = all(torch.equal(p[k], w[k]) for k in w)
+    assert unchanged or after >= before
+    for k in p:
+        assert_valid_rows(p[k])
+
+
+def test_weight_step_under_perturbation_leaves_alpha_and_projection_alone():
+    model, arch, x, y = tiny()
+    arch.project_op("normal", 0, 3)
+    images = torch.randint(0, 255, (16, 16, 16, 3), dtype=torch.uint8)
+    data = ImageSet(images, torch.randint(0, 10, (16,)), 10, (0.5,) * 3, (0.5,) * 3, 2)
+    batches = Batches(data, None, 8, augment=True)
+    args = SimpleNamespace(learning_rate=0.025, momentum=0.9, weight_decay=3e-4, nesterov=False,
+                           arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50)
+    seen = {}
+
+    def spy(model_, weights, x_, y_, eps, project):
+        seen["in"] = {k: v.clone() for k, v in weights.items()}
+        seen["out"] = random_smoothing(model_, weights, x_, y_, eps, project)
+        return seen["out"]
+
+    space = Space(name="sota", model=model, arch=arch, op_names={}, edge_names=[],
+                  genotype=lambda w: None, perturb=spy)
+    trainer = Trainer(space, SearchData(batches, batches, None), args, torch.device("cpu"))
+    alpha_before = [a.detach().clone() for a in arch.parameters()]
+    trainer.weight_step(x, y, 0.3)
+    for a, b in zip(arch.parameters(), alpha_before):
+        assert torch.equal(a, b)  # "alpha is restored after the weight step"
+    assert torch.equal(seen["in"]["normal"][0], torch.eye(7)[3])  # projected row was one-hot ...
+    assert torch.equal(arch.weights()["normal"][0], torch.eye(7)[3])  # ... and still is
