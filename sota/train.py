@@ -197,6 +197,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seed_everything(args.seed, args.deter)
     if args.epochs < 1 or args.ckpt_interval < 1:
         raise ValueError("--epochs and --ckpt_interval must be at least 1")
+    if args.auxiliary and args.dataset == "imagefolder" and args.image_size != 32:
+        raise ValueError("the auxiliary head (DARTS' AuxiliaryHeadCIFAR) needs 32x32 inputs: "
+                         "pass --image_size 32 or leave out --auxiliary")
     genotype = resolve_arch(args.arch, Path(args.exp_root) / "sota" / "genotypes")
     args.arch_name = arch_name(args.arch, genotype)
     folder, resume_epoch = search_target(args, LAYOUT)
