@@ -192,3 +192,22 @@ def test_checkpoint_reading_runs_no_code(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "evil.pth.tar")
     assert not marker.exists()
+
+
+def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
+    """A researcher's own ImageFolder data, with TensorBoard on: scalars and alpha heat-maps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.fixtures.datasets import write_imagefolder
+
+    write_imagefolder(tmp_path / "mydata", classes=("cat", "dog", "emu"), n_per_class=8, n_test_per_class=4)
+    args = ["--data", str(tmp_path / "mydata"), "--dataset", "imagefolder", "--image_size", "16",
+            "--exp_root", str(tmp_path / "exp"), "--api_path", str(bench[0]),
+            *[a for a in TINY if a != "--no_tensorboard"], "--epochs", "1"]
+    run_script("darts-201.sh", *args)
+    folder = tmp_path / "exp" / "nasbench201" / "search-darts-201-1-imagefolder"
+    result = read_json(folder / "result.json")
+    assert result["status"] == "finished" and result["benchmark"] is None  # no benchmark for own data
+    events = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload()
+    assert {"train_acc", "valid_acc", "test_acc", "train_loss"} <= set(events.Tags()["scalars"])
+    assert "alpha/cell" in events.Tags()["images"]

@@ -1,6 +1,7 @@
 """DARTS space end to end through the real exp_scripts: search, two-stage projection, eval by name."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,32 @@ from sota.genotypes import genotype_from_string, get_genotype
 from sota.spaces import NODE_EDGES
 from tests.conftest import read_json, run_script
 
-TINY = ["--batch_size", "48", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
+# The DARTS supernet is heavy on a CPU even when tiny: few images, one batch per pass.
+TINY = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
         "--gpu", "cpu", "--no_tensorboard"]
 
 
+@pytest.fixture(scope="module")
+def small_cifar10(tmp_path_factory) -> Path:
+    from tests.fixtures.datasets import write_cifar10
+
+    root = tmp_path_factory.mktemp("small_cifar10")
+    write_cifar10(root, n_train=32, n_test=16)
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_svhn(tmp_path_factory) -> Path:
+    from tests.fixtures.datasets import write_svhn
+
+    root = tmp_path_factory.mktemp("small_svhn")
+    write_svhn(root, n_train=32, n_test=16)
+    return root
+
+
 @pytest.mark.parametrize("space,dataset,script", [("s3", "cifar10", "darts"), ("s4", "svhn", "sdarts-rs")])
-def test_search_projection_eval(tmp_path, cifar10_dir, svhn_dir, space, dataset, script):
-    data = str(cifar10_dir if dataset == "cifar10" else svhn_dir)
+def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, dataset, script):
+    data = str(small_cifar10 if dataset == "cifar10" else small_svhn)
     common = ["--data", data, "--exp_root", str(tmp_path), "--space", space, "--dataset", dataset, *TINY]
     run_script(f"{script}-sota.sh", *common, "--epochs", "2", "--ckpt_interval", "1")
     folder = tmp_path / "sota" / dataset / f"search-{script}-sota-{space}-2"
@@ -43,7 +63,7 @@ def test_search_projection_eval(tmp_path, cifar10_dir, svhn_dir, space, dataset,
 
     eval_script = {"cifar10": "eval.sh", "svhn": "eval-svhn.sh"}[dataset]
     run_script(eval_script, "--arch", result["genotype_name"], "--data", data, "--exp_root", str(tmp_path),
-               "--init_channels", "4", "--layers", "3", "--batch_size", "48", "--epochs", "1",
+               "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1",
                "--gpu", "cpu", "--no_tensorboard", "--report_freq", "100")
     evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-0" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == result["genotype_name"]
@@ -59,22 +79,40 @@ def _final_weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return arch.weights()
 
 
-def test_interrupted_projection_resumes_to_same_genotype(tmp_path, svhn_dir):
-    common = ["--data", str(svhn_dir), "--exp_root", str(tmp_path), "--space", "s4", "--dataset", "svhn",
+def test_interrupted_projection_resumes_to_same_genotype(tmp_path, small_svhn):
+    common = ["--data", str(small_svhn), "--exp_root", str(tmp_path), "--space", "s4", "--dataset", "svhn",
               *TINY, "--fast"]
     run_script("darts-sota.sh", *common, "--epochs", "1")
     proj = [*common, "--resume_epoch", "1", "--proj_intv", "1"]
-    run_script("darts-proj-sota.sh", *proj, "--log_tag", "full")
-    run_script("darts-proj-sota.sh", *proj, "--log_tag", "cut")
-    base = tmp_path / "sota" / "svhn" / "search-darts-sota-s4-2"
-    cut = base / "darts-proj-sota-seed2-acc-intv1-ep1-cut"
-    # interrupt: forget everything after tuning epoch 9 (the noise op makes RNG state matter)
+    run_script("darts-proj-sota.sh", *proj)
+    folder = tmp_path / "sota" / "svhn" / "search-darts-sota-s4-2" / "darts-proj-sota-seed2-acc-intv1-ep1"
+    uninterrupted = read_json(folder / "result.json")
+    # interrupt it after tuning epoch 9: its later checkpoints and its result never happened
+    # (the noise op draws from the global RNG, so the RNG state must be restored exactly)
     for e in range(10, 18):
-        (cut / f"checkpoint_{e}.pth.tar").unlink()
-    result = read_json(cut / "result.json")
-    result["status"] = "running"
-    (cut / "result.json").write_text(__import__("json").dumps(result))
-    out = run_script("darts-proj-sota.sh", *proj, "--log_tag", "cut")
+        (folder / f"checkpoint_{e}.pth.tar").unlink()
+    (folder / "result.json").write_text(json.dumps({**uninterrupted, "status": "running"}))
+    out = run_script("darts-proj-sota.sh", *proj)
     assert "resumed projection at tuning epoch 9" in out.stdout
-    full = read_json(base / "darts-proj-sota-seed2-acc-intv1-ep1-full" / "result.json")
-    assert read_json(cut / "result.json")["genotype"] == full["genotype"]
+    resumed = read_json(folder / "result.json")
+    assert resumed["genotype"] == uninterrupted["genotype"] and resumed["status"] == "finished"
+    assert len((folder / "history.jsonl").read_text().splitlines()) == 17
+
+
+def test_original_layout_checkpoint_projects(tmp_path, small_cifar10):
+    """A DARTS-space supernet checkpoint as the original code saved it ('alpha': [normal, reduce])."""
+    from sota.model_search import DartsSupernet
+
+    model = DartsSupernet(4, 10, 3, "s3")
+    alphas = [torch.nn.Parameter(1e-3 * torch.randn(14, 3)) for _ in range(2)]
+    w_opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9)
+    folder = tmp_path / "sota" / "cifar10" / "search-original-s3"
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 50, "state_dict": model.state_dict(), "alpha": alphas, "optimizer": w_opt.state_dict(),
+                "arch_optimizer": torch.optim.Adam(alphas, 3e-4).state_dict(),
+                "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, 50.0).state_dict()},
+               folder / "checkpoint_50.pth.tar")
+    run_script("darts-proj-sota.sh", "--data", str(small_cifar10), "--exp_root", str(tmp_path), *TINY, "--fast",
+               "--space", "s3", "--resume_expid", "search-original-s3", "--proj_intv", "1")
+    result = read_json(folder / "darts-proj-sota-seed2-acc-intv1-ep50" / "result.json")
+    assert result["status"] == "finished" and result["supernet_epoch"] == 50

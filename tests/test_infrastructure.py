@@ -1,0 +1,84 @@
+"""Shared infrastructure: device choice, atomic checkpoints, experiment folders, alpha state."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from common.arch import Architecture
+from common.checkpoint import checkpoint_epochs, load_checkpoint, save_checkpoint
+from common.device import select_device
+from common.experiment import ExperimentError, new_run_dir
+
+
+def test_device_choice_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="no such CUDA device"):
+        select_device("0")
+    with pytest.raises(ValueError, match="auto"):
+        select_device("gpu-please")
+
+
+def test_auto_picks_the_least_used_gpu(monkeypatch):
+    import gpustat
+
+    class Gpu:
+        def __init__(self, index, used):
+            self.index, self.memory_used = index, used
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(gpustat, "new_query", lambda: type("Q", (), {"gpus": [Gpu(0, 900), Gpu(1, 10), Gpu(2, 500)]})())
+    assert select_device("auto") == torch.device("cuda:1")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint_1.pth.tar"
+    save_checkpoint({"epoch": 1}, path)
+    real_save = torch.save
+
+    def crash(obj, f):
+        real_save(obj, f)
+        raise KeyboardInterrupt  # killed after writing, before the rename
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2}, path)
+    assert load_checkpoint(path)["epoch"] == 1  # the old checkpoint is intact
+    assert os.listdir(tmp_path) == ["checkpoint_1.pth.tar"]  # and no temp file is left
+    assert checkpoint_epochs(tmp_path) == [1]
+
+
+def test_existing_folder_is_never_overwritten(tmp_path):
+    run = tmp_path / "search-x-1"
+    new_run_dir(run, resume=False, overwrite=False)
+    (run / "keep.txt").write_text("results")
+    with pytest.raises(ExperimentError, match="--resume_epoch"):
+        new_run_dir(run, resume=False, overwrite=False)
+    new_run_dir(run, resume=False, overwrite=True)  # moved aside, not deleted
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("search-x-1.old-")]
+    assert len(aside) == 1 and (aside[0] / "keep.txt").read_text() == "results"
+    assert not (run / "keep.txt").exists()
+
+
+def test_projected_edges_are_one_hot_and_state_round_trips():
+    arch = Architecture({"normal": (14, 7), "reduce": (14, 7)})
+    arch.project_op("normal", 3, 5)
+    arch.drop_edges("normal", 2, [2])
+    w = arch.weights()
+    assert torch.equal(w["normal"][3], torch.eye(7)[5]) and not w["normal"][2].any()
+    assert torch.equal(w["reduce"], torch.softmax(arch.alphas["reduce"], -1))
+    assert arch.active()["normal"][3] == [5] and arch.active()["normal"][2] == []
+    assert arch.undecided_edges("normal") == [e for e in range(14) if e not in (2, 3)]
+    # gradients reach undecided rows only
+    w["normal"].sum().backward()
+    assert arch.alphas["normal"].grad[3].abs().sum() == 0
+    other = Architecture({"normal": (14, 7), "reduce": (14, 7)})
+    other.load_projection_state(arch.projection_state())
+    other.load_alpha_list(arch.alpha_list())
+    for k in ("normal", "reduce"):
+        assert torch.equal(other.weights()[k], arch.weights()[k])
+    with pytest.raises(ValueError, match="shape"):
+        other.load_alpha_list([torch.zeros(14, 3), torch.zeros(14, 3)])
