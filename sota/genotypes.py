@@ -16,7 +16,6 @@ import difflib
 import json
 import os
 import re
-import tempfile
 from collections import namedtuple
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from common.experiment import write_json
 from sota.operations import OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -248,22 +248,8 @@ def register_genotype(name: str, genotype: Genotype, registry: Path | None = Non
         if path.is_file():
             return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_json(path, {**entry, "meta": meta or {}})
+    write_json(path, {**entry, "meta": meta or {}})
     return path
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    # write to a temporary file in the same folder, then rename: readers never see a partial file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _main() -> None:

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,13 +10,10 @@ import torch
 
 from sota.genotypes import genotype_to_dict, get_genotype, register_genotype
 from sota.model_eval import NetworkCIFAR, count_parameters_mb
-from tests.conftest import REPO, read_json, run_script
+from tests.conftest import fails, kill_when, read_json, run_script
 
 TINY = ["--init_channels", "4", "--layers", "3", "--batch_size", "16", "--report_freq", "100",
         "--gpu", "cpu", "--no_tensorboard"]
-# Tiny nets gain nothing from intra-op threads, and on a busy machine the thread pool's waiting
-# makes them many times slower. One thread everywhere also keeps the runs comparable bit for bit.
-ENV = {"OMP_NUM_THREADS": "1"}
 RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "epochs", "epochs_done",
                "init_channels", "layers", "auxiliary", "params_mb", "best_test_acc", "final_test_acc",
                "final_test_error", "train_time_s"}
@@ -44,7 +37,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def published_run(env) -> Path:
     """eval.sh's default genotype (darts_pt_s5_0), auxiliary head and cutout, 2 epochs."""
-    run_script("eval.sh", *env, "--epochs", "2", env=ENV)
+    run_script("eval.sh", *env, "--epochs", "2")
     return eval_dir(env) / "eval-darts_pt_s5_0-0"
 
 
@@ -79,13 +72,13 @@ def test_published_genotype_trains_and_reports(published_run):
 
 def test_existing_folder_is_refused_and_left_alone(env, published_run):
     before = tree_digest(published_run)
-    msg = _fails("eval.sh", *env, "--epochs", "2")
+    msg = fails("eval.sh", *env, "--epochs", "2")
     assert "already exists" in msg and "--resume_epoch" in msg and "--overwrite" in msg and "--expid_tag" in msg
     assert tree_digest(published_run) == before
 
 
 def test_unknown_arch_fails_clearly_and_creates_nothing(env):
-    proc = run_script("eval.sh", *env, "--arch", "darts_pt_s5_O", check=False, env=ENV)
+    proc = run_script("eval.sh", *env, "--arch", "darts_pt_s5_O", check=False)
     msg = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "Traceback" not in msg
     assert "unknown genotype 'darts_pt_s5_O'; close matches: " in msg and "darts_pt_s5_0" in msg
@@ -97,7 +90,7 @@ def test_svhn_script_trains_a_registered_genotype(tmp_path, svhn_dir):
     genotype = get_genotype("DARTS_V1")
     register_genotype("my_cell", genotype, tmp_path / "sota" / "genotypes")
     run_script("eval-svhn.sh", "--data", str(svhn_dir), "--exp_root", str(tmp_path), *TINY,
-               "--arch", "my_cell", "--epochs", "1", "--fast", env=ENV)
+               "--arch", "my_cell", "--epochs", "1", "--fast")
     result = read_json(tmp_path / "sota" / "svhn" / "eval" / "eval-my_cell-0" / "result.json")
     assert result["status"] == "finished" and result["dataset"] == "svhn" and result["epochs_done"] == 1
     assert result["genotype"] == genotype_to_dict(genotype)
@@ -105,7 +98,7 @@ def test_svhn_script_trains_a_registered_genotype(tmp_path, svhn_dir):
 
 def test_genotype_literal(env):
     genotype = get_genotype("DARTS_V2")
-    run_script("eval.sh", *env, "--arch", repr(genotype), "--epochs", "1", "--fast", env=ENV)
+    run_script("eval.sh", *env, "--arch", repr(genotype), "--epochs", "1", "--fast")
     folders = list(eval_dir(env).glob("eval-custom-*-0"))
     assert len(folders) == 1 and len(folders[0].name) == len("eval-custom-12345678-0")
     result = read_json(folders[0] / "result.json")
@@ -113,32 +106,11 @@ def test_genotype_literal(env):
     assert result["genotype"] == genotype_to_dict(genotype)
 
 
-def _fails(script: str, *args: str) -> str:
-    proc = run_script(script, *args, check=False, env=ENV)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out  # one clear message, not a stack trace
-    return out
-
-
-def _kill_when(cmd: list[str], marker: Path) -> None:
-    """Start a run and SIGKILL it as soon as `marker` appears (a real interruption)."""
-    proc = subprocess.Popen(cmd, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHON": sys.executable, **ENV})
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    assert marker.exists()
-
-
 def test_kill_and_resume_matches_uninterrupted(env, published_run):
     cut = eval_dir(env) / "eval-darts_pt_s5_0-0-cut"
-    _kill_when(["bash", str(REPO / "exp_scripts" / "eval.sh"), *env, "--epochs", "2", "--expid_tag", "cut"],
-               cut / "checkpoint_1.pth.tar")
+    kill_when("eval.sh", [*env, "--epochs", "2", "--expid_tag", "cut"], cut / "checkpoint_1.pth.tar")
     (cut / "checkpoint_2.pth.tar").unlink(missing_ok=True)  # as if the kill came right after checkpoint 1
-    run_script("eval.sh", *env, "--epochs", "2", "--expid_tag", "cut", "--resume_epoch", "-1", env=ENV)
+    run_script("eval.sh", *env, "--epochs", "2", "--expid_tag", "cut", "--resume_epoch", "-1")
     a, b = (read_json(f / "result.json") for f in (published_run, cut))
     assert b["status"] == "finished"
     assert (a["final_test_acc"], a["best_test_acc"]) == (b["final_test_acc"], b["best_test_acc"])

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from nasbench201.genotypes import parse_arch
-from tests.conftest import REPO, read_json, run_script
+from tests.conftest import fails, kill_when, read_json, run_script
 
 TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
         "--gpu", "cpu", "--no_tensorboard"]
@@ -66,24 +63,11 @@ def test_search_then_projection(env, bench, method):
     assert len(history) == 6
 
 
-def _kill_when(cmd: list[str], marker: Path) -> None:
-    """Start a run and SIGKILL it as soon as `marker` appears (a real interruption)."""
-    proc = subprocess.Popen(cmd, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
-    assert marker.exists()
-
-
 def test_search_kill_and_resume_matches_uninterrupted(env):
     args = [*env, "--epochs", "3", "--ckpt_interval", "1", "--seed", "5"]
     run_script("darts-201.sh", *args, "--expid_tag", "full")
-    script = str(REPO / "exp_scripts" / "darts-201.sh")
     killed = exp_dir(env) / "search-darts-201-5-cut"
-    _kill_when(["bash", script, *args, "--expid_tag", "cut"], killed / "checkpoint_1.pth.tar")
+    kill_when("darts-201.sh", [*args, "--expid_tag", "cut"], killed / "checkpoint_1.pth.tar")
     for later in (killed / "checkpoint_2.pth.tar", killed / "checkpoint_3.pth.tar"):
         later.unlink(missing_ok=True)  # as if the kill came right after checkpoint 1
     run_script("darts-201.sh", *args, "--expid_tag", "cut", "--resume_epoch", "-1")
@@ -102,8 +86,7 @@ def test_projection_kill_and_resume_matches_uninterrupted(env):
     run_script("darts-proj-201.sh", *proj, "--log_tag", "full")
     base = exp_dir(env) / "search-darts-201-7"
     cut = base / "darts-proj-201-seed7-acc-intv1-ep1-cut"
-    script = str(REPO / "exp_scripts" / "darts-proj-201.sh")
-    _kill_when(["bash", script, *proj, "--log_tag", "cut"], cut / "checkpoint_2.pth.tar")
+    kill_when("darts-proj-201.sh", [*proj, "--log_tag", "cut"], cut / "checkpoint_2.pth.tar")
     for e in range(3, 7):
         (cut / f"checkpoint_{e}.pth.tar").unlink(missing_ok=True)
     out = run_script("darts-proj-201.sh", *proj, "--log_tag", "cut")  # resumes by itself
@@ -135,42 +118,34 @@ def test_original_layout_checkpoint_loads(env, tmp_path):
     assert read_json(folder / "darts-proj-201-seed1-acc-intv1-ep100" / "result.json")["status"] == "finished"
 
 
-def _fails(script: str, *args: str, env_vars: dict | None = None) -> str:
-    proc = run_script(script, *args, env=env_vars, check=False)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out  # one clear message, not a stack trace
-    return out
-
-
 def test_bad_inputs_fail_clearly_and_change_nothing(env, tmp_path):
     run_script("darts-201.sh", *env, "--epochs", "1", "--seed", "9")
     folder = exp_dir(env) / "search-darts-201-9"
     before = tree_digest(folder)
 
-    msg = _fails("darts-201.sh", *env, "--epochs", "1", "--seed", "9")
+    msg = fails("darts-201.sh", *env, "--epochs", "1", "--seed", "9")
     assert "already exists" in msg and "--resume_epoch" in msg and "--overwrite" in msg and "--expid_tag" in msg
-    msg = _fails("darts-201.sh", *env, "--seed", "9", "--dataset", "mnist")
+    msg = fails("darts-201.sh", *env, "--seed", "9", "--dataset", "mnist")
     assert "mnist" in msg and "cifar10" in msg
-    msg = _fails("darts-proj-201.sh", *env, "--resume_expid", "search-nope-1")
+    msg = fails("darts-proj-201.sh", *env, "--resume_expid", "search-nope-1")
     assert "search-nope-1" in msg and "does not exist" in msg
-    msg = _fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "7")
+    msg = fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "7")
     assert "checkpoint_7.pth.tar not found" in msg and "[1]" in msg
     assert tree_digest(folder) == before
 
     empty = tmp_path / "nodata"
     empty.mkdir()
-    msg = _fails("darts-201.sh", *env, "--seed", "10", "--data", str(empty), env_vars={"DARTS_PT_OFFLINE": "1"})
+    msg = fails("darts-201.sh", *env, "--seed", "10", "--data", str(empty), env={"DARTS_PT_OFFLINE": "1"})
     assert str(empty) in msg and "cifar-10-batches-py" in msg
     assert not (exp_dir(env) / "search-darts-201-10").exists()
 
     (folder / "checkpoint_1.pth.tar").write_bytes(b"not a checkpoint")
-    msg = _fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "1")
+    msg = fails("darts-proj-201.sh", *env, "--seed", "9", "--resume_epoch", "1")
     assert "cannot read checkpoint" in msg
 
 
 def test_divergence_stops_with_clear_message(env):
-    msg = _fails("darts-201.sh", *env, "--epochs", "2", "--seed", "11", "--learning_rate", "1e12",
+    msg = fails("darts-201.sh", *env, "--epochs", "2", "--seed", "11", "--learning_rate", "1e12",
                  "--report_freq", "1")
     assert "diverged" in msg
     folder = exp_dir(env) / "search-darts-201-11"

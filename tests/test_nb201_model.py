@@ -1,9 +1,6 @@
 """NAS-Bench-201 ops, supernet and arch strings."""
 from __future__ import annotations
 
-import os
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,31 +10,9 @@ from nasbench201 import model_search
 from nasbench201.genotypes import arch_to_edge_ops, arch_to_weights, genotype_from_weights, parse_arch
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet, SearchCell, active_ops
 from nasbench201.operations import NB201_OPS, OPS, ResNetBasicblock, Zero
+from tests.fixtures.reference import read_reference
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
-
-
-def reference_dir() -> Path:
-    """shared/reference beside the repo, or $DARTS_PT_REFERENCE."""
-    env = os.environ.get("DARTS_PT_REFERENCE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
-def read_reference(name: str) -> tuple[dict[str, tuple[int, ...]], int]:
-    """(key -> shape, trainable float count) from a reference state_dict tsv."""
-    path = reference_dir() / name
-    if not path.is_file():
-        pytest.fail(f"reference file {path} not found; set DARTS_PT_REFERENCE to the shared/reference folder")
-    shapes, count = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            match = re.search(r"excluding BN running stats: (\d+)", line)
-            count = int(match.group(1)) if match else count
-            continue
-        key, shape = line.split("\t")
-        shapes[key] = tuple(int(s) for s in shape.strip("()").split(",") if s.strip())
-    assert count is not None, f"{path} has no trainable count line"
-    return shapes, count
 
 
 def random_weights(seed: int = 0, ops: int = len(NB201_OPS)) -> Tensor:

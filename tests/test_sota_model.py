@@ -1,9 +1,7 @@
 """DARTS-space model code: ops, spaces, supernet, evaluation network (CPU, small sizes)."""
 from __future__ import annotations
 
-import ast
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from sota.model_eval import NetworkCIFAR, count_parameters_mb
 from sota.model_search import DartsSupernet, MixedOp, active_ops
 from sota.operations import OPS, FactorizedReduce
 from sota.spaces import NODE_EDGES, SPACES, space
+from tests.fixtures.reference import read_reference, reference_file
 
 KINDS = ("normal", "reduce")
 
@@ -27,26 +26,6 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def reference_dir() -> Path:
-    """The shared reference folder ($DARTS_PT_REFERENCE, else <work>/shared/reference)."""
-    env = os.environ.get("DARTS_PT_REFERENCE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "reference"
-
-
-def read_reference(name: str) -> tuple[dict[str, tuple[int, ...]], int]:
-    """(key -> shape, trainable float count) of a reference state_dict listing."""
-    path = reference_dir() / name
-    if not path.is_file():
-        pytest.skip(f"reference file {path} not found (set DARTS_PT_REFERENCE to the reference folder)")
-    lines = path.read_text().splitlines()
-    shapes = {}
-    for line in lines:
-        if not line.startswith("#"):
-            key, shape = line.split("\t")
-            shapes[key] = tuple(ast.literal_eval(shape))
-    return shapes, int(lines[-1].rsplit(":", 1)[1])
 
 
 def random_weights(model: DartsSupernet) -> dict[str, torch.Tensor]:
@@ -243,8 +222,6 @@ def test_eval_forward_aux_and_drop_path() -> None:
 
 
 def test_packaged_published_genotypes_match_reference() -> None:
-    ref = reference_dir() / "published_genotypes.json"
-    if not ref.is_file():
-        pytest.skip(f"reference file {ref} not found (set DARTS_PT_REFERENCE to the reference folder)")
+    ref = reference_file("published_genotypes.json")
     packaged = Path(__file__).resolve().parents[1] / "sota" / "published_genotypes.json"
     assert json.loads(packaged.read_text()) == json.loads(ref.read_text())
