@@ -54,10 +54,6 @@ NB201 = "nasbench201"
 BENCH_TEST = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
 DATASET_KEY = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_test",
                "imagenet16": "imagenet16_test"}
-# nasbench201.model_search.EDGE_KEYS and nasbench201.operations.NB201_OPS (tests check they agree),
-# repeated so that a NAS-Bench-201 report does not import torch
-NB201_EDGES = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
-NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet16-120": 120, "imagenet16": 120, "svhn": 10}
 DATASET_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet16-120": "ImageNet16-120"}
 
@@ -343,28 +339,14 @@ def not_counted_text(runs: Iterable[Run]) -> str:
 
 # -- NAS-Bench-201 parameter count ------------------------------------------------------------
 
-def parse_nb201(arch: str) -> list[list[tuple[str, int]]]:
-    """[[(op, j) for each input j of node i] for i = 1..3] of an arch string; ValueError if malformed."""
-    nodes = []
-    for i, node in enumerate(arch.split("+"), start=1):
-        tokens = node.strip("|").split("|")
-        if not (node.startswith("|") and node.endswith("|")) or len(tokens) != i:
-            raise ValueError(f"not a NAS-Bench-201 arch string: {arch!r}")
-        pairs = [tuple(t.split("~")) for t in tokens]
-        if any(len(p) != 2 or p[0] not in NB201_OPS or p[1] != str(j) for j, p in enumerate(pairs)):
-            raise ValueError(f"not a NAS-Bench-201 arch string: {arch!r}")
-        nodes.append([(op, j) for j, (op, _) in enumerate(pairs)])
-    if len(nodes) != 3:
-        raise ValueError(f"not a NAS-Bench-201 arch string: {arch!r}")
-    return nodes
-
-
 def nb201_params_mb(arch: str, num_classes: int = 10, C: int = 16, N: int = 5) -> float | None:
     """Parameters (millions) of the NAS-Bench-201 evaluation network of `arch` (C=16, N=5):
     stem, 3 stages of N cells with ResNet reduction blocks between them, classifier. Equals
     the benchmark's own count (1.531546 M for all-nor_conv_3x3 on CIFAR-10)."""
+    from nasbench201.genotypes import parse_arch
+
     try:
-        ops = [op for node in parse_nb201(arch) for op, _ in node]
+        ops = [op for node in parse_arch(arch) for op, _ in node]
     except (AttributeError, ValueError):
         return None
     conv = {"nor_conv_3x3": 9, "nor_conv_1x1": 1}
@@ -807,8 +789,11 @@ def _labels(space: str, kind: str, shape: tuple[int, int]) -> tuple[list[str], l
     rows, cols = [f"edge {e}" for e in range(shape[0])], [f"op{i}" for i in range(shape[1])]
     try:
         if space == NB201:
-            if shape == (len(NB201_EDGES), len(NB201_OPS)):
-                return list(NB201_EDGES), list(NB201_OPS)
+            from nasbench201.model_search import EDGE_KEYS
+            from nasbench201.operations import NB201_OPS
+
+            if shape == (len(EDGE_KEYS), len(NB201_OPS)):
+                return list(EDGE_KEYS), list(NB201_OPS)
         else:
             from sota.spaces import KIND_KEYS, SPACES
             edges = SPACES[space][KIND_KEYS[kind]]
@@ -863,7 +848,9 @@ def nb201_cell_figure(arch: str, path: Path, title: str) -> Path:
     ('none' edges are left out, as they carry nothing)."""
     from matplotlib.patches import Circle, FancyArrowPatch
 
-    nodes = parse_nb201(arch)
+    from nasbench201.genotypes import parse_arch
+
+    nodes = parse_arch(arch)
     fig, axes = _figure(1, 1, 8.0, 3.4)
     ax = axes[0, 0]
     gap, rad = 2.0, -0.45

@@ -353,21 +353,6 @@ def test_nb201_params_match_the_benchmark():
     assert nb201_params_mb("garbage", 10) is None
 
 
-def test_nb201_constants_and_parsing_agree_with_the_space():
-    from common import report
-    from nasbench201.genotypes import parse_arch
-    from nasbench201.model_search import EDGE_KEYS
-    from nasbench201.operations import NB201_OPS
-    from tests.fixtures.nb201_bench import nb201_archs
-
-    assert report.NB201_EDGES == tuple(EDGE_KEYS) and report.NB201_OPS == tuple(NB201_OPS)
-    for arch in nb201_archs(200):
-        assert report.parse_nb201(arch) == parse_arch(arch)
-    for bad in ("", "|none~0|", "|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "|conv~0|+|a~0|b~1|+|c~0|d~1|e~2|"):
-        with pytest.raises(ValueError):
-            report.parse_nb201(bad)
-
-
 def test_mean_std_formatting():
     from common.report import fmt_mean_std, mean_std
 
