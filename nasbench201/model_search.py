@@ -11,6 +11,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from common.batchnorm import BatchNorm2d
+
 from .operations import NB201_OPS, OPS, ResNetBasicblock
 
 NUM_NODES = 4
@@ -57,21 +59,37 @@ class SearchCell(nn.Module):
             {key: nn.ModuleList([OPS[name](C, C, 1, False, True) for name in ops]) for key in EDGE_KEYS})
         # `none` outputs zeros: computing it would only add 0.
         self._skipped = frozenset(k for k, name in enumerate(ops) if name == "none")
+        # Ops that start with ReLU: relu(node) is computed once per node for all of them.
+        first = self.edges[EDGE_KEYS[0]]
+        self._relu_first = frozenset(k for k, op in enumerate(first) if getattr(op, "relu_first", False))
+        # (node i, input node j, edge index, ops of the edge), in the order the cell sums them
+        self._plan = [(i, j, EDGE_INDEX[f"{i}<-{j}"], self.edges[f"{i}<-{j}"])
+                      for i in range(1, NUM_NODES) for j in range(i)]
 
     def forward(self, x: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
         """weights: [6, num_ops] mixing weights; active[e]: ops of edge e to compute."""
-        nodes = [x]
-        for i in range(1, NUM_NODES):
+        nodes: list[Tensor] = [x]
+        relus: list[Tensor | None] = [None] * NUM_NODES
+        edge_outs: list[Tensor] = []
+        for i, j, e, edge_ops in self._plan:
             # Sum per edge, then over edges, as the original does (same rounding).
-            edge_outs = []
-            for j in range(i):
-                e = EDGE_INDEX[f"{i}<-{j}"]
-                edge_ops = self.edges[EDGE_KEYS[e]]
-                terms = [edge_ops[k](nodes[j]) * weights[e, k] for k in active[e] if k not in self._skipped]
-                if terms:
-                    edge_outs.append(_total(terms))
-            # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
-            nodes.append(_total(edge_outs) if edge_outs else torch.zeros_like(x))
+            terms = []
+            for k in active[e]:
+                if k in self._skipped:
+                    continue
+                if k in self._relu_first:
+                    if relus[j] is None:
+                        relus[j] = torch.relu(nodes[j])
+                    out = edge_ops[k](nodes[j], relus[j])
+                else:
+                    out = edge_ops[k](nodes[j])
+                terms.append(out * weights[e, k])
+            if terms:
+                edge_outs.append(_total(terms))
+            if j == i - 1:  # the last input of node i
+                # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
+                nodes.append(_total(edge_outs) if edge_outs else torch.zeros_like(x))
+                edge_outs = []
         return nodes[-1]
 
 
@@ -85,14 +103,14 @@ class NB201Supernet(nn.Module):
         if unknown:
             raise ValueError(f"unknown NAS-Bench-201 ops {unknown}; known: {list(OPS)}")
         self.ops = tuple(ops)
-        self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.stem = nn.Sequential(nn.Conv2d(3, C, kernel_size=3, padding=1, bias=False), BatchNorm2d(C))
         cells: list[nn.Module] = []
         for stage, channels in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
                 cells.append(ResNetBasicblock(channels // 2, channels, 2))
             cells += [SearchCell(channels, self.ops) for _ in range(N)]
         self.cells = nn.ModuleList(cells)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=True))
+        self.lastact = nn.Sequential(BatchNorm2d(4 * C), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(4 * C, num_classes)
 

@@ -11,21 +11,29 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from common.batchnorm import BatchNorm2d
+
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
 class ReLUConvBN(nn.Module):
+    # Reads relu(x) first: a cell computes that once for all the ops that share an input
+    # and hands it over (`relu_x`); the result is the same, only the ReLU is not repeated.
+    relu_first = True
+
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool, track_running_stats: bool = True) -> None:
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
+            BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
+    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
+        if relu_x is None:
+            return self.op(x)
+        return self.op[2](self.op[1](relu_x))
 
 
 class Identity(nn.Module):
@@ -62,7 +70,7 @@ class FactorizedReduce(nn.Module):
             self.conv = nn.Conv2d(C_in, C_out, 1, stride=1, padding=0, bias=False)
         else:
             raise ValueError(f"FactorizedReduce: invalid stride {stride}")
-        self.bn = nn.BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
+        self.bn = BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.stride == 2:

@@ -6,7 +6,8 @@ rows replaced, so the state_dict keeps DARTS-PT's layout and alpha handling stay
 the caller.
 
 A mixed op computes only the ops whose weight is not exactly 0 (projection sets removed
-ops and dropped edges to 0) and never the `none` op, whose output is zero anyway. Which
+ops and dropped edges to 0) and never the `none` op, whose output is zero anyway. The
+ReLU that most ops start with is computed once per cell state, not once per op and edge. Which
 ops may be non-zero is passed as host-side lists (`active`), so the forward needs no
 device-to-host synchronisation; `active_ops` derives them from the weights with a single
 transfer when the caller does not track them.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from common.batchnorm import BatchNorm2d
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
@@ -44,13 +46,32 @@ class MixedOp(nn.Module):
         for name in primitives:
             op = OPS[name](C, stride, False)
             if "pool" in name:  # parameter-free pools get a BN so their scale matches the convs
-                op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+                op = nn.Sequential(op, BatchNorm2d(C, affine=False))
             self._ops.append(op)
+        self._skipped = frozenset(k for k, name in enumerate(primitives) if name == "none")
+        # ops that start with relu(x): they share one relu(x) per input (see operations.py)
+        self._relu_first = frozenset(k for k, op in enumerate(self._ops) if getattr(op, "relu_first", False))
 
-    def forward(self, x: Tensor, weights: Tensor, active: list[int]) -> Tensor | None:
-        """`weights`: [num_ops]; `active`: indices that may be non-zero. None when the edge
-        contributes nothing (all active ops are `none`, or no op is active)."""
-        terms = [weights[k] * self._ops[k](x) for k in active if self.primitives[k] != "none"]
+    def needs_relu(self, active: list[int]) -> bool:
+        """Whether an op among `active` reads relu(x)."""
+        return any(k in self._relu_first for k in active)
+
+    def forward(self, x: Tensor, weights: Tensor, active: list[int],
+                relu_x: Tensor | None = None) -> Tensor | None:
+        """`weights`: [num_ops]; `active`: indices that may be non-zero; `relu_x`: relu(x) if
+        the caller has it. None when the edge contributes nothing (all active ops are
+        `none`, or no op is active)."""
+        terms = []
+        for k in active:
+            if k in self._skipped:
+                continue
+            op = self._ops[k]
+            if k in self._relu_first:
+                if relu_x is None:
+                    relu_x = torch.relu(x)
+                terms.append(weights[k] * op(x, relu_x))
+            else:
+                terms.append(weights[k] * op(x))
         return sum(terms[1:], terms[0]) if terms else None
 
 
@@ -75,11 +96,15 @@ class SearchCell(nn.Module):
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         stride = 2 if self.reduction else 1
+        relus: list[Tensor | None] = [None, None]  # relu of each state, computed once if needed
         edge = 0
         for _ in range(self._steps):
             terms = []
-            for h in states:
-                out = self._ops[edge](h, weights[edge], active[edge])
+            for j, h in enumerate(states):
+                mixed, act = self._ops[edge], active[edge]
+                if relus[j] is None and mixed.needs_relu(act):
+                    relus[j] = torch.relu(h)
+                out = mixed(h, weights[edge], act, relus[j])
                 if out is not None:
                     terms.append(out)
                 edge += 1
@@ -87,6 +112,7 @@ class SearchCell(nn.Module):
                 states.append(sum(terms[1:], terms[0]))
             else:  # every incoming edge was dropped: the node is zero
                 states.append(torch.zeros_like(states[0][:, :, ::stride, ::stride]))
+            relus.append(None)
         return torch.cat(states[-self._multiplier:], dim=1)
 
 
@@ -101,7 +127,7 @@ class DartsSupernet(nn.Module):
         self._steps = steps
         self._arch_shapes = {kind: (NUM_EDGES, self._op_count(kind)) for kind in KIND_KEYS}
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), BatchNorm2d(C_curr))
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False

@@ -3,6 +3,10 @@
 Module structure and attribute names follow the original so that state_dicts saved by
 DARTS / DARTS-PT load unchanged. Every ReLU is out-of-place: in the supernet all ops of
 an edge read the same input tensor, and an in-place ReLU would corrupt it for the others.
+
+Ops that start with that ReLU (`relu_first`) accept it precomputed (`relu_x`): the
+supernet computes relu(x) once per input state instead of once per op and edge. The
+result is the same; only the repeated ReLU (and its backward) is saved.
 """
 from __future__ import annotations
 
@@ -11,23 +15,37 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from common.batchnorm import BatchNorm2d
+
+
+def _after_relu(seq: nn.Sequential, y: Tensor) -> Tensor:
+    """`seq` (which starts with a ReLU) applied to an input whose ReLU is already taken."""
+    for i, layer in enumerate(seq):
+        if i:
+            y = layer(y)
+    return y
+
 
 class ReLUConvBN(nn.Module):
+    relu_first = True
+
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True) -> None:
         super().__init__()
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(C_in, C_out, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+            BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
+    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
+        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
 
 
 class DilConv(nn.Module):
     """ReLU -> dilated depthwise conv -> pointwise conv -> BN."""
+
+    relu_first = True
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  dilation: int, affine: bool = True) -> None:
@@ -37,15 +55,17 @@ class DilConv(nn.Module):
             nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation,
                       groups=C_in, bias=False),
             nn.Conv2d(C_in, C_out, kernel_size=1, padding=0, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+            BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
+    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
+        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
 
 
 class SepConv(nn.Module):
     """Two stacked ReLU -> depthwise -> pointwise -> BN blocks; only the first is strided."""
+
+    relu_first = True
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True) -> None:
@@ -54,15 +74,15 @@ class SepConv(nn.Module):
             nn.ReLU(inplace=False),
             nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, groups=C_in, bias=False),
             nn.Conv2d(C_in, C_in, kernel_size=1, padding=0, bias=False),
-            nn.BatchNorm2d(C_in, affine=affine),
+            BatchNorm2d(C_in, affine=affine),
             nn.ReLU(inplace=False),
             nn.Conv2d(C_in, C_in, kernel_size, stride=1, padding=padding, groups=C_in, bias=False),
             nn.Conv2d(C_in, C_out, kernel_size=1, padding=0, bias=False),
-            nn.BatchNorm2d(C_out, affine=affine),
+            BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.op(x)
+    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
+        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
 
 
 class Zero(nn.Module):
@@ -92,6 +112,8 @@ class FactorizedReduce(nn.Module):
     """Halves the resolution with two 1x1 stride-2 convs on pixel grids offset by one,
     so that every input pixel is seen; used for skip_connect at stride 2."""
 
+    relu_first = True
+
     def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
         if C_out % 2:
@@ -99,10 +121,10 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
-        self.bn = nn.BatchNorm2d(C_out, affine=affine)
+        self.bn = BatchNorm2d(C_out, affine=affine)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(x)
+    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
+        x = self.relu(x) if relu_x is None else relu_x
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
