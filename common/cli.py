@@ -47,6 +47,24 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--no_resume", action="store_true", default=False,
                    help="start the projection afresh even if its folder holds projection checkpoints")
 
+    g = p.add_argument_group("speed (the defaults are exact; see benchmarks/RESULTS.md)")
+    g.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                   help="layout of the model and batches; auto: channels_last on CPU (faster there), "
+                        "contiguous (NCHW) on CUDA. Results differ only by float summation order")
+    g.add_argument("--amp", action="store_true", default=False,
+                   help="CHANGES NUMERICS: bf16 autocast of the forward passes of search, tuning and "
+                        "projection scoring (alpha, weights, optimisers and losses stay float32)")
+    g.add_argument("--compile", action="store_true", default=False,
+                   help="CHANGES NUMERICS (fused kernels round differently): torch.compile the supernet's "
+                        "forward for search and tuning steps; each projection pattern compiles once more, "
+                        "masked scoring passes run uncompiled; the first steps are slow (compiling)")
+    g.add_argument("--compile_mode", default="default",
+                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="torch.compile mode for --compile (reduce-overhead: CUDA graphs)")
+    g.add_argument("--proj_batch_size", type=int, default=0,
+                   help="CHANGES RESULTS (BatchNorm uses batch statistics while scoring): batch size of the "
+                        "projection scoring passes; 0: --batch_size, as the original")
+
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=seed)
     g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
@@ -72,4 +90,6 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
     if args.method.endswith("-proj"):
         args.dev = "proj"
     args.base_method = args.method.removesuffix("-proj")
+    if args.proj_batch_size < 0:
+        parser.error(f"--proj_batch_size must be >= 0 (0: --batch_size), got {args.proj_batch_size}")
     return args

@@ -12,6 +12,7 @@ Readers parse the on-disk formats themselves; torchvision is only used to downlo
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -340,6 +341,7 @@ class Batches:
         shuffle: bool = True,
         drop_last: bool = False,
         limit: int | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -358,12 +360,21 @@ class Batches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.limit = limit
+        self.memory_format = memory_format  # layout of the images yielded (values do not depend on it)
         self.padding = data.padding
         self.mean = torch.tensor(data.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         self.std = torch.tensor(data.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
         _, self.height, self.width, _ = self.images.shape
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
+
+    def with_batch_size(self, batch_size: int) -> "Batches":
+        """The same images (not copied) in batches of another size."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     @property
     def num_samples(self) -> int:
@@ -410,7 +421,7 @@ class Batches:
         if self.augment:
             images = self._crop_flip(images, p[:, _OFF_Y], p[:, _OFF_X], p[:, _FLIP])
         # As torchvision's ToTensor then Normalize: same float32 operations, same bits.
-        x = images.permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255)
+        x = images.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format).to(torch.float32).div_(255)
         x = x.sub_(self.mean).div_(self.std)
         if self.augment and self.cutout_length > 0:
             x = self._cutout(x, p[:, _CUT], p[:, _CUT_Y], p[:, _CUT_X])

@@ -25,7 +25,8 @@ CRITERIA = ("acc", "loss")
 
 
 class Scorer:
-    """Scoring passes over the alpha half, in train mode, each with its own data key."""
+    """Scoring passes over the alpha half (at --proj_batch_size), in train mode, each with its
+    own data key."""
 
     def __init__(self, trainer: Trainer, epoch: int) -> None:
         self.trainer, self.epoch, self.passes = trainer, epoch, 0
@@ -33,7 +34,7 @@ class Scorer:
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
         t = self.trainer
         self.passes += 1
-        acc, loss = t.evaluate(t.data.valid, (SCORE, self.epoch, self.passes),
+        acc, loss = t.evaluate(t.data.score, (SCORE, self.epoch, self.passes),
                                t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
                                train_mode=True, cutout_prob=t.args.cutout_prob if t.args.cutout else 0.0)
         log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge,

@@ -24,7 +24,7 @@ from .device import select_device
 from .experiment import Board, ExperimentError, new_run_dir, setup_logging, write_json
 from .projection import Plan, latest_projection_epoch, run_projection
 from .search import checkpoint_path, load_search_checkpoint, run_search
-from .trainer import DivergedError, SearchData, Space, Trainer
+from .trainer import DivergedError, SearchData, Space, Trainer, memory_format
 
 log = logging.getLogger("darts_pt")
 
@@ -105,11 +105,14 @@ def search_data(args: argparse.Namespace, train_set: ImageSet, test_set: ImageSe
     weight_idx, alpha_idx = split_indices(len(train_set.labels), args.train_portion)
     limit = 1 if args.fast else None
     cutout = args.cutout_length if args.cutout else 0
-    common = dict(device=device, seed=args.seed, limit=limit)
+    common = dict(device=device, seed=args.seed, limit=limit, memory_format=memory_format(args, device))
+    valid = Batches(train_set, alpha_idx, args.batch_size, augment=True, cutout_length=cutout, **common)
+    proj_bs = getattr(args, "proj_batch_size", 0)
     return SearchData(
         train=Batches(train_set, weight_idx, args.batch_size, augment=True, cutout_length=cutout, **common),
-        valid=Batches(train_set, alpha_idx, args.batch_size, augment=True, cutout_length=cutout, **common),
-        test=Batches(test_set, None, args.batch_size, augment=False, shuffle=False, **common))
+        valid=valid,
+        test=Batches(test_set, None, args.batch_size, augment=False, shuffle=False, **common),
+        proj=valid.with_batch_size(proj_bs) if proj_bs and proj_bs != args.batch_size else None)
 
 
 def search_target(args: argparse.Namespace, layout: Layout) -> tuple[Path, int]:

@@ -2,9 +2,20 @@
 
 Both search spaces (and both phases, search and projection tuning) run through this
 class; what differs between spaces comes in through `Space`.
+
+Speed (see benchmarks/RESULTS.md). Exact, always on: the alpha step computes alpha's
+gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
+(no device sync) and shares one ReLU per cell state; batches come from device-resident
+data (common/data.py) and are never re-created per step; loss and accuracy stay on the
+device until `report_freq`; SGD runs its multi-tensor (foreach) update; evaluation runs
+under inference mode; on CPU the model and batches use the channels-last layout
+(`--memory_format`), whose results differ from NCHW only by float summation order.
+Optional, off by default because they change numerics: `--amp` (bf16 autocast of the
+forward passes), `--compile` (torch.compile of the model), `--proj_batch_size`.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -52,10 +63,31 @@ class SearchData:
     train: Batches          # first part of the training set: trains the weights
     valid: Batches          # the rest: trains alpha, scores projections
     test: Batches | None
+    proj: Batches | None = None   # the alpha half at --proj_batch_size (None: `valid`)
+
+    @property
+    def score(self) -> Batches:
+        """Batches of the projection scoring passes."""
+        return self.valid if self.proj is None else self.proj
 
 
 # Keys of the data streams, so every pass has its own reproducible order and augmentation.
 TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
+
+
+def memory_format(args: Any, device: torch.device) -> torch.memory_format:
+    """The layout of the model and its batches: `--memory_format` ('auto': channels-last
+    on CPU, where it is measured to be faster for both supernets; NCHW on CUDA)."""
+    choice = getattr(args, "memory_format", "auto")
+    if choice == "auto":
+        choice = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
+    if choice not in ("channels_last", "contiguous"):
+        raise ValueError(f"--memory_format must be auto, channels_last or contiguous, not '{choice}'")
+    return torch.channels_last if choice == "channels_last" else torch.contiguous_format
+
+
+# torch.compile backend of --compile; tests switch it to a cheap one.
+COMPILE_BACKEND = "inductor"
 
 
 class Trainer:
@@ -63,12 +95,29 @@ class Trainer:
                  weight_lr: float | None = None) -> None:
         self.space, self.data, self.args, self.device = space, data, args, device
         self.model, self.arch = space.model, space.arch
+        self.memory_format = memory_format(args, device)
+        self.model.to(memory_format=self.memory_format)  # in place: parameters keep their identity
         self.criterion = nn.CrossEntropyLoss()
         self.w_opt = torch.optim.SGD(self.model.parameters(), weight_lr or args.learning_rate,
                                      momentum=args.momentum, weight_decay=args.weight_decay,
-                                     nesterov=args.nesterov)
+                                     nesterov=args.nesterov, foreach=True)
         self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=args.arch_learning_rate,
                                       betas=(0.5, 0.999), weight_decay=args.arch_weight_decay)
+        # Optional, numerics-changing speed-ups (off by default).
+        self.amp = bool(getattr(args, "amp", False))
+        self.forward = self.model
+        if getattr(args, "compile", False):
+            self.forward = compile_model(self.model, getattr(args, "compile_mode", "default"))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        if x.dim() != 4:
+            return x
+        return x.contiguous(memory_format=self.memory_format)  # no copy if already so
 
     # -- one step -------------------------------------------------------------------------
     def alpha_step(self, x: Tensor, y: Tensor) -> None:
@@ -76,23 +125,29 @@ class Trainer:
 
         Only alpha's gradient is computed: the weight gradients the original also
         accumulated here were zeroed before the weight step, so skipping them is exact.
+        An alpha the loss does not depend on (e.g. every op downstream of its cells is
+        `noise`) gets no gradient and Adam leaves it alone, as after `loss.backward()`.
         """
-        loss = self.criterion(self.model(x, self.arch.weights(), self.arch.active()), y)
-        grads = torch.autograd.grad(loss, self.arch.parameters())
-        for p, g in zip(self.arch.parameters(), grads):
+        with self._autocast():
+            loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
+        params = self.arch.parameters()
+        grads = torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad else [None] * len(params)
+        for p, g in zip(params, grads):
             p.grad = g
         self.a_opt.step()
 
     def weight_step(self, x: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+        x = self._layout(x)
         weights = {k: w.detach() for k, w in self.arch.weights().items()}
         active: Active | None = self.arch.active()
-        if self.space.perturb is not None:
-            project = self.arch.apply_projection  # decided edges stay fixed under perturbation
-            weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
-            active = None  # perturbation may zero weights: the model reads which ones
-        self.w_opt.zero_grad(set_to_none=True)
-        logits = self.model(x, weights, active)
-        loss = self.criterion(logits, y)
+        with self._autocast():
+            if self.space.perturb is not None:
+                project = self.arch.apply_projection  # decided edges stay fixed under perturbation
+                weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
+                active = None  # perturbation may zero weights: the model reads which ones (one sync)
+            self.w_opt.zero_grad(set_to_none=True)
+            logits = self.forward(x, weights, active)
+            loss = self.criterion(logits, y)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
         self.w_opt.step()
@@ -123,19 +178,26 @@ class Trainer:
                 yield from self.data.valid((keys[1], epoch, rep), cutout_prob)
         return zip(self.data.train((keys[0], epoch), cutout_prob), alpha_batches())
 
-    @torch.no_grad()
     def evaluate(self, batches: Batches, key: tuple[int, ...], weights: Weights | None = None,
                  active: Active | None = None, train_mode: bool = False,
                  cutout_prob: float = 0.0) -> tuple[float, float]:
         """Accuracy (%) and mean loss over one pass. Projection scores in train mode
-        (BatchNorm batch statistics), as the original did."""
-        self.model.train(train_mode)
+        (BatchNorm batch statistics), as the original did.
+
+        Masked scoring passes (explicit `weights`) run the model uncompiled: each mask is a
+        new active-op pattern, which torch.compile would have to recompile.
+        """
+        forward = self.model
         if weights is None:
-            weights, active = self.arch.weights(), self.arch.active()
+            forward = self.forward
+            with torch.no_grad():  # outside inference mode: Architecture caches tensors it makes here
+                weights, active = self.arch.weights(), self.arch.active()
+        self.model.train(train_mode)
         stats = Stats(self.device)
-        for x, y in batches(key, cutout_prob):
-            logits = self.model(x, weights, active)
-            stats.add(logits, y, self.criterion(logits, y))
+        with torch.inference_mode(), self._autocast():
+            for x, y in batches(key, cutout_prob):
+                logits = forward(self._layout(x), weights, active)
+                stats.add(logits, y, self.criterion(logits, y))
         self.model.train()
         return stats.result()
 
@@ -143,6 +205,24 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
                 "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict()}
+
+
+def compile_model(model: nn.Module, mode: str = "default") -> Callable:
+    """torch.compile of the model's forward (--compile).
+
+    The active-op lists are part of what is compiled: a new projection pattern compiles
+    once more. Past the recompile limit, or if compilation fails, torch runs the forward
+    uncompiled and says so in the log.
+    """
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, limit, max(getattr(config, limit), 64))  # one graph per projection pattern and mode
+    config.suppress_errors = True  # fall back to eager (with a logged warning) rather than stop a search
+    log.info("--compile: torch.compile(model, backend=%s, mode=%s); the first steps compile", COMPILE_BACKEND, mode)
+    options = {"mode": mode} if COMPILE_BACKEND == "inductor" and mode != "default" else {}
+    return torch.compile(model, backend=COMPILE_BACKEND, **options)
 
 
 class Stats:
