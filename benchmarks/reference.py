@@ -1,0 +1,212 @@
+"""The straightforward path: what a search step of the original DARTS-PT code costs.
+
+This is the baseline of `benchmarks/bench_search.py` and of `tests/test_fast_path.py`; it
+is not used by the library. It drives the *same* model modules (same parameters, same
+state_dict) the way the original code did:
+
+- every op of every edge is computed and multiplied by its mixing weight, `none` included
+  (NAS-Bench-201: `sum(layer(x) * w for layer, w in zip(ops, weights))`; DARTS space:
+  `sum(w * op(x) for w, op in zip(weights, ops) if w != 0)`, where the `w != 0` test reads
+  the weight on the host, one device sync per op);
+- the alpha step backpropagates the full graph (`loss.backward()`: the weight gradients
+  are computed and then discarded by the weight step's `zero_grad`);
+- NCHW layout, default optimizers;
+- data: torchvision transforms on PIL images through a `DataLoader` with a
+  `SubsetRandomSampler`; the alpha batch comes from `next(iter(valid_queue))`, a new
+  iterator every step, and loss and accuracy are read back (`.item()`) every step.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nasbench201.model_search import EDGE_INDEX, NUM_NODES, NB201Supernet, SearchCell as NB201Cell
+from sota.model_search import DartsSupernet, SearchCell as DartsCell
+
+Weights = dict[str, Tensor]
+
+
+# --------------------------------------------------------------------------- forward passes
+
+def _nb201_cell(cell: NB201Cell, x: Tensor, weights: Tensor) -> Tensor:
+    nodes = [x]
+    for i in range(1, NUM_NODES):
+        inter_nodes = []
+        for j in range(i):
+            key = f"{i}<-{j}"
+            w = weights[EDGE_INDEX[key]]
+            inter_nodes.append(sum(layer(nodes[j]) * w[k] for k, layer in enumerate(cell.edges[key])))
+        nodes.append(sum(inter_nodes))
+    return nodes[-1]
+
+
+def _nb201_forward(model: NB201Supernet, x: Tensor, weights: Weights) -> Tensor:
+    w = weights["cell"]
+    feature = model.stem(x)
+    for cell in model.cells:
+        feature = _nb201_cell(cell, feature, w) if isinstance(cell, NB201Cell) else cell(feature)
+    out = model.global_pooling(model.lastact(feature))
+    return model.classifier(out.flatten(1))
+
+
+def _darts_mixed(mixed: nn.Module, x: Tensor, weights: Tensor) -> Tensor | int:
+    return sum(w * op(x) for w, op in zip(weights, mixed._ops) if w != 0)
+
+
+def _darts_cell(cell: DartsCell, s0: Tensor, s1: Tensor, weights: Tensor) -> Tensor:
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    offset = 0
+    stride = 2 if cell.reduction else 1
+    for _ in range(cell._steps):
+        s = sum(_darts_mixed(cell._ops[offset + j], h, weights[offset + j]) for j, h in enumerate(states))
+        if not isinstance(s, Tensor):  # every input edge dropped (not reachable in the original)
+            s = torch.zeros_like(states[0][:, :, ::stride, ::stride])
+        offset += len(states)
+        states.append(s)
+    return torch.cat(states[-cell._multiplier:], dim=1)
+
+
+def _darts_forward(model: DartsSupernet, x: Tensor, weights: Weights) -> Tensor:
+    s0 = s1 = model.stem(x)
+    for cell in model.cells:
+        kind = "reduce" if cell.reduction else "normal"
+        s0, s1 = s1, _darts_cell(cell, s0, s1, weights[kind])
+    out = model.global_pooling(s1)
+    return model.classifier(out.flatten(1))
+
+
+def reference_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
+    """Logits of `model` computed as the original code computed them."""
+    if isinstance(model, NB201Supernet):
+        return _nb201_forward(model, x, weights)
+    if isinstance(model, DartsSupernet):
+        return _darts_forward(model, x, weights)
+    raise TypeError(f"no reference forward for {type(model).__name__}")
+
+
+# --------------------------------------------------------------------------- one search step
+
+class ReferenceStep:
+    """Alpha step and weight step as the original `Architect.step` and training loop."""
+
+    def __init__(self, model: nn.Module, arch: Any, args: Any,
+                 perturb: Callable | None = None) -> None:
+        self.model, self.arch, self.args, self.perturb = model, arch, args, perturb
+        self.criterion = nn.CrossEntropyLoss()
+        self.w_opt = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
+                                     weight_decay=args.weight_decay, nesterov=args.nesterov)
+        self.a_opt = torch.optim.Adam(arch.parameters(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
+                                      weight_decay=args.arch_weight_decay)
+
+    def alpha_step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.a_opt.zero_grad()
+        loss = self.criterion(reference_forward(self.model, x, self.arch.weights()), y)
+        loss.backward()  # also fills every weight's .grad, which the weight step discards
+        self.a_opt.step()
+        return loss
+
+    def weight_step(self, x: Tensor, y: Tensor, epsilon: float = 0.0) -> tuple[Tensor, Tensor]:
+        weights = {k: w.detach() for k, w in self.arch.weights().items()}
+        if self.perturb is not None:
+            project = self.arch.apply_projection
+            weights = project(self.perturb(self.model, weights, x, y, epsilon, project))
+        self.w_opt.zero_grad()
+        logits = reference_forward(self.model, x, weights)
+        loss = self.criterion(logits, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        self.w_opt.step()
+        return logits, loss
+
+
+def accuracy(logits: Tensor, y: Tensor) -> float:
+    return (logits.argmax(1) == y).float().mean().item() * 100.0
+
+
+# --------------------------------------------------------------------------- data
+
+class PILImages(torch.utils.data.Dataset):
+    """An in-memory uint8 [N, H, W, 3] array served as torchvision serves CIFAR: PIL images."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def cifar_transform(mean, std, padding: int = 4, size: int = 32, augment: bool = True):
+    import torchvision.transforms as T
+
+    steps = [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()] if augment else []
+    return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
+
+
+class Cutout:
+    """DARTS' utils.Cutout: zero one length x length square (clipped) of a normalised image."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __call__(self, img: Tensor) -> Tensor:
+        h, w = img.size(1), img.size(2)
+        mask = np.ones((h, w), np.float32)
+        y, x = np.random.randint(h), np.random.randint(w)
+        y1, y2 = np.clip(y - self.length // 2, 0, h), np.clip(y + self.length // 2, 0, h)
+        x1, x2 = np.clip(x - self.length // 2, 0, w), np.clip(x + self.length // 2, 0, w)
+        mask[y1:y2, x1:x2] = 0.0
+        return img * torch.from_numpy(mask).expand_as(img)
+
+
+def eval_transform(mean, std, cutout_length: int = 16, padding: int = 4, size: int = 32):
+    """DARTS train.py's training transform (with --cutout)."""
+    import torchvision.transforms as T
+
+    return T.Compose([cifar_transform(mean, std, padding, size), Cutout(cutout_length)])
+
+
+def search_queues(images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int,
+                  train_portion: float = 0.5, num_workers: int = 0, pin_memory: bool = False,
+                  padding: int = 4) -> tuple[torch.utils.data.DataLoader, torch.utils.data.DataLoader]:
+    """The original's train_queue and valid_queue over the two halves of one training set."""
+    data = PILImages(images, labels, cifar_transform(mean, std, padding, images.shape[1]))
+    split = int(np.floor(train_portion * len(labels)))
+    idx = list(range(len(labels)))
+
+    def queue(part):
+        return torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                                           sampler=torch.utils.data.SubsetRandomSampler(part),
+                                           pin_memory=pin_memory)
+    return queue(idx[:split]), queue(idx[split:])
+
+
+def search_batches(train_queue, valid_queue, device: torch.device) -> Iterator[tuple[Tensor, ...]]:
+    """(x, y, x_search, y_search) per step, the alpha batch from a fresh iterator every step."""
+    for x, y in train_queue:
+        xs, ys = next(iter(valid_queue))
+        yield (x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+               xs.to(device, non_blocking=True), ys.to(device, non_blocking=True))
+
+
+@torch.no_grad()
+def scoring_pass(model: nn.Module, batches, weights: Weights, device: torch.device) -> tuple[float, float]:
+    """The original's `infer` in train mode: accuracy and loss read back every batch."""
+    model.train()
+    total_loss = total_acc = n = 0.0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        logits = reference_forward(model, x, weights)
+        loss = F.cross_entropy(logits, y)
+        total_loss += loss.item() * len(y)
+        total_acc += accuracy(logits, y) * len(y)
+        n += len(y)
+    return total_acc / n, total_loss / n

@@ -1,0 +1,338 @@
+"""The default fast path computes what the original code computed.
+
+One full search step (alpha step, then weight step) from identical initial states on the
+same batches, through (a) the Trainer's default path (alpha-only gradients, skipped
+`none` and zero-weight ops, shared ReLUs, channels-last on CPU, foreach SGD) and (b) the
+straightforward reference of benchmarks/reference.py (every op computed, full backward,
+NCHW). Alpha gradient, updated alpha, weight-step loss and logits, every weight gradient,
+updated weights and BatchNorm statistics must agree to float32 rounding.
+
+The optional flags (--amp, --compile, --proj_batch_size) change numerics; each gets a
+test that it runs and that the default path does not use it.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.reference import ReferenceStep, reference_forward
+from common import trainer as trainer_mod
+from common.arch import Architecture
+from common.batchnorm import BatchNorm2d
+from common.cli import parse, search_parser
+from common.data import Batches, ImageSet
+from common.projection import Scorer
+from common.run import search_data
+from common.trainer import SearchData, Space, Trainer
+from nasbench201.model_search import EDGE_KEYS, NB201Supernet
+from sota.model_search import DartsSupernet
+from sota.perturb import random_smoothing
+
+# float32: a few ulps of the values, after float reassociation (summation order) only
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def default_args(**over) -> SimpleNamespace:
+    args = dict(learning_rate=0.025, momentum=0.9, weight_decay=3e-4, nesterov=False,
+                arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50,
+                cutout=False, cutout_prob=0.0)
+    return SimpleNamespace(**{**args, **over})
+
+
+def build(space: str) -> tuple[nn.Module, Architecture]:
+    torch.manual_seed(0)
+    model = NB201Supernet(C=4, N=1) if space == "nb201" else DartsSupernet(4, 10, 3, space)
+    arch = Architecture(model.arch_shapes())
+    with torch.no_grad():  # alphas far from uniform, so that every op matters differently
+        for a in arch.parameters():
+            a.normal_()
+    return model, arch
+
+
+def project(space: str, arch: Architecture) -> list[tuple[str, int, int]]:
+    """Decide some edges; return the (kind, edge, op) whose op is dead (weight fixed at 0)."""
+    if space == "nb201":
+        arch.project_op("cell", 0, 3)   # 1<-0: nor_conv_3x3
+        arch.project_op("cell", 4, 0)   # 3<-1: none
+    else:
+        arch.project_op("normal", 0, 3)
+        arch.project_op("normal", 2, 1)
+        arch.project_op("reduce", 5, 0)
+        arch.drop_edges("normal", 2, [4])  # topology: node 2 loses edge 4
+    n_ops = arch.proj_weights[arch.kinds[0]].shape[1]
+    return [(k, e, op) for k in arch.kinds for e in range(arch.proj_weights[k].shape[0]) if arch.decided[k][e]
+            for op in range(n_ops) if arch.proj_weights[k][e, op] == 0]
+
+
+def dead_prefixes(space: str, model: nn.Module, dead: list[tuple[str, int, int]]) -> list[str]:
+    """State-dict prefixes of ops with weight 0 on decided edges."""
+    out = []
+    for c, cell in enumerate(model.cells):
+        for kind, e, op in dead:
+            if space == "nb201" and hasattr(cell, "edges"):
+                out.append(f"cells.{c}.edges.{EDGE_KEYS[e]}.{op}.")
+            elif space != "nb201" and ("reduce" if cell.reduction else "normal") == kind:
+                out.append(f"cells.{c}._ops.{e}._ops.{op}.")
+    return out
+
+
+def run_both(space: str, projected: bool = False, perturb=None, epsilon: float = 0.0):
+    model, arch = build(space)
+    dead = project(space, arch) if projected else []
+    ref_model, ref_arch = copy.deepcopy(model), copy.deepcopy(arch)
+    g = torch.Generator().manual_seed(1)
+    size = 8 if space == "nb201" else 16
+    xa, x = (torch.randn(8, 3, size, size, generator=g) for _ in range(2))
+    ya, y = (torch.randint(0, 10, (8,), generator=g) for _ in range(2))
+
+    sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+               perturb=perturb)
+    fast = Trainer(sp, None, default_args(), torch.device("cpu"))
+    ref = ReferenceStep(ref_model, ref_arch, default_args(), perturb=perturb)
+    model.train()
+    ref_model.train()
+
+    fast.alpha_step(xa, ya)
+    ref.alpha_step(xa, ya)
+    for a, b in zip(arch.parameters(), ref_arch.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, **TOL)
+        torch.testing.assert_close(a, b, **TOL)
+
+    torch.manual_seed(7)  # the same perturbation draws on both sides
+    logits, loss = fast.weight_step(x, y, epsilon)
+    torch.manual_seed(7)
+    ref_logits, ref_loss = ref.weight_step(x, y, epsilon)
+    torch.testing.assert_close(loss, ref_loss, **TOL)
+    torch.testing.assert_close(logits, ref_logits, **TOL)
+
+    skip = dead_prefixes(space, model, dead)
+    ref_params = dict(ref_model.named_parameters())
+    compared = 0
+    for name, p in model.named_parameters():
+        q = ref_params[name]
+        if p.grad is None:
+            # not computed on the fast path: its op is dead (or zeroed by the perturbation);
+            # the reference computed it times 0, so its gradient is 0 (or also absent)
+            assert q.grad is None or not q.grad.any(), name
+            if any(name.startswith(s) for s in skip) or q.grad is None:
+                continue
+            # only NB201's reference computes zero-weight ops, which updates them with
+            # weight decay and momentum; nothing else may lack a gradient
+            pytest.fail(f"{name}: no gradient on the fast path")
+        torch.testing.assert_close(p.grad, q.grad, **TOL, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(p, q, **TOL, msg=lambda m: f"param {name}: {m}")
+        compared += 1
+    assert compared > 0
+    ref_buffers = dict(ref_model.named_buffers())
+    for name, b in model.named_buffers():
+        if not any(name.startswith(s) for s in skip):
+            torch.testing.assert_close(b, ref_buffers[name], **TOL, msg=lambda m: f"buffer {name}: {m}")
+    return fast, model
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5", "s3"])
+def test_search_step_matches_reference(space: str) -> None:
+    fast, model = run_both(space)
+    assert fast.memory_format == torch.channels_last  # the CPU default is exercised
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_partially_projected_step_matches_reference(space: str) -> None:
+    run_both(space, projected=True)
+
+
+def test_sdarts_random_step_matches_reference() -> None:
+    # epsilon 0.45 > 1/7: some perturbed weights clamp to exactly 0 and their ops are skipped
+    run_both("s5", projected=True, perturb=random_smoothing, epsilon=0.45)
+
+
+def test_reference_forward_matches_model() -> None:
+    for space in ("nb201", "s5", "s3", "s1"):
+        model, arch = build(space)
+        model.eval()
+        x = torch.randn(2, 3, 16, 16)
+        with torch.no_grad():
+            w = arch.weights()
+            torch.testing.assert_close(model(x, w, arch.active()), reference_forward(model, x, w), **TOL)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_channels_last_batchnorm_is_as_accurate_as_nchw(affine: bool) -> None:
+    """common.batchnorm.BatchNorm2d on channels-last CPU input vs float64 NCHW batch norm."""
+    torch.manual_seed(0)
+    x64 = 5 + torch.randn(16, 6, 12, 12, dtype=torch.float64)  # a mean >> 0 exposes naive float32 sums
+    g64 = torch.randn_like(x64)
+    ref = nn.BatchNorm2d(6, affine=affine).double()
+    ours = BatchNorm2d(6, affine=affine)
+    if affine:
+        with torch.no_grad():
+            ref.weight.uniform_(0.5, 1.5)
+            ref.bias.normal_()
+            ours.weight.copy_(ref.weight)
+            ours.bias.copy_(ref.bias)
+    xr = x64.clone().requires_grad_()
+    yr = torch.relu(ref(xr))
+    yr.backward(g64)
+    x = x64.float().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = nn.functional.relu(ours(x), inplace=True)  # in-place on the output is allowed
+    y.backward(g64.float())
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    close = dict(rtol=2e-6, atol=2e-6)
+    torch.testing.assert_close(y.double(), yr.detach(), **close)
+    torch.testing.assert_close(x.grad.double(), xr.grad, **close)
+    torch.testing.assert_close(ours.running_mean.double(), ref.running_mean, **close)
+    torch.testing.assert_close(ours.running_var.double(), ref.running_var, **close)
+    assert ours.num_batches_tracked == 1
+    if affine:
+        torch.testing.assert_close(ours.weight.grad.double(), ref.weight.grad, **close)
+        torch.testing.assert_close(ours.bias.grad.double(), ref.bias.grad, **close)
+    # scoring passes: training mode without autograd updates the statistics the same way
+    with torch.inference_mode():
+        ours(x.detach())
+        ref(x64)
+    torch.testing.assert_close(ours.running_mean.double(), ref.running_mean, **close)
+    ours.eval()
+    ref.eval()
+    torch.testing.assert_close(ours(x.detach()).double(), ref(x64), **close)
+
+
+def test_alpha_step_after_an_evaluation_of_a_new_projection() -> None:
+    # evaluation runs under inference mode; the Architecture's cached tensors must not be
+    # created there, or the next alpha step cannot differentiate through them
+    t = trainer_with("s5")
+    for e in range(14):
+        t.arch.project_op("normal", e, 3)
+    t.evaluate(t.data.valid, (1,))  # the first use of the new projection state
+    one_step(t)
+    assert t.arch.parameters()[0].grad is not None
+
+
+def test_alpha_the_loss_does_not_depend_on_is_left_alone() -> None:
+    # S4 with every reduce edge projected to `noise`: nothing downstream reads the normal
+    # cell, so alpha_normal has no gradient (the reference's backward leaves it None too)
+    model, arch = build("s4")
+    for e in range(14):
+        arch.project_op("reduce", e, 0)
+    ref_model, ref_arch = copy.deepcopy(model), copy.deepcopy(arch)
+    sp = Space(name="s4", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    fast = Trainer(sp, None, default_args(), torch.device("cpu"))
+    ref = ReferenceStep(ref_model, ref_arch, default_args())
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    before = arch.alphas["normal"].detach().clone()
+    torch.manual_seed(0)
+    fast.alpha_step(x, y)
+    torch.manual_seed(0)
+    ref.alpha_step(x, y)
+    assert arch.alphas["normal"].grad is None and ref_arch.alphas["normal"].grad is None
+    assert torch.equal(arch.alphas["normal"], before)
+    torch.testing.assert_close(arch.alphas["reduce"], ref_arch.alphas["reduce"], **TOL)
+
+
+# -- optional flags ------------------------------------------------------------------------
+
+def trainer_with(space: str = "nb201", **flags) -> Trainer:
+    model, arch = build(space)
+    images = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
+    data = ImageSet(images, torch.randint(0, 10, (32,)), 10, (0.5,) * 3, (0.25,) * 3, 1)
+    batches = Batches(data, None, 8, augment=True)
+    sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    return Trainer(sp, SearchData(batches, batches, None), default_args(**flags), torch.device("cpu"))
+
+
+def one_step(t: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    (x, y), = list(t.data.train((0, 0)))[:1]
+    t.alpha_step(x, y)
+    return t.weight_step(x, y, 0.0)
+
+
+def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*a, **k):
+        raise AssertionError("the default path must not use this")
+
+    monkeypatch.setattr(torch, "autocast", forbidden)
+    monkeypatch.setattr(torch, "compile", forbidden)
+    t = trainer_with()
+    assert not t.amp and t.forward is t.model
+    logits, loss = one_step(t)
+    assert logits.dtype == torch.float32
+    args = parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), [])
+    assert (args.amp, args.compile, args.proj_batch_size, args.memory_format) == (False, False, 0, "auto")
+
+
+def test_amp_runs_in_bf16() -> None:
+    t = trainer_with(amp=True)
+    logits, loss = one_step(t)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+    assert t.arch.parameters()[0].grad is not None
+    acc, val_loss = t.evaluate(t.data.valid, (1,))
+    assert 0.0 <= acc <= 100.0
+
+
+def test_compile_runs_and_survives_a_new_projection_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = torch.compile
+    monkeypatch.setattr(trainer_mod, "COMPILE_BACKEND", "eager")  # inductor would take minutes here
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(k) or real(*a, **k))
+    t = trainer_with(compile=True)
+    assert calls and calls[0]["backend"] == "eager" and t.forward is not t.model
+    (x, y), = list(t.data.train((0, 0)))[:1]
+    t.weight_step(x, y, 0.0)
+    t.arch.project_op("cell", 2, 3)  # a new active pattern: recompiles (or falls back), still runs
+    logits, loss = t.weight_step(x, y, 0.0)
+    assert torch.isfinite(loss)
+
+
+def test_memory_format_flag() -> None:
+    assert trainer_with(memory_format="contiguous").memory_format == torch.contiguous_format
+    assert trainer_with(memory_format="channels_last").memory_format == torch.channels_last
+    assert trainer_mod.memory_format(SimpleNamespace(), torch.device("cuda")) == torch.contiguous_format
+    with pytest.raises(ValueError):
+        trainer_with(memory_format="nhwc")
+
+
+def test_proj_batch_size_sets_the_scoring_batches(tmp_path) -> None:
+    images = torch.randint(0, 256, (40, 8, 8, 3), dtype=torch.uint8)
+    data = ImageSet(images, torch.randint(0, 10, (40,)), 10, (0.5,) * 3, (0.25,) * 3, 1)
+    parser = search_parser("x", epochs=1, ckpt_interval=1, seed=0)
+    default = search_data(parse(parser, ["--batch_size", "4"]), data, data, torch.device("cpu"))
+    assert default.proj is None and default.score is default.valid
+    sd = search_data(parse(parser, ["--batch_size", "4", "--proj_batch_size", "10"]), data, data,
+                     torch.device("cpu"))
+    assert sd.score.batch_size == 10 and sd.valid.batch_size == 4
+    assert sd.score.images is sd.valid.images  # the same images, not a copy
+    sizes = []
+    t = trainer_with()
+    t.data = sd
+    real = t.model.forward
+    t.model.forward = lambda x, *a: sizes.append(len(x)) or real(x, *a)
+    Scorer(t, 0)("cell", 0, 1)
+    assert sizes == [10, 10]
+    with pytest.raises(SystemExit):
+        with contextlib.redirect_stderr(None):
+            parse(parser, ["--proj_batch_size", "-1"])
+
+
+def test_benchmark_script_runs(capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import bench_search
+
+    assert bench_search.main(["--device", "cpu", "--spaces", "nb201", "--batch_size", "2", "--steps", "1",
+                              "--warmup", "0", "--proj_batches", "1", "--no_eval"]) == 0
+    out = capsys.readouterr().out
+    assert "nb201 cpu fast search_step_s=" in out and "nb201 cpu reference search_step_s=" in out
+    assert "nb201 cpu speedup fast_vs_reference search_step=" in out
