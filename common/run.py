@@ -45,10 +45,16 @@ def main(parser: argparse.ArgumentParser, layout: Layout,
          build_plan: Callable[[argparse.Namespace, Space], Plan],
          argv: list[str] | None = None) -> int:
     args = parse(parser, argv)
+    return exit_code(lambda: run(args, layout, build_space, build_plan))
+
+
+def exit_code(job: Callable[[], object]) -> int:
+    """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
+    clear line and exit code 2 instead of a traceback."""
     try:
-        run(args, layout, build_space, build_plan)
+        job()
     except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
         log.error("error: %s", msg) if log.handlers else print(f"error: {msg}", file=sys.stderr)
         return 2
     return 0

@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_
 from common.data import DATASETS, Batches, load_dataset
 from common.device import select_device
 from common.experiment import REPO_ROOT, Board, Timer, append_jsonl, new_run_dir, setup_logging, write_json
-from common.run import USER_ERRORS, Layout, mark_failed, search_target, seed_everything
+from common.run import Layout, exit_code, mark_failed, search_target, seed_everything
 from common.search import checkpoint_path, truncate_history
 from common.trainer import EVAL_TEST, TRAIN, Stats, check_finite
 
@@ -97,13 +96,7 @@ LAYOUT = Layout(space_dir=lambda a: Path(a.exp_root) / "sota" / a.dataset / "eva
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
-        log.error("error: %s", msg) if log.handlers else print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(args))
 
 
 class Run:
