@@ -134,20 +134,23 @@ class Runner:
 
 def measure(paths: list[Runner], what: str, device: torch.device, warmup: int, reps: int) -> None:
     """Time `what` ('step' or 'score') of every path, interleaved (a, b, a, b, ...) so that
-    a change of machine load hits all paths alike; record per-call seconds and peak memory."""
+    a change of machine load hits all paths alike; then one more call of each under memory
+    tracking (not timed: on CPU it hands freed memory back to the OS first, which makes
+    the following call page-fault its memory in again)."""
     for p in paths:
         for _ in range(warmup):
             getattr(p, what)()
         sync(device)
     for _ in range(reps):
         for p in paths:
-            with Memory(device) as mem:
-                t = time.perf_counter()
-                getattr(p, what)()
-                sync(device)
-                elapsed = time.perf_counter() - t
-            p.times.setdefault(what, []).append(elapsed)
-            p.peak_mb[what] = max(p.peak_mb.get(what, 0.0), mem.peak_mb)
+            t = time.perf_counter()
+            getattr(p, what)()
+            sync(device)
+            p.times.setdefault(what, []).append(time.perf_counter() - t)
+    for p in paths:
+        with Memory(device) as mem:
+            getattr(p, what)()
+        p.peak_mb[what] = mem.peak_mb
 
 
 @dataclass
@@ -207,7 +210,7 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     model = build_supernet(space).to(device)
     arch = Architecture(model.arch_shapes(), device)
     kind, edge = arch.kinds[0], 0
-    n_steps = cfg.warmup + cfg.steps
+    n_steps = cfg.warmup + cfg.steps + 1  # + 1: the memory measurement
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
     if variant == "reference":
         step = ref.ReferenceStep(model, arch, search_args(cfg, "fast"))
@@ -274,7 +277,7 @@ def eval_path(variant: str, device: torch.device, cfg: argparse.Namespace) -> Ru
     C, layers, bs = cfg.eval_size
     model = NetworkCIFAR(C, 10, layers, True, get_genotype("darts_pt_s5_0")).to(device)
     model.drop_path_prob = 0.1
-    data_set = synthetic_set(bs * (cfg.eval_warmup + cfg.eval_steps), seed=1)
+    data_set = synthetic_set(bs * (cfg.eval_warmup + cfg.eval_steps + 1), seed=1)
     criterion = nn.CrossEntropyLoss()
     if variant == "reference":
         opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
