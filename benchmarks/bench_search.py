@@ -24,10 +24,11 @@ Each figure is the median over the measured steps after warm-up; the paths of on
 are measured interleaved (fast, reference, fast, reference, ...) so that a change of
 machine load hits them alike. One line per space, device and path, `key=value` figures;
 then one line of speed-ups against `reference`.
-Peak memory: torch.cuda.max_memory_allocated on CUDA (everything on the device: model,
-data, optimiser state, activations); on CPU the growth of the process's peak RSS (VmHWM,
-reset before each measurement, after malloc_trim) over its RSS before the steps: the
-activations, gradients and optimiser state of the steps, not the model or the data.
+Peak memory, taken on the last (untimed) warm-up call: torch.cuda.max_memory_allocated on
+CUDA (everything on the device: model, data, optimiser state, activations); on CPU the
+growth of the process's peak RSS (VmHWM, reset after malloc_trim) over its RSS before the
+call: the activations and gradients of a step (plus the optimiser state when the call is
+the first one, as with --quick), not the model or the data.
 """
 from __future__ import annotations
 
@@ -134,12 +135,17 @@ class Runner:
 
 def measure(paths: list[Runner], what: str, device: torch.device, warmup: int, reps: int) -> None:
     """Time `what` ('step' or 'score') of every path, interleaved (a, b, a, b, ...) so that
-    a change of machine load hits all paths alike; then one more call of each under memory
-    tracking (not timed: on CPU it hands freed memory back to the OS first, which makes
-    the following call page-fault its memory in again)."""
+    a change of machine load hits all paths alike. Peak memory is taken on the last
+    warm-up call (there is always one), which is not timed: on CPU the measurement first
+    hands freed memory back to the OS, so the call after it page-faults its memory in again."""
     for p in paths:
-        for _ in range(warmup):
-            getattr(p, what)()
+        for i in range(max(warmup, 1)):
+            if i < warmup - 1:
+                getattr(p, what)()
+                continue
+            with Memory(device) as mem:
+                getattr(p, what)()
+            p.peak_mb[what] = mem.peak_mb
         sync(device)
     for _ in range(reps):
         for p in paths:
@@ -147,10 +153,6 @@ def measure(paths: list[Runner], what: str, device: torch.device, warmup: int, r
             getattr(p, what)()
             sync(device)
             p.times.setdefault(what, []).append(time.perf_counter() - t)
-    for p in paths:
-        with Memory(device) as mem:
-            getattr(p, what)()
-        p.peak_mb[what] = mem.peak_mb
 
 
 @dataclass
@@ -210,7 +212,7 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     model = build_supernet(space).to(device)
     arch = Architecture(model.arch_shapes(), device)
     kind, edge = arch.kinds[0], 0
-    n_steps = cfg.warmup + cfg.steps + 1  # + 1: the memory measurement
+    n_steps = max(cfg.warmup, 1) + cfg.steps
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
     if variant == "reference":
         step = ref.ReferenceStep(model, arch, search_args(cfg, "fast"))
@@ -277,7 +279,7 @@ def eval_path(variant: str, device: torch.device, cfg: argparse.Namespace) -> Ru
     C, layers, bs = cfg.eval_size
     model = NetworkCIFAR(C, 10, layers, True, get_genotype("darts_pt_s5_0")).to(device)
     model.drop_path_prob = 0.1
-    data_set = synthetic_set(bs * (cfg.eval_warmup + cfg.eval_steps + 1), seed=1)
+    data_set = synthetic_set(bs * (max(cfg.eval_warmup, 1) + cfg.eval_steps), seed=1)
     criterion = nn.CrossEntropyLoss()
     if variant == "reference":
         opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
@@ -365,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure(cfg: argparse.Namespace) -> argparse.Namespace:
     quick = cfg.quick
-    defaults = dict(batch_size=8 if quick else 64, steps=2 if quick else 5, warmup=1 if quick else 2,
+    defaults = dict(batch_size=8 if quick else 64, steps=1 if quick else 5, warmup=1 if quick else 2,
                     proj_batches=2 if quick else 10)
     for k, v in defaults.items():
         if getattr(cfg, k) is None:
