@@ -65,24 +65,32 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="CHANGES RESULTS (BatchNorm uses batch statistics while scoring): batch size of the "
                         "projection scoring passes; 0: --batch_size, as the original")
 
+    g = add_run_flags(p, seed=seed, save="exp", ckpt_interval=ckpt_interval)
+    g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
+    g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
+    return p
+
+
+def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
+                  ckpt_interval: int) -> argparse._ArgumentGroup:
+    """Flags every entry point shares: seed, device, folders, resume, logging; the group."""
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=seed)
     g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
-    g.add_argument("--save", default="exp", help="run name; exp_scripts pass the script name")
+    g.add_argument("--save", default=save, help="run name; exp_scripts pass the script name")
     g.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"), help="where experiment folders go")
     g.add_argument("--expid_tag", default="", help="suffix of the experiment folder name")
-    g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
     g.add_argument("--resume_epoch", type=int, default=0, help="checkpoint epoch to resume from (-1: latest)")
-    g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
     g.add_argument("--overwrite", action="store_true", default=False,
                    help="move an existing experiment folder aside and start again")
-    g.add_argument("--ckpt_interval", type=int, default=ckpt_interval)
+    g.add_argument("--ckpt_interval", type=int, default=ckpt_interval,
+                   help="checkpoint every N epochs (and at the end)")
     g.add_argument("--report_freq", type=int, default=50)
     g.add_argument("--fast", action="store_true", default=False,
-                   help="smoke test: one batch per epoch and per evaluation pass, no benchmark")
+                   help="smoke test: one batch per epoch and per evaluation pass, no benchmark queries")
     g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
     g.add_argument("--no_tensorboard", action="store_true", default=False)
-    return p
+    return g
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:

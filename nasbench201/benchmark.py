@@ -137,7 +137,7 @@ def _write_cache(cache: Path, stamp: dict[str, object], accuracies: dict[str, di
 
 def _accuracies_from_file(path: Path, log: Log) -> dict[str, dict[str, float]]:
     log(f"loading NAS-Bench-201 benchmark {path} (once: takes minutes and several GB of RAM)")
-    with _gc_paused():  # millions of small containers: the cyclic GC would rescan them over and over
+    with gc_paused():  # millions of small containers: the cyclic GC would rescan them over and over
         api = NASBench201API(_Owned(_load(path, log)), verbose=False)
         read = _accuracy_reader(api)
         accuracies = {}
@@ -235,7 +235,7 @@ class _Owned(dict):
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     enabled = gc.isenabled()
     gc.disable()
     try:

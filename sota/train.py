@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from common.cli import add_run_flags
 from common.data import DATASETS, Batches, load_dataset
 from common.device import select_device
 from common.experiment import REPO_ROOT, Board, Timer, append_jsonl, new_run_dir, setup_logging, write_json
@@ -58,21 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=3e-4)
     g.add_argument("--grad_clip", type=float, default=5.0)
 
-    g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
-    g.add_argument("--save", default="eval", help="run name prefix")
-    g.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"), help="where experiment folders go")
-    g.add_argument("--expid_tag", default="", help="suffix of the experiment folder name")
-    g.add_argument("--resume_epoch", type=int, default=0, help="checkpoint epoch to resume from (-1: latest)")
-    g.add_argument("--overwrite", action="store_true", default=False,
-                   help="move an existing experiment folder aside and start again")
-    g.add_argument("--ckpt_interval", type=int, default=1, help="checkpoint every N epochs (and at the end)")
-    g.add_argument("--report_freq", type=int, default=50)
-    g.add_argument("--fast", action="store_true", default=False,
-                   help="smoke test: one batch per epoch and per test pass")
-    g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
-    g.add_argument("--no_tensorboard", action="store_true", default=False)
+    add_run_flags(p, seed=0, save="eval", ckpt_interval=1)
     return p
 
 
