@@ -10,10 +10,9 @@ head, cutout, drop path. Data are synthetic CIFAR-shaped images in memory (no do
 
 Paths ("variants"):
   fast       the library's default path: common.trainer.Trainer steps on common.data.Batches
-             (for evaluation: sota/train.py's step as it is: NCHW, data on the device)
-  fast_cl    the same with --memory_format channels_last (the CPU default for search;
-             for evaluation: what sota/train.py would gain with a channels-last model)
-  fast_nchw  the same with --memory_format contiguous (the CUDA default for search)
+             (for evaluation: sota/train.py's step: data on the device, --memory_format auto)
+  fast_cl    the same with --memory_format channels_last (the CPU default)
+  fast_nchw  the same with --memory_format contiguous (the CUDA default)
   amp        fast + --amp (bf16 autocast; changes numerics)
   compile    fast + --compile (torch.compile; changes numerics; excludes compile time)
   reference  the original code's costs (benchmarks/reference.py): every op computed, full
@@ -59,6 +58,7 @@ from common.trainer import SCORE, TRAIN, VALID, Space, Stats, Trainer  # noqa: E
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "reference")
+EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "reference")
 
 
 # --------------------------------------------------------------------------- measuring
@@ -293,7 +293,7 @@ def eval_path(variant: str, device: torch.device, cfg: argparse.Namespace) -> Ru
             x, y = next(it)
             return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     else:
-        fmt = torch.channels_last if variant == "fast_cl" else torch.contiguous_format
+        fmt = trainer_mod.memory_format(search_args(cfg, variant), device)  # as sota/train.py picks it
         model.to(memory_format=fmt)
         opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
         batches = Batches(data_set, None, bs, augment=True, device=device, seed=0, cutout_length=16,
@@ -353,8 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default="fast,reference",
                    help=f"comma-separated paths to measure, from {', '.join(VARIANTS)}")
     p.add_argument("--eval_variants", default=None,
-                   help="paths of the evaluation-training step, from fast, fast_cl, reference "
-                        "(default fast,fast_cl,reference; --quick: fast,reference)")
+                   help=f"paths of the evaluation-training step, from {', '.join(EVAL_VARIANTS)} "
+                        "(default fast,fast_nchw,reference; --quick: fast,reference)")
     p.add_argument("--quick", action="store_true", help="CPU smoke run under a minute: batch 8, few steps")
     p.add_argument("--no_eval", action="store_true", help="skip the evaluation-training step")
     p.add_argument("--batch_size", type=int, default=None, help="search batch (default 64; --quick 8)")
@@ -374,7 +374,7 @@ def configure(cfg: argparse.Namespace) -> argparse.Namespace:
             setattr(cfg, k, v)
     cfg.proj_reps = 1 if quick else 3
     if cfg.eval_variants is None:
-        cfg.eval_variants = "fast,reference" if quick else "fast,fast_cl,reference"
+        cfg.eval_variants = "fast,reference" if quick else "fast,fast_nchw,reference"
     cfg.eval_size = (36, 20, 8 if quick else 96)
     cfg.eval_warmup, cfg.eval_steps = (1, 1) if quick else (2, 3)
     if "compile" in cfg.variants:
@@ -405,9 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg.variants = [v for v in cfg.variants.split(",") if v]
     configure(cfg)
     unknown = [v for v in cfg.variants if v not in VARIANTS]
-    unknown += [v for v in cfg.eval_variants.split(",") if v and v not in ("fast", "fast_cl", "reference")]
+    unknown += [v for v in cfg.eval_variants.split(",") if v and v not in EVAL_VARIANTS]
     if unknown:
-        raise SystemExit(f"unknown variants {unknown}; choose from {VARIANTS}")
+        raise SystemExit(f"unknown variants {unknown}; choose from {VARIANTS} (evaluation: {EVAL_VARIANTS})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.device == "auto":

@@ -48,9 +48,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="start the projection afresh even if its folder holds projection checkpoints")
 
     g = p.add_argument_group("speed (the defaults are exact; see benchmarks/RESULTS.md)")
-    g.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
-                   help="layout of the model and batches; auto: channels_last on CPU (faster there), "
-                        "contiguous (NCHW) on CUDA. Results differ only by float summation order")
+    add_memory_format_flag(g)
     g.add_argument("--amp", action="store_true", default=False,
                    help="CHANGES NUMERICS: bf16 autocast of the forward passes of search, tuning and "
                         "projection scoring (alpha, weights, optimisers and losses stay float32)")
@@ -69,6 +67,12 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
     g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
     return p
+
+
+def add_memory_format_flag(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
+                   help="layout of the model and batches; auto: channels_last on CPU (faster there), "
+                        "contiguous (NCHW) on CUDA. Results differ only by float summation order")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,

@@ -2,13 +2,15 @@
 
 Module names follow the original so DARTS / DARTS-PT evaluation checkpoints load unchanged.
 The trainer sets `drop_path_prob` (ramped over training); drop path applies in training
-mode to every op of a cell except identities.
+mode to every op of a cell except identities. Batch norms are common.batchnorm's, exact
+when the trainer runs the network channels-last on CPU.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from common.batchnorm import BatchNorm2d
 from sota.genotypes import Genotype
 from sota.operations import OPS, FactorizedReduce, ReLUConvBN
 
@@ -58,10 +60,10 @@ class AuxiliaryHeadCIFAR(nn.Module):
             nn.ReLU(inplace=False),
             nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
             nn.Conv2d(C, 128, 1, bias=False),
-            nn.BatchNorm2d(128),
+            BatchNorm2d(128),
             nn.ReLU(inplace=False),
             nn.Conv2d(128, 768, 2, bias=False),
-            nn.BatchNorm2d(768),
+            BatchNorm2d(768),
             nn.ReLU(inplace=False),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -78,7 +80,7 @@ class NetworkCIFAR(nn.Module):
         self.drop_path_prob = 0.0
         stem_multiplier = 3
         C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), BatchNorm2d(C_curr))
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
         self.cells = nn.ModuleList()
         reduction_prev = False

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from common.cli import add_run_flags
+from common.cli import add_memory_format_flag, add_run_flags
 from common.data import DATASETS, Batches, load_dataset
 from common.device import select_device
 from common.experiment import REPO_ROOT, Board, Timer, append_jsonl, new_run_dir, setup_logging, write_json
 from common.run import Layout, exit_code, mark_failed, search_target, seed_everything
 from common.search import checkpoint_path, truncate_history
-from common.trainer import EVAL_TEST, TRAIN, Stats, check_finite
+from common.trainer import EVAL_TEST, TRAIN, Stats, check_finite, memory_format
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=3e-4)
     g.add_argument("--grad_clip", type=float, default=5.0)
 
+    add_memory_format_flag(p.add_argument_group("speed (exact)"))
     add_run_flags(p, seed=0, save="eval", ckpt_interval=1)
     return p
 
@@ -94,13 +95,14 @@ class Run:
         train_set, test_set = (load_dataset(args.dataset, args.data, train=t, image_size=args.image_size)
                                for t in (True, False))
         limit = 1 if args.fast else None
+        fmt = memory_format(args, device)  # channels-last on CPU: same numbers up to summation order, faster
         self.train_batches = Batches(train_set, None, args.batch_size, augment=True, device=device,
                                      seed=args.seed, cutout_length=args.cutout_length if args.cutout else 0,
-                                     limit=limit)
+                                     limit=limit, memory_format=fmt)
         self.test_batches = Batches(test_set, None, args.batch_size, augment=False, shuffle=False,
-                                    device=device, seed=args.seed, limit=limit)
+                                    device=device, seed=args.seed, limit=limit, memory_format=fmt)
         self.model = NetworkCIFAR(args.init_channels, train_set.num_classes, args.layers, args.auxiliary,
-                                  genotype).to(device)
+                                  genotype).to(device, memory_format=fmt)
         self.optimizer = torch.optim.SGD(self.model.parameters(), args.learning_rate,
                                          momentum=args.momentum, weight_decay=args.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(args.epochs), eta_min=0)
@@ -193,7 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     new_run_dir(folder, resume=resume_epoch > 0, overwrite=args.overwrite)
     setup_logging(folder / "log.txt")
     log.info("args = %s", vars(args))
-    log.info("device = %s, experiment folder = %s", device, folder)
+    log.info("device = %s (%s), experiment folder = %s", device, r.train_batches.memory_format, folder)
     log.info("genotype = %s", genotype)
     log.info("param size = %fMB", count_parameters_mb(r.model))
     board = Board(folder, enabled=not args.no_tensorboard)

@@ -211,6 +211,32 @@ def test_channels_last_batchnorm_is_as_accurate_as_nchw(affine: bool) -> None:
     torch.testing.assert_close(ours(x.detach()).double(), ref(x64), **close)
 
 
+def test_eval_network_channels_last_step_matches_nchw() -> None:
+    """sota/train.py's CPU default (channels-last) trains the evaluation network as NCHW does:
+    same loss, logits and gradients (auxiliary head and drop path included)."""
+    from sota.genotypes import get_genotype
+    from sota.model_eval import NetworkCIFAR
+
+    torch.manual_seed(0)
+    nchw = NetworkCIFAR(6, 10, 5, True, get_genotype("darts_pt_s5_0"))  # reductions at 1 and 3, aux at 8x8
+    nchw.drop_path_prob = 0.2
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    out = {}
+    for name, net, xin in (("nchw", nchw, x), ("cl", cl, x.contiguous(memory_format=torch.channels_last))):
+        torch.manual_seed(1)  # the same drop-path masks
+        logits, aux = net(xin)
+        loss = nn.functional.cross_entropy(logits, y) + 0.4 * nn.functional.cross_entropy(aux, y)
+        loss.backward()
+        out[name] = (loss, logits, [p.grad for p in net.parameters()], list(net.buffers()))
+    assert cl.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    loss, logits, grads, buffers = out["cl"]
+    torch.testing.assert_close(loss, out["nchw"][0], **TOL)
+    torch.testing.assert_close(logits, out["nchw"][1], **TOL)
+    torch.testing.assert_close(grads, out["nchw"][2], **TOL)
+    torch.testing.assert_close(buffers, out["nchw"][3], **TOL)
+
+
 def test_alpha_step_after_an_evaluation_of_a_new_projection() -> None:
     # evaluation runs under inference mode; the Architecture's cached tensors must not be
     # created there, or the next alpha step cannot differentiate through them
