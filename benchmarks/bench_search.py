@@ -15,6 +15,7 @@ Paths ("variants"):
   fast_nchw  the same with --memory_format contiguous (the CUDA default)
   amp        fast + --amp (bf16 autocast; changes numerics)
   compile    fast + --compile (torch.compile; changes numerics; excludes compile time)
+  tf32       fast + --tf32 (CUDA: TF32 convolutions and matmuls; changes numerics)
   reference  the original code's costs (benchmarks/reference.py): every op computed, full
              backward in the alpha step, NCHW, PIL + torchvision transforms through a
              DataLoader, a new iterator for every alpha batch, .item() every step
@@ -53,12 +54,12 @@ from common import trainer as trainer_mod  # noqa: E402
 from common.arch import Architecture  # noqa: E402
 from common.cli import parse, search_parser  # noqa: E402
 from common.data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet  # noqa: E402
-from common.run import search_data  # noqa: E402
+from common.run import search_data, seed_everything  # noqa: E402
 from common.trainer import SCORE, TRAIN, VALID, Space, Stats, Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
-VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "reference")
-EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "reference")
+VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "tf32", "reference")
+EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 
 
 # --------------------------------------------------------------------------- measuring
@@ -133,6 +134,29 @@ class Runner:
     peak_mb: dict[str, float] = field(default_factory=dict)
 
 
+def with_tf32(r: Runner) -> Runner:
+    """The tf32 path turns TF32 on around each of its calls (the switches are global, and
+    the paths are measured interleaved; every other path runs in float32, as real runs do)."""
+    if r.name != "tf32":
+        return r
+
+    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def call() -> Any:
+            seed_tf32(True)
+            try:
+                return fn()
+            finally:
+                seed_tf32(False)
+        return call
+    r.step = wrap(r.step)
+    r.score = wrap(r.score) if r.score else None
+    return r
+
+
+def seed_tf32(on: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
+
+
 def measure(paths: list[Runner], what: str, device: torch.device, warmup: int, reps: int) -> None:
     """Time `what` ('step' or 'score') of every path, interleaved (a, b, a, b, ...) so that
     a change of machine load hits all paths alike. Peak memory is taken on the last
@@ -202,6 +226,8 @@ def search_args(cfg: argparse.Namespace, variant: str) -> argparse.Namespace:
         argv += ["--amp"]
     elif variant == "compile":
         argv += ["--compile"]
+    elif variant == "tf32":
+        argv += ["--tf32"]
     return parse(search_parser("bench", epochs=50, ckpt_interval=10, seed=0), argv)
 
 
@@ -253,7 +279,7 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
 
     def fast_score() -> None:
         trainer.evaluate(score, (SCORE, 0, 1), masked, masked_active, train_mode=True)
-    return Runner(variant, fast_step, fast_score)
+    return with_tf32(Runner(variant, fast_step, fast_score))
 
 
 def search_results(space: str, paths: list[Runner], device: torch.device, cfg: argparse.Namespace) -> list[Result]:
@@ -315,7 +341,7 @@ def eval_path(variant: str, device: torch.device, cfg: argparse.Namespace) -> Ru
             loss.item(), ref.accuracy(logits, y)
         else:
             stats.add(logits, y, loss)
-    return Runner(variant, one_step)
+    return with_tf32(Runner(variant, one_step))
 
 
 def eval_results(paths: list[Runner], device: torch.device, cfg: argparse.Namespace) -> list[Result]:
@@ -410,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown variants {unknown}; choose from {VARIANTS} (evaluation: {EVAL_VARIANTS})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    seed_everything(0, deterministic=False)  # as real runs: cuDNN autotuning, float32 (no TF32)
     if cfg.device == "auto":
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not cfg.quick else [])
     else:

@@ -74,8 +74,9 @@ def split_model_state(state: dict[str, Any], alpha_keys: tuple[str, ...]) -> tup
 
 
 # -- RNG states ----------------------------------------------------------------------------
-def rng_state() -> dict[str, Any]:
-    """All global RNG states, as weights_only-loadable values."""
+def rng_state(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """All global RNG states a run on `device` uses, as weights_only-loadable values (on CUDA
+    the generator of that GPU only, so the run can resume on another GPU or machine)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     py = random.getstate()
     state = {
@@ -84,16 +85,24 @@ def rng_state() -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "python": [py[0], list(py[1]), py[2]],
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    device = torch.device(device)
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+    """Restore what `rng_state` saved; the CUDA state goes to `device`'s generator."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    device, cuda = torch.device(device), state.get("cuda")
+    if device.type != "cuda" or cuda is None:
+        return
+    if isinstance(cuda, (list, tuple)):  # older checkpoints: one state per GPU visible when saved
+        index = torch.cuda.current_device() if device.index is None else device.index
+        cuda = cuda[index] if index < len(cuda) else None
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)

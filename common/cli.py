@@ -48,7 +48,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="start the projection afresh even if its folder holds projection checkpoints")
 
     g = p.add_argument_group("speed (the defaults are exact; see benchmarks/RESULTS.md)")
-    add_memory_format_flag(g)
+    add_kernel_flags(g)
     g.add_argument("--amp", action="store_true", default=False,
                    help="CHANGES NUMERICS: bf16 autocast of the forward passes of search, tuning and "
                         "projection scoring (alpha, weights, optimisers and losses stay float32)")
@@ -69,10 +69,14 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     return p
 
 
-def add_memory_format_flag(g: argparse._ArgumentGroup) -> None:
+def add_kernel_flags(g: argparse._ArgumentGroup) -> None:
+    """How tensors are laid out and convolved: --memory_format (exact), --tf32 (not)."""
     g.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
                    help="layout of the model and batches; auto: channels_last on CPU (faster there), "
                         "contiguous (NCHW) on CUDA. Results differ only by float summation order")
+    g.add_argument("--tf32", action="store_true", default=False,
+                   help="CHANGES NUMERICS: let CUDA convolutions and matmuls use TF32 (10-bit mantissa "
+                        "products) on Ampere and newer GPUs; off: float32 as on the original's GPUs")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,

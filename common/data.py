@@ -362,8 +362,13 @@ class Batches:
         self.limit = limit
         self.memory_format = memory_format  # layout of the images yielded (values do not depend on it)
         self.padding = data.padding
-        self.mean = torch.tensor(data.mean, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
-        self.std = torch.tensor(data.std, dtype=torch.float32).view(1, 3, 1, 1).to(self.device)
+        # torchvision's ToTensor then Normalize of every byte value and channel, computed once on
+        # CPU with the same float32 operations: looking the values up gives the same bits on
+        # every device (CUDA computes x / 255 as x * (1 / 255), one ulp off for half the values).
+        levels = torch.arange(256, dtype=torch.float32).view(256, 1).div(255)
+        table = levels.sub(torch.tensor(data.mean, dtype=torch.float32)).div(torch.tensor(data.std, dtype=torch.float32))
+        self._table = table.flatten().to(self.device)  # [byte * 3 + channel]
+        self._channels = torch.arange(3, device=self.device)
         _, self.height, self.width, _ = self.images.shape
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
@@ -420,9 +425,8 @@ class Batches:
     def _transform(self, images: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         if self.augment:
             images = self._crop_flip(images, p[:, _OFF_Y], p[:, _OFF_X], p[:, _FLIP])
-        # As torchvision's ToTensor then Normalize: same float32 operations, same bits.
-        x = images.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format).to(torch.float32).div_(255)
-        x = x.sub_(self.mean).div_(self.std)
+        x = self._table[images.long() * 3 + self._channels]  # [n, h, w, 3]: ToTensor + Normalize
+        x = x.permute(0, 3, 1, 2).contiguous(memory_format=self.memory_format)
         if self.augment and self.cutout_length > 0:
             x = self._cutout(x, p[:, _CUT], p[:, _CUT_Y], p[:, _CUT_X])
         return x

@@ -8,29 +8,48 @@ import torch
 log = logging.getLogger("darts_pt")
 
 
+def _uuid(text: object) -> str:
+    """A GPU UUID as both NVML ('GPU-1a2b...') and torch ('1a2b...') write it."""
+    return str(text).strip().lower().removeprefix("gpu-")
+
+
 def least_used_gpu() -> int:
-    """Index of the GPU with the least memory in use, by gpustat; 0 if gpustat fails."""
+    """Torch index of the visible GPU with the least memory in use, by gpustat; 0 if that fails.
+
+    gpustat (NVML) numbers all of the machine's GPUs in PCI order, while torch numbers the
+    ones CUDA_VISIBLE_DEVICES leaves visible, fastest first: GPUs are matched by UUID.
+    """
     try:
         import gpustat
 
         stats = gpustat.new_query()
-        return min(stats.gpus, key=lambda g: (g.memory_used, g.index)).index
-    except Exception as e:  # no NVML, driver mismatch: any visible GPU will do
+        visible = {_uuid(torch.cuda.get_device_properties(i).uuid): i for i in range(torch.cuda.device_count())}
+        used = [(g.memory_used, visible[_uuid(g.uuid)]) for g in stats.gpus if _uuid(g.uuid) in visible]
+        if not used:
+            raise RuntimeError("no GPU that gpustat reports is visible to torch")
+        return min(used)[1]
+    except Exception as e:  # no NVML, driver mismatch, MIG slices: any visible GPU will do
         log.info("gpustat unavailable (%s); using GPU 0", e)
         return 0
 
 
 def select_device(gpu: str) -> torch.device:
+    """The run's device; a CUDA device also becomes torch's current one, so that nothing
+    (a context, a synchronisation, a memory statistic) lands on GPU 0 by default."""
     gpu = str(gpu).strip().lower()
     if gpu == "cpu":
         return torch.device("cpu")
     if gpu == "auto":
-        return torch.device(f"cuda:{least_used_gpu()}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        index = int(gpu)
-    except ValueError:
-        raise ValueError(f"--gpu must be 'auto', 'cpu' or a GPU index, not '{gpu}'") from None
-    if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-        raise ValueError(f"--gpu {index}: no such CUDA device on this machine "
-                         f"({torch.cuda.device_count()} visible); use --gpu auto or --gpu cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        index = least_used_gpu()
+    else:
+        try:
+            index = int(gpu)
+        except ValueError:
+            raise ValueError(f"--gpu must be 'auto', 'cpu' or a GPU index, not '{gpu}'") from None
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ValueError(f"--gpu {index}: no such CUDA device on this machine "
+                             f"({torch.cuda.device_count()} visible); use --gpu auto or --gpu cpu")
+    torch.cuda.set_device(index)
     return torch.device(f"cuda:{index}")

@@ -135,7 +135,7 @@ def latest_projection_epoch(folder: Path) -> int | None:
 
 def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
     save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
-                     "projection": trainer.arch.projection_state(), "rng": rng_state(),
+                     "projection": trainer.arch.projection_state(), "rng": rng_state(trainer.device),
                      "projection_time": timer.elapsed()}, folder / f"checkpoint_{epoch}.pth.tar")
 
 

@@ -62,7 +62,7 @@ def exit_code(job: Callable[[], object]) -> int:
 
 def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> dict:
     device = select_device(args.gpu)
-    seed_everything(args.seed, args.deter)
+    seed_everything(args.seed, args.deter, args.tf32)
     if args.dev == "proj":
         supernet_ckpt, folder, proj_resume = projection_target(args, layout)
     else:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
                   "dataset": args.dataset, "seed": args.seed, "supernet": str(supernet_ckpt),
                   "supernet_epoch": int(state.get("epoch", 0)),
                   "search_time_s": _search_time(supernet_ckpt.parent, state)}
-        seed_everything(args.seed, args.deter)  # the projection's randomness depends on its own seed
+        seed_everything(args.seed, args.deter, args.tf32)  # the projection's randomness depends on its own seed
         return run_projection(trainer, folder, build_plan(args, space), board, proj_resume, result)
     except BaseException as e:
         mark_failed(folder, e)
@@ -98,12 +98,16 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
         board.close()
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
+def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
+    """Seed every RNG; set cuDNN to autotuned (or deterministic) kernels, and CUDA to float32
+    arithmetic unless `tf32` (torch lets cuDNN use TF32 by default, which changes results)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
 def search_data(args: argparse.Namespace, train_set: ImageSet, test_set: ImageSet,

@@ -44,7 +44,7 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Any | None =
         raise CheckpointError(f"{path} does not fit this supernet (check --dataset, --space, "
                               f"--init_channels and the layer flags): {e}") from e
     if "rng" in state:
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], trainer.device)
     return state
 
 
@@ -76,7 +76,7 @@ def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) 
         append_jsonl(folder / "history.jsonl", row)
         if (epoch + 1) % args.ckpt_interval == 0 or epoch + 1 == args.epochs:
             save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
-                             "rng": rng_state(), "search_time": timer.elapsed()},
+                             "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
                             checkpoint_path(folder, epoch + 1))
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", epochs_done=args.epochs, genotype=space.genotype_str(genotype),

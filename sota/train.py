@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from common.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from common.cli import add_memory_format_flag, add_run_flags
+from common.cli import add_kernel_flags, add_run_flags
 from common.data import DATASETS, Batches, load_dataset
 from common.device import select_device
 from common.experiment import REPO_ROOT, Board, Timer, append_jsonl, new_run_dir, setup_logging, write_json
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight_decay", type=float, default=3e-4)
     g.add_argument("--grad_clip", type=float, default=5.0)
 
-    add_memory_format_flag(p.add_argument_group("speed (exact)"))
+    add_kernel_flags(p.add_argument_group("speed (see benchmarks/RESULTS.md)"))
     add_run_flags(p, seed=0, save="eval", ckpt_interval=1)
     return p
 
@@ -167,7 +167,7 @@ class Run:
             self.model.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
+            set_rng_state(state["rng"], self.device)
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
                                   f"--init_channels, --layers and --auxiliary): {e!r}") from e
@@ -176,7 +176,7 @@ class Run:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     # Everything that can fail on a bad command runs before the folder is touched.
     device = select_device(args.gpu)
-    seed_everything(args.seed, args.deter)
+    seed_everything(args.seed, args.deter, args.tf32)
     if args.epochs < 1 or args.ckpt_interval < 1:
         raise ValueError("--epochs and --ckpt_interval must be at least 1")
     if args.auxiliary and args.dataset == "imagefolder" and args.image_size != 32:
@@ -227,7 +227,7 @@ def train(r: Run, folder: Path, genotype: Genotype, state: dict[str, Any], board
         test_acc, best_acc = row["test_acc"], max(row["test_acc"], best_acc or 0.0)
         if (epoch + 1) % args.ckpt_interval == 0 or epoch + 1 == args.epochs:
             save_checkpoint({"epoch": epoch + 1, **r.state(), "best_acc": best_acc, "test_acc": test_acc,
-                             "rng": rng_state(), "train_time": timer.elapsed()},
+                             "rng": rng_state(r.device), "train_time": timer.elapsed()},
                             checkpoint_path(folder, epoch + 1))
         result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run

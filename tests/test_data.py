@@ -274,6 +274,17 @@ def test_augmentation_matches_torchvision():
     assert outcomes == set(range(18))  # every offset in [0, 2 * padding]^2, flipped or not
 
 
+def test_every_byte_value_normalises_as_torchvision_does():
+    """The lookup table of ToTensor + Normalize is bit-exact for all 256 values per channel
+    (and, being a lookup, gives the same bits on CUDA, where x / 255 is rounded differently)."""
+    values = torch.arange(256, dtype=torch.uint8)
+    image = torch.stack([values, values.flip(0), values.roll(100)], dim=-1).view(1, 16, 16, 3)
+    data = ImageSet(image, torch.zeros(1, dtype=torch.int64), 10, CIFAR10_MEAN, CIFAR10_STD, padding=4)
+    x, _ = next(iter(Batches(data, None, 1, augment=False)(0)))
+    expected = TF.normalize(TF.to_tensor(Image.fromarray(image[0].numpy())), CIFAR10_MEAN, CIFAR10_STD)
+    assert torch.equal(x[0], expected)
+
+
 def test_augmentation_on_cifar_fixture(tmp_path):
     write_cifar10(tmp_path, n_train=10, n_test=2)
     data = load_dataset("cifar10", tmp_path, train=True)

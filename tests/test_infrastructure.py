@@ -22,16 +22,29 @@ def test_device_choice_without_cuda(monkeypatch):
         select_device("gpu-please")
 
 
-def test_auto_picks_the_least_used_gpu(monkeypatch):
+def test_auto_picks_the_least_used_visible_gpu(monkeypatch):
+    """gpustat numbers all GPUs (NVML order); torch only the visible ones: matched by UUID."""
     import gpustat
 
     class Gpu:
         def __init__(self, index, used):
-            self.index, self.memory_used = index, used
+            self.index, self.memory_used, self.uuid = index, used, f"GPU-0000000{index}-aaaa"
 
+    # CUDA_VISIBLE_DEVICES=3,1 -> torch's cuda:0 is NVML's GPU 3, cuda:1 is GPU 1.
+    visible = ["0000000{}-AAAA".format(i) for i in (3, 1)]
+    current = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(gpustat, "new_query", lambda: type("Q", (), {"gpus": [Gpu(0, 900), Gpu(1, 10), Gpu(2, 500)]})())
-    assert select_device("auto") == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(visible))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: type("P", (), {"uuid": visible[i]})())
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    gpus = [Gpu(0, 5), Gpu(1, 900), Gpu(2, 10), Gpu(3, 500)]  # 0 and 2 are idle but not visible
+    monkeypatch.setattr(gpustat, "new_query", lambda: type("Q", (), {"gpus": gpus})())
+    assert select_device("auto") == torch.device("cuda:0") and current == [0]  # GPU 3: 500 < 900
+    gpus[3].memory_used = 1000
+    assert select_device("auto") == torch.device("cuda:1") and current == [0, 1]
+    assert select_device("1") == torch.device("cuda:1")
+    monkeypatch.setattr(gpustat, "new_query", lambda: 1 / 0)  # no NVML
+    assert select_device("auto") == torch.device("cuda:0")
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
@@ -82,3 +95,22 @@ def test_projected_edges_are_one_hot_and_state_round_trips():
         assert torch.equal(other.weights()[k], arch.weights()[k])
     with pytest.raises(ValueError, match="shape"):
         other.load_alpha_list([torch.zeros(14, 3), torch.zeros(14, 3)])
+
+
+def test_cuda_rng_state_is_the_run_devices_own(monkeypatch):
+    """Only the run's GPU generator is saved and restored, so a run resumes on another GPU
+    (or where fewer are visible); older checkpoints' per-GPU lists still load."""
+    from common.checkpoint import rng_state, set_rng_state
+
+    saved, restored = torch.tensor([7], dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: saved if device == torch.device("cuda:1") else None)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    assert "cuda" not in rng_state("cpu")
+    state = rng_state(torch.device("cuda:1"))
+    assert state["cuda"] is saved
+    set_rng_state(state, torch.device("cuda:0"))
+    set_rng_state(state, "cpu")  # a CUDA run resumed on the CPU: nothing to restore
+    old = {**state, "cuda": [torch.tensor([1], dtype=torch.uint8), torch.tensor([2], dtype=torch.uint8)]}
+    set_rng_state(old, torch.device("cuda:1"))
+    set_rng_state(old, torch.device("cuda:5"))  # saved where fewer GPUs were visible: skipped
+    assert [(int(s), d) for s, d in restored] == [(7, torch.device("cuda:0")), (2, torch.device("cuda:1"))]
