@@ -285,6 +285,16 @@ def test_every_byte_value_normalises_as_torchvision_does():
     assert torch.equal(x[0], expected)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_batches_equal_cpu_batches():
+    """Same seed and key: the same images, crops, flips, cutouts and values, bit for bit."""
+    data = _id_set(50, side=16, padding=4)
+    make = lambda device: Batches(data, torch.arange(3, 45), 16, augment=True, device=device,  # noqa: E731
+                                  seed=3, cutout_length=8, memory_format=torch.channels_last)
+    for (x, y), (xc, yc) in zip(make("cpu")((1, 2), 0.5), make("cuda")((1, 2), 0.5), strict=True):
+        assert xc.is_cuda and torch.equal(y, yc.cpu()) and torch.equal(x, xc.cpu())
+
+
 def test_augmentation_on_cifar_fixture(tmp_path):
     write_cifar10(tmp_path, n_train=10, n_test=2)
     data = load_dataset("cifar10", tmp_path, train=True)

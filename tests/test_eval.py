@@ -10,10 +10,10 @@ import torch
 
 from sota.genotypes import genotype_to_dict, get_genotype, register_genotype
 from sota.model_eval import NetworkCIFAR, count_parameters_mb
-from tests.conftest import fails, kill_when, read_json, run_script
+from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
 
 TINY = ["--init_channels", "4", "--layers", "3", "--batch_size", "16", "--report_freq", "100",
-        "--gpu", "cpu", "--no_tensorboard"]
+        "--gpu", TEST_GPU, "--no_tensorboard"]
 RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "epochs", "epochs_done",
                "init_channels", "layers", "auxiliary", "params_mb", "best_test_acc", "final_test_acc",
                "final_test_error", "train_time_s"}

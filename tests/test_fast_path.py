@@ -32,9 +32,12 @@ from common.trainer import SearchData, Space, Trainer
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet
 from sota.model_search import DartsSupernet
 from sota.perturb import random_smoothing
+from tests.conftest import DEVICES
 
 # float32: a few ulps of the values, after float reassociation (summation order) only
 TOL = dict(rtol=1e-5, atol=1e-6)
+# CUDA (float32, TF32 off): cuDNN picks different algorithms for the two paths' convolutions
+CUDA_TOL = dict(rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,10 +55,11 @@ def default_args(**over) -> SimpleNamespace:
     return SimpleNamespace(**{**args, **over})
 
 
-def build(space: str) -> tuple[nn.Module, Architecture]:
+def build(space: str, device: str = "cpu") -> tuple[nn.Module, Architecture]:
     torch.manual_seed(0)
     model = NB201Supernet(C=4, N=1) if space == "nb201" else DartsSupernet(4, 10, 3, space)
-    arch = Architecture(model.arch_shapes())
+    model.to(device)
+    arch = Architecture(model.arch_shapes(), device)
     with torch.no_grad():  # alphas far from uniform, so that every op matters differently
         for a in arch.parameters():
             a.normal_()
@@ -89,18 +93,34 @@ def dead_prefixes(space: str, model: nn.Module, dead: list[tuple[str, int, int]]
     return out
 
 
-def run_both(space: str, projected: bool = False, perturb=None, epsilon: float = 0.0):
-    model, arch = build(space)
+def run_both(space: str, projected: bool = False, perturb=None, epsilon: float = 0.0, device: str = "cpu"):
+    with float32_on_cuda():
+        return _run_both(space, projected, perturb, epsilon, device, TOL if device == "cpu" else CUDA_TOL)
+
+
+@contextlib.contextmanager
+def float32_on_cuda():
+    """TF32 off, as real runs have it (torch's own default lets cuDNN use TF32)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str, tol: dict):
+    model, arch = build(space, device)
     dead = project(space, arch) if projected else []
     ref_model, ref_arch = copy.deepcopy(model), copy.deepcopy(arch)
     g = torch.Generator().manual_seed(1)
     size = 8 if space == "nb201" else 16
-    xa, x = (torch.randn(8, 3, size, size, generator=g) for _ in range(2))
-    ya, y = (torch.randint(0, 10, (8,), generator=g) for _ in range(2))
+    xa, x = (torch.randn(8, 3, size, size, generator=g).to(device) for _ in range(2))
+    ya, y = (torch.randint(0, 10, (8,), generator=g).to(device) for _ in range(2))
 
     sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
                perturb=perturb)
-    fast = Trainer(sp, None, default_args(), torch.device("cpu"))
+    fast = Trainer(sp, None, default_args(), torch.device(device))
     ref = ReferenceStep(ref_model, ref_arch, default_args(), perturb=perturb)
     model.train()
     ref_model.train()
@@ -108,15 +128,15 @@ def run_both(space: str, projected: bool = False, perturb=None, epsilon: float =
     fast.alpha_step(xa, ya)
     ref.alpha_step(xa, ya)
     for a, b in zip(arch.parameters(), ref_arch.parameters()):
-        torch.testing.assert_close(a.grad, b.grad, **TOL)
-        torch.testing.assert_close(a, b, **TOL)
+        torch.testing.assert_close(a.grad, b.grad, **tol)
+        torch.testing.assert_close(a, b, **tol)
 
     torch.manual_seed(7)  # the same perturbation draws on both sides
     logits, loss = fast.weight_step(x, y, epsilon)
     torch.manual_seed(7)
     ref_logits, ref_loss = ref.weight_step(x, y, epsilon)
-    torch.testing.assert_close(loss, ref_loss, **TOL)
-    torch.testing.assert_close(logits, ref_logits, **TOL)
+    torch.testing.assert_close(loss, ref_loss, **tol)
+    torch.testing.assert_close(logits, ref_logits, **tol)
 
     skip = dead_prefixes(space, model, dead)
     ref_params = dict(ref_model.named_parameters())
@@ -132,33 +152,59 @@ def run_both(space: str, projected: bool = False, perturb=None, epsilon: float =
             # only NB201's reference computes zero-weight ops, which updates them with
             # weight decay and momentum; nothing else may lack a gradient
             pytest.fail(f"{name}: no gradient on the fast path")
-        torch.testing.assert_close(p.grad, q.grad, **TOL, msg=lambda m: f"grad {name}: {m}")
-        torch.testing.assert_close(p, q, **TOL, msg=lambda m: f"param {name}: {m}")
+        torch.testing.assert_close(p.grad, q.grad, **tol, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(p, q, **tol, msg=lambda m: f"param {name}: {m}")
         compared += 1
     assert compared > 0
     ref_buffers = dict(ref_model.named_buffers())
     for name, b in model.named_buffers():
         if not any(name.startswith(s) for s in skip):
-            torch.testing.assert_close(b, ref_buffers[name], **TOL, msg=lambda m: f"buffer {name}: {m}")
+            torch.testing.assert_close(b, ref_buffers[name], **tol, msg=lambda m: f"buffer {name}: {m}")
     return fast, model
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("space", ["nb201", "s5", "s3"])
-def test_search_step_matches_reference(space: str) -> None:
-    fast, model = run_both(space)
+def test_search_step_matches_reference(space: str, device: str) -> None:
+    fast, model = run_both(space, device=device)
+    if device != "cpu":
+        return
     assert fast.memory_format == torch.channels_last  # the CPU default is exercised
     conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("space", ["nb201", "s5"])
-def test_partially_projected_step_matches_reference(space: str) -> None:
-    run_both(space, projected=True)
+def test_cuda_step_matches_cpu_step(space: str) -> None:
+    """The default path on CUDA (NCHW, cuDNN) and on the CPU (channels-last) agree."""
+    out = {}
+    for device in ("cpu", "cuda"):
+        model, arch = build(space, device)
+        sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+        trainer = Trainer(sp, None, default_args(), torch.device(device))
+        g = torch.Generator().manual_seed(1)
+        xa, x = (torch.randn(8, 3, 16, 16, generator=g).to(device) for _ in range(2))
+        ya, y = (torch.randint(0, 10, (8,), generator=g).to(device) for _ in range(2))
+        model.train()
+        with float32_on_cuda():
+            trainer.alpha_step(xa, ya)
+            logits, loss = trainer.weight_step(x, y, 0.0)
+        out[device] = [loss, logits, *arch.parameters(), *model.parameters()]
+    for a, b in zip(out["cpu"], out["cuda"]):
+        torch.testing.assert_close(a, b.cpu(), **CUDA_TOL)
 
 
-def test_sdarts_random_step_matches_reference() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_partially_projected_step_matches_reference(space: str, device: str) -> None:
+    run_both(space, projected=True, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sdarts_random_step_matches_reference(device: str) -> None:
     # epsilon 0.45 > 1/7: some perturbed weights clamp to exactly 0 and their ops are skipped
-    run_both("s5", projected=True, perturb=random_smoothing, epsilon=0.45)
+    run_both("s5", projected=True, perturb=random_smoothing, epsilon=0.45, device=device)
 
 
 def test_reference_forward_matches_model() -> None:

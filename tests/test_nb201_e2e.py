@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from nasbench201.genotypes import parse_arch
-from tests.conftest import fails, kill_when, read_json, run_script
+from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
 
 TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
-        "--gpu", "cpu", "--no_tensorboard"]
+        "--gpu", TEST_GPU, "--no_tensorboard"]
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, read_json, run_script
+from tests.conftest import REPO, TEST_GPU, read_json, run_script
 
 TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
-        "--gpu", "cpu", "--no_tensorboard"]
+        "--gpu", TEST_GPU, "--no_tensorboard"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SEEDS = ("1", "2")
 METHODS = {"darts": "DARTS", "blank": "fix-alpha"}

@@ -9,11 +9,11 @@ import torch
 
 from sota.genotypes import genotype_from_string, get_genotype
 from sota.spaces import NODE_EDGES
-from tests.conftest import read_json, run_script
+from tests.conftest import TEST_GPU, read_json, run_script
 
 # The DARTS supernet is heavy on a CPU even when tiny: few images, one batch per pass.
 TINY = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
-        "--gpu", "cpu", "--no_tensorboard"]
+        "--gpu", TEST_GPU, "--no_tensorboard"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, data
     eval_script = {"cifar10": "eval.sh", "svhn": "eval-svhn.sh"}[dataset]
     run_script(eval_script, "--arch", result["genotype_name"], "--data", data, "--exp_root", str(tmp_path),
                "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1",
-               "--gpu", "cpu", "--no_tensorboard", "--report_freq", "100")
+               "--gpu", TEST_GPU, "--no_tensorboard", "--report_freq", "100")
     evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-0" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == result["genotype_name"]
 
