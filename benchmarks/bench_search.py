@@ -441,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not cfg.quick else [])
     else:
         devices = [cfg.device]
+    if "cuda" in devices and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
     if "compile" in cfg.variants:
         trainer_mod.log.addHandler(__import__("logging").StreamHandler(sys.stderr))
     print(f"# torch {torch.__version__}, python {platform.python_version()}; batch {cfg.batch_size}, "
