@@ -366,7 +366,8 @@ class Batches:
         # CPU with the same float32 operations: looking the values up gives the same bits on
         # every device (CUDA computes x / 255 as x * (1 / 255), one ulp off for half the values).
         levels = torch.arange(256, dtype=torch.float32).view(256, 1).div(255)
-        table = levels.sub(torch.tensor(data.mean, dtype=torch.float32)).div(torch.tensor(data.std, dtype=torch.float32))
+        mean, std = (torch.tensor(v, dtype=torch.float32) for v in (data.mean, data.std))
+        table = levels.sub(mean).div(std)
         self._table = table.flatten().to(self.device)  # [byte * 3 + channel]
         self._channels = torch.arange(3, device=self.device)
         _, self.height, self.width, _ = self.images.shape

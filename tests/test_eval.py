@@ -99,9 +99,10 @@ def test_svhn_script_trains_a_registered_genotype(tmp_path, svhn_dir):
 
 def test_genotype_literal(env):
     genotype = get_genotype("DARTS_V2")
-    run_script("eval.sh", *env, "--arch", repr(genotype), "--epochs", "1", "--fast")
+    run_script("eval.sh", *env, "--arch", repr(genotype), "--epochs", "1", "--fast", "--memory_format", "contiguous")
     folders = list(eval_dir(env).glob("eval-custom-*-0"))
     assert len(folders) == 1 and len(folders[0].name) == len("eval-custom-12345678-0")
+    assert "(torch.contiguous_format)" in (folders[0] / "log.txt").read_text()  # the flag reaches the run
     result = read_json(folders[0] / "result.json")
     assert result["arch"] == folders[0].name[len("eval-"):-len("-0")]
     assert result["genotype"] == genotype_to_dict(genotype)

@@ -344,6 +344,25 @@ def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch
     assert logits.dtype == torch.float32
     args = parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), [])
     assert (args.amp, args.compile, args.proj_batch_size, args.memory_format) == (False, False, 0, "auto")
+    assert args.tf32 is False
+
+
+@pytest.mark.parametrize("argv", [[], ["--tf32"]])
+def test_tf32_only_on_request(argv: list[str]) -> None:
+    """float32 CUDA arithmetic by default (torch's own default lets cuDNN use TF32); the
+    search and evaluation entry points share the flag."""
+    from common.run import seed_everything
+    from sota.train import build_parser as train_parser
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for args in (parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), argv),
+                     train_parser().parse_args(argv)):
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not argv
+            seed_everything(0, args.deter, args.tf32)
+            assert torch.backends.cudnn.allow_tf32 is torch.backends.cuda.matmul.allow_tf32 is bool(argv)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_amp_runs_in_bf16() -> None:
