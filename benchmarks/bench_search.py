@@ -54,6 +54,7 @@ from common import trainer as trainer_mod  # noqa: E402
 from common.arch import Architecture  # noqa: E402
 from common.cli import parse, search_parser  # noqa: E402
 from common.data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet  # noqa: E402
+from common.device import tf32  # noqa: E402
 from common.run import search_data, seed_everything  # noqa: E402
 from common.trainer import SCORE, TRAIN, VALID, Space, Stats, Trainer  # noqa: E402
 
@@ -142,19 +143,12 @@ def with_tf32(r: Runner) -> Runner:
 
     def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
         def call() -> Any:
-            seed_tf32(True)
-            try:
+            with tf32(True):
                 return fn()
-            finally:
-                seed_tf32(False)
         return call
     r.step = wrap(r.step)
     r.score = wrap(r.score) if r.score else None
     return r
-
-
-def seed_tf32(on: bool) -> None:
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
 
 
 def measure(paths: list[Runner], what: str, device: torch.device, warmup: int, reps: int) -> None:

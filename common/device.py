@@ -1,7 +1,9 @@
 """Device choice: `--gpu auto` (least-used GPU, else CPU), `--gpu cpu`, or `--gpu N`."""
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Iterator
 
 import torch
 
@@ -31,6 +33,22 @@ def least_used_gpu() -> int:
     except Exception as e:  # no NVML, driver mismatch, MIG slices: any visible GPU will do
         log.info("gpustat unavailable (%s); using GPU 0", e)
         return 0
+
+
+def set_tf32(on: bool) -> None:
+    """Let CUDA convolutions and matmuls use TF32 (on) or compute in float32 (off)."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = on
+
+
+@contextlib.contextmanager
+def tf32(on: bool) -> Iterator[None]:
+    """`set_tf32(on)` inside the block only; the previous switches come back after it."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    set_tf32(on)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def select_device(gpu: str) -> torch.device:

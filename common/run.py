@@ -20,7 +20,7 @@ import torch
 from .checkpoint import CheckpointError, checkpoint_epochs
 from .cli import parse
 from .data import Batches, DataError, ImageSet, load_dataset, split_indices
-from .device import select_device
+from .device import select_device, set_tf32
 from .experiment import Board, ExperimentError, new_run_dir, setup_logging, write_json
 from .projection import Plan, latest_projection_epoch, run_projection
 from .search import checkpoint_path, load_search_checkpoint, run_search
@@ -106,8 +106,7 @@ def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
     torch.manual_seed(seed)
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
+    set_tf32(tf32)
 
 
 def search_data(args: argparse.Namespace, train_set: ImageSet, test_set: ImageSet,

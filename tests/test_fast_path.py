@@ -26,6 +26,7 @@ from common.arch import Architecture
 from common.batchnorm import BatchNorm2d
 from common.cli import parse, search_parser
 from common.data import Batches, ImageSet
+from common.device import tf32
 from common.projection import Scorer
 from common.run import search_data
 from common.trainer import SearchData, Space, Trainer
@@ -94,19 +95,8 @@ def dead_prefixes(space: str, model: nn.Module, dead: list[tuple[str, int, int]]
 
 
 def run_both(space: str, projected: bool = False, perturb=None, epsilon: float = 0.0, device: str = "cpu"):
-    with float32_on_cuda():
+    with tf32(False):  # as real runs have it (torch's own default lets cuDNN use TF32)
         return _run_both(space, projected, perturb, epsilon, device, TOL if device == "cpu" else CUDA_TOL)
-
-
-@contextlib.contextmanager
-def float32_on_cuda():
-    """TF32 off, as real runs have it (torch's own default lets cuDNN use TF32)."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str, tol: dict):
@@ -187,7 +177,7 @@ def test_cuda_step_matches_cpu_step(space: str) -> None:
         xa, x = (torch.randn(8, 3, 16, 16, generator=g).to(device) for _ in range(2))
         ya, y = (torch.randint(0, 10, (8,), generator=g).to(device) for _ in range(2))
         model.train()
-        with float32_on_cuda():
+        with tf32(False):
             trainer.alpha_step(xa, ya)
             logits, loss = trainer.weight_step(x, y, 0.0)
         out[device] = [loss, logits, *arch.parameters(), *model.parameters()]
@@ -354,15 +344,11 @@ def test_tf32_only_on_request(argv: list[str]) -> None:
     from common.run import seed_everything
     from sota.train import build_parser as train_parser
 
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    try:
-        for args in (parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), argv),
-                     train_parser().parse_args(argv)):
-            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not argv
+    for args in (parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), argv),
+                 train_parser().parse_args(argv)):
+        with tf32(not argv):  # the opposite first; restored after the check
             seed_everything(0, args.deter, args.tf32)
             assert torch.backends.cudnn.allow_tf32 is torch.backends.cuda.matmul.allow_tf32 is bool(argv)
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def test_amp_runs_in_bf16() -> None:
