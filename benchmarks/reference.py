@@ -1,19 +1,25 @@
 """The straightforward path: what a search step of the original DARTS-PT code costs.
 
 This is the baseline of `benchmarks/bench_search.py` and of `tests/test_fast_path.py`; it
-is not used by the library. It drives the *same* model modules (same parameters, same
-state_dict) the way the original code did:
+is not used by the library. It drives the *same* model modules the way the original code
+did. Shared with the project: the supernets' parameters and their op modules
+(`nasbench201.operations`, `sota.operations`, `common.batchnorm.BatchNorm2d`, which is
+`nn.BatchNorm2d` on NCHW inputs), the stems, reduction blocks and classifiers, and
+`common.arch.Architecture` for softmax(alpha) with projected rows. Its own: the cell and
+mixed-op forward passes, the optimizer steps and the data pipeline:
 
 - every op of every edge is computed and multiplied by its mixing weight, `none` included
   (NAS-Bench-201: `sum(layer(x) * w for layer, w in zip(ops, weights))`; DARTS space:
   `sum(w * op(x) for w, op in zip(weights, ops) if w != 0)`, where the `w != 0` test reads
-  the weight on the host, one device sync per op);
+  the weight on the host, one device sync per op); a separate ReLU per op;
 - the alpha step backpropagates the full graph (`loss.backward()`: the weight gradients
-  are computed and then discarded by the weight step's `zero_grad`);
-- NCHW layout, default optimizers;
+  are computed and then zeroed by the weight step's `zero_grad`, which keeps them as
+  zero-filled tensors as PyTorch 1.x did, so skipped ops still get weight decay and momentum);
+- NCHW layout, default (per-tensor) optimizers;
 - data: torchvision transforms on PIL images through a `DataLoader` with a
-  `SubsetRandomSampler`; the alpha batch comes from `next(iter(valid_queue))`, a new
-  iterator every step, and loss and accuracy are read back (`.item()`) every step.
+  `SubsetRandomSampler`; every search step draws its weight batch and its alpha batch
+  from a new iterator (`next(iter(queue))`), `len(train_queue)` steps per epoch, and loss
+  and accuracy are read back (`.item()`) every step.
 """
 from __future__ import annotations
 
@@ -114,7 +120,7 @@ class ReferenceStep:
         if self.perturb is not None:
             project = self.arch.apply_projection
             weights = project(self.perturb(self.model, weights, x, y, epsilon, project))
-        self.w_opt.zero_grad()
+        self.w_opt.zero_grad(set_to_none=False)  # PyTorch 1.x: zero-filled, not freed
         logits = reference_forward(self.model, x, weights)
         loss = self.criterion(logits, y)
         loss.backward()
@@ -190,8 +196,10 @@ def search_queues(images: np.ndarray, labels: np.ndarray, mean, std, batch_size:
 
 
 def search_batches(train_queue, valid_queue, device: torch.device) -> Iterator[tuple[Tensor, ...]]:
-    """(x, y, x_search, y_search) per step, the alpha batch from a fresh iterator every step."""
-    for x, y in train_queue:
+    """(x, y, x_search, y_search) per step of one search epoch, as the original's `train()`:
+    `len(train_queue)` steps, each batch from a fresh iterator (`next(iter(queue))`)."""
+    for _ in range(len(train_queue)):
+        x, y = next(iter(train_queue))
         xs, ys = next(iter(valid_queue))
         yield (x.to(device, non_blocking=True), y.to(device, non_blocking=True),
                xs.to(device, non_blocking=True), ys.to(device, non_blocking=True))

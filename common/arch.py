@@ -17,13 +17,13 @@ class Architecture:
     """alpha per cell kind ('cell' for NAS-Bench-201, 'normal'/'reduce' for DARTS)."""
 
     def __init__(self, shapes: dict[str, tuple[int, int]], device: torch.device | str = "cpu",
-                 init_scale: float = 1e-3) -> None:
+                 init_scale: float = 1e-3, dtype: torch.dtype = torch.float32) -> None:
         self.kinds = list(shapes)
-        self.alphas = {k: nn.Parameter(init_scale * torch.randn(*shape).to(device))
+        self.alphas = {k: nn.Parameter(init_scale * torch.randn(*shape).to(device, dtype))
                        for k, shape in shapes.items()}
         # Projection state: rows of decided edges are replaced by proj_weights rows
         # (one-hot after op projection, all zeros for edges dropped by topology projection).
-        self.proj_weights = {k: torch.zeros(*shape, device=device) for k, shape in shapes.items()}
+        self.proj_weights = {k: torch.zeros(*shape, device=device, dtype=dtype) for k, shape in shapes.items()}
         self.decided = {k: [False] * shape[0] for k, shape in shapes.items()}
         self.decided_nodes: dict[str, list[int]] = {k: [] for k in shapes}
         self._row_cache: dict[str, dict[int, list[int]]] = {}

@@ -106,6 +106,7 @@ class Trainer:
         # Optional, numerics-changing speed-ups (off by default).
         self.amp = bool(getattr(args, "amp", False))
         self.forward = self.model
+        self._weight_grads_exist = False
         if getattr(args, "compile", False):
             self.forward = compile_model(self.model, getattr(args, "compile_mode", "default"))
 
@@ -131,10 +132,27 @@ class Trainer:
         with self._autocast():
             loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
         params = self.arch.parameters()
-        grads = torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad else [None] * len(params)
-        for p, g in zip(params, grads):
-            p.grad = g
+        if not self._weight_grads_exist:
+            self._full_backward(loss, params)
+        else:
+            grads = (torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad
+                     else [None] * len(params))
+            for p, g in zip(params, grads):
+                p.grad = g
         self.a_opt.step()
+
+    def _full_backward(self, loss: Tensor, alphas: list[nn.Parameter]) -> None:
+        """The first alpha step backpropagates into the weights too, as every alpha step of the
+        original did. That gives each weight the loss reaches a gradient tensor, which the weight
+        step's `zero_grad(set_to_none=False)` then keeps as zeros (PyTorch 1.x's `zero_grad()`):
+        an op skipped by a later step because its (perturbed) weight is exactly 0 still gets
+        weight decay and momentum, as in the original. Once the tensors exist, later alpha steps
+        compute alpha's gradient only; the weight gradients they would add were zeroed anyway."""
+        for p in alphas:
+            p.grad = None
+        if loss.requires_grad:
+            loss.backward()
+        self._weight_grads_exist = True
 
     def weight_step(self, x: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
         x = self._layout(x)
@@ -145,7 +163,7 @@ class Trainer:
                 project = self.arch.apply_projection  # decided edges stay fixed under perturbation
                 weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
                 active = None  # perturbation may zero weights: the model reads which ones (one sync)
-            self.w_opt.zero_grad(set_to_none=True)
+            self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
             logits = self.forward(x, weights, active)
             loss = self.criterion(logits, y)
         loss.backward()

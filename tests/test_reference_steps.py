@@ -1,0 +1,83 @@
+"""Search steps agree with trajectories recorded from the original DARTS-PT code, in float64.
+
+../shared/reference/steps/ holds, per file, an initial supernet state and alphas and a few
+steps of the original's `train()`: alpha step on the alpha batch, (SDARTS) the perturbed
+mixing weights, weight step on the weight batch, with PyTorch 1.x `zero_grad` semantics
+(zero-filled gradients). The project's Trainer runs the same steps from the same state;
+after every step the state_dict (parameters and BatchNorm buffers), the alphas and the loss
+agree to 1e-12. float32 would drift apart by rounding alone, so the comparison is in float64.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from common.arch import Architecture
+from common.trainer import Space, Trainer
+from nasbench201.model_search import NB201Supernet
+from sota.model_search import DartsSupernet
+from tests.fixtures.reference import reference_file
+
+TOL = 1e-12
+FILES = {
+    "steps_nb201_darts_C8.pt": lambda: NB201Supernet(8, 5, 10),
+    "steps_s5_darts_C4_L5.pt": lambda: DartsSupernet(4, 10, 5, "s5"),
+    "steps_s5_sdarts_rs_C4_L5.pt": lambda: DartsSupernet(4, 10, 5, "s5"),
+}
+
+
+def load(name: str) -> dict:
+    return torch.load(reference_file(f"steps/{name}"), map_location="cpu", weights_only=False)
+
+
+def trainer_for(ref: dict, model: torch.nn.Module, memory_format: str, recorded: dict) -> Trainer:
+    model.load_state_dict(ref["init_state_dict"])
+    arch = Architecture(model.arch_shapes(), dtype=torch.float64)
+    with torch.no_grad():
+        for a, b in zip(arch.parameters(), ref["init_alphas"]):
+            a.copy_(b)
+    perturb = None
+    if ref["epsilon_alpha"]:  # SDARTS-RS: feed in the perturbation the original drew
+        perturb = lambda model, weights, x, y, eps, project: dict(zip(arch.kinds, recorded["weights"]))
+    h = ref["hyper"]
+    args = SimpleNamespace(learning_rate=h["learning_rate"], momentum=h["momentum"], nesterov=False,
+                           weight_decay=h["weight_decay"], arch_learning_rate=h["arch_learning_rate"],
+                           arch_weight_decay=h["arch_weight_decay"], grad_clip=h["grad_clip"],
+                           memory_format=memory_format)
+    space = Space(name="ref", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+                  perturb=perturb)
+    trainer = Trainer(space, None, args, torch.device("cpu"))
+    assert tuple(trainer.a_opt.defaults["betas"]) == tuple(ref["adam_betas"])
+    return trainer
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list(FILES))
+def test_steps_match_original(name: str, memory_format: str) -> None:
+    ref = load(name)
+    model = FILES[name]().double()
+    recorded: dict = {}
+    trainer = trainer_for(ref, model, memory_format, recorded)
+    model.train()
+    for i, step in enumerate(ref["steps"]):
+        recorded["weights"] = step["perturbed_weights"]
+        trainer.alpha_step(step["x_alpha"], step["y_alpha"])
+        for a, b in zip(trainer.arch.parameters(), step["alphas"]):
+            torch.testing.assert_close(a.detach(), b, rtol=0, atol=TOL, msg=lambda m: f"step {i} alpha: {m}")
+        _, loss = trainer.weight_step(step["x"], step["y"], ref["epsilon_alpha"] or 0.0)
+        assert loss.item() == pytest.approx(step["loss"], rel=0, abs=TOL), f"step {i}"
+        state = model.state_dict()
+        assert state.keys() == step["state_dict"].keys()
+        for key, value in step["state_dict"].items():
+            torch.testing.assert_close(state[key].to(value.dtype), value, rtol=0, atol=TOL,
+                                       msg=lambda m: f"step {i} {key}: {m}")
+
+
+def test_sdarts_reference_skips_ops() -> None:
+    """The SDARTS-RS file exercises what it is for: perturbed weights of exactly 0, whose ops
+    the weight step skips while their parameters still move (weight decay and momentum)."""
+    ref = load("steps_s5_sdarts_rs_C4_L5.pt")
+    zeros = [int((w == 0).sum()) for step in ref["steps"] for w in step["perturbed_weights"]]
+    assert min(zeros) > 0
