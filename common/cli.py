@@ -37,6 +37,10 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--arch_learning_rate", type=float, default=3e-4)
     g.add_argument("--arch_weight_decay", type=float, default=1e-3)
     g.add_argument("--init_channels", type=int, default=16)
+    g.add_argument("--sampling", default="fresh", choices=["fresh", "epoch"],
+                   help="fresh: as the original, every search step draws a new random batch from each half "
+                        "(next(iter(queue))), and tuning draws each alpha batch so; epoch: real epochs "
+                        "(every image once per epoch)")
 
     g = p.add_argument_group("projection (architecture selection by perturbation)")
     g.add_argument("--dev", default="", help="'proj': run projection on the checkpoint given by --resume_*")

@@ -396,21 +396,38 @@ class Batches:
         self, key: int | tuple[int, ...], cutout_prob: float = 0.0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One pass; ``cutout_prob`` is the per-image Cutout probability (DARTS ramps it)."""
-        if not 0.0 <= cutout_prob <= 1.0:
-            raise ValueError(f"cutout_prob must be in [0, 1], got {cutout_prob}")
+        self._check_prob(cutout_prob)
         params = self._draw(key, cutout_prob)
         for b in range(len(self)):
-            p = params[b * self.batch_size : (b + 1) * self.batch_size]
-            order = p[:, _ORDER]
-            images, targets = self.images[order], self.labels[order]
-            yield self._transform(images, p), targets
+            yield self._batch(params[b * self.batch_size : (b + 1) * self.batch_size])
 
-    def _draw(self, key: int | tuple[int, ...], cutout_prob: float) -> torch.Tensor:
-        """All random numbers of one pass, drawn on CPU, as an int64 [n, 7] table on device."""
+    def sample(
+        self, key: int | tuple[int, ...], cutout_prob: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of ``batch_size`` distinct images drawn at random (all of them if fewer):
+        what the original's ``next(iter(queue))`` gives, the first batch of a fresh shuffle.
+        Successive keys draw independently, so images repeat across steps."""
+        self._check_prob(cutout_prob)
+        return self._batch(self._draw(key, cutout_prob, min(self.batch_size, self.num_samples)))
+
+    def _batch(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        order = p[:, _ORDER]
+        return self._transform(self.images[order], p), self.labels[order]
+
+    @staticmethod
+    def _check_prob(cutout_prob: float) -> None:
+        if not 0.0 <= cutout_prob <= 1.0:
+            raise ValueError(f"cutout_prob must be in [0, 1], got {cutout_prob}")
+
+    def _draw(self, key: int | tuple[int, ...], cutout_prob: float, count: int | None = None) -> torch.Tensor:
+        """The random numbers of one pass (or of its first ``count`` images), drawn on CPU, as
+        an int64 [count, 7] table on the device."""
         n = self.num_samples
         gen = torch.Generator().manual_seed(stream_seed(self.seed, key))
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        n = n if count is None else count
         params = torch.zeros(n, 7, dtype=torch.int64)
-        params[:, _ORDER] = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        params[:, _ORDER] = order[:n]
         if self.augment:
             # Drawn even when cutout is off so that the crops and flips do not depend on it.
             span = 2 * self.padding + 1  # torchvision: offset uniform in [0, 2 * padding]

@@ -23,7 +23,7 @@ from .data import Batches, DataError, ImageSet, load_dataset, split_indices
 from .device import select_device, set_tf32
 from .experiment import Board, ExperimentError, new_run_dir, setup_logging, write_json
 from .projection import Plan, latest_projection_epoch, run_projection
-from .search import checkpoint_path, load_search_checkpoint, run_search
+from .search import SUPERNET, checkpoint_path, continue_search, load_search_checkpoint, run_search
 from .trainer import DivergedError, SearchData, Space, Trainer, memory_format
 
 log = logging.getLogger("darts_pt")
@@ -81,14 +81,23 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
     try:
         if args.dev != "proj":
             return run_search(Trainer(space, data, args, device), folder, resume_epoch, board)
+        result = {"space": space.extra.get("space", space.name), "method": args.method,
+                  "dataset": args.dataset, "seed": args.seed, "supernet": str(supernet_ckpt)}
+        # A supernet from before --epochs is first trained up to it (an interrupted run of this
+        # command may have done part of that already).
+        tuned = _latest(folder, SUPERNET) or supernet_ckpt
+        if proj_resume is None:
+            tuned = continue_search(Trainer(space, data, args, device), tuned, folder, board)
+            for p in space.model.parameters():  # projection starts as in a new process (see README)
+                p.grad = None
+        if tuned != supernet_ckpt:
+            result["supernet_trained_to"], supernet_ckpt = args.epochs, tuned
         # Projection tunes with a fresh weight optimiser at a tenth of the learning rate,
         # kept constant; alpha's optimiser continues from the supernet checkpoint.
         trainer = Trainer(space, data, args, device, weight_lr=args.learning_rate / 10)
         state = load_search_checkpoint(trainer, supernet_ckpt, with_optimizers=False)
-        result = {"space": space.extra.get("space", space.name), "method": args.method,
-                  "dataset": args.dataset, "seed": args.seed, "supernet": str(supernet_ckpt),
-                  "supernet_epoch": int(state.get("epoch", 0)),
-                  "search_time_s": _search_time(supernet_ckpt.parent, state)}
+        result.update(supernet_epoch=int(state.get("epoch", 0)),
+                      search_time_s=_search_time(Path(result["supernet"]).parent, state))
         seed_everything(args.seed, args.deter, args.tf32)  # the projection's randomness depends on its own seed
         return run_projection(trainer, folder, build_plan(args, space), board, proj_resume, result)
     except BaseException as e:
@@ -166,6 +175,11 @@ def _projection_resume(args: argparse.Namespace, folder: Path) -> int | None:
                                   f"checkpoint in {folder} (have {checkpoint_epochs(folder)})")
         return args.dev_resume_epoch
     return latest_projection_epoch(folder)
+
+
+def _latest(folder: Path, prefix: str) -> Path | None:
+    epochs = checkpoint_epochs(folder, prefix)
+    return folder / f"{prefix}_{epochs[-1]}.pth.tar" if epochs else None
 
 
 def resolve_epoch(folder: Path, epoch: int) -> int:

@@ -48,10 +48,14 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Any | None =
     return state
 
 
+def _scheduler(trainer: Trainer) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+    args = trainer.args
+    return torch.optim.lr_scheduler.CosineAnnealingLR(trainer.w_opt, float(args.epochs), eta_min=args.learning_rate_min)
+
+
 def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) -> dict[str, Any]:
     args, space = trainer.args, trainer.space
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(trainer.w_opt, float(args.epochs),
-                                                           eta_min=args.learning_rate_min)
+    scheduler = _scheduler(trainer)
     start, timer = 0, Timer()
     if resume_epoch > 0:
         state = load_search_checkpoint(trainer, checkpoint_path(folder, resume_epoch), scheduler)
@@ -63,6 +67,20 @@ def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) 
         log.info("resumed from epoch %d", start)
     result = _result_base(args, space, "running")
     write_json(folder / "result.json", result)
+    search_epochs(trainer, scheduler, start, timer, folder, board)
+    genotype = space.genotype(trainer.arch.weights())
+    result.update(status="finished", epochs_done=args.epochs, genotype=space.genotype_str(genotype),
+                  benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
+    write_json(folder / "result.json", result)
+    log.info("search finished: genotype = %s", result["genotype"])
+    return result
+
+
+def search_epochs(trainer: Trainer, scheduler: Any, start: int, timer: Timer, folder: Path, board: Board,
+                  prefix: str = "checkpoint", history: str = "history.jsonl") -> None:
+    """Supernet training from epoch `start` to --epochs, a checkpoint `{prefix}_{epoch}.pth.tar`
+    every --ckpt_interval epochs and at the end."""
+    args, space = trainer.args, trainer.space
     train_alpha = args.base_method != "blank"
     for epoch in range(start, args.epochs):
         lr = scheduler.get_last_lr()[0]
@@ -73,17 +91,36 @@ def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) 
                                                     cutout_prob=cutout_prob, epsilon=epsilon)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
-        append_jsonl(folder / "history.jsonl", row)
+        append_jsonl(folder / history, row)
         if (epoch + 1) % args.ckpt_interval == 0 or epoch + 1 == args.epochs:
             save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
                              "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
-                            checkpoint_path(folder, epoch + 1))
-    genotype = space.genotype(trainer.arch.weights())
-    result.update(status="finished", epochs_done=args.epochs, genotype=space.genotype_str(genotype),
-                  benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
-    write_json(folder / "result.json", result)
-    log.info("search finished: genotype = %s", result["genotype"])
-    return result
+                            folder / f"{prefix}_{epoch + 1}.pth.tar")
+
+
+SUPERNET = "supernet"  # checkpoints of the search epochs a projection runs first, in its folder
+
+
+def continue_search(trainer: Trainer, source: Path, folder: Path, board: Board) -> Path:
+    """Train the supernet of checkpoint `source` up to --epochs, as the original's projection
+    command does before it projects; the final state is returned as a checkpoint path.
+
+    The epochs run with the search's learning rate and the checkpoint's schedule, log to
+    `search_history.jsonl` and write `supernet_{epoch}.pth.tar` into the projection folder, so
+    an interrupted run continues from the latest of those (`source` may be one of them).
+    """
+    args = trainer.args
+    scheduler = _scheduler(trainer)
+    state = load_search_checkpoint(trainer, source, scheduler)
+    start = int(state["epoch"])
+    if start < args.epochs:
+        log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
+                 "up to --epochs %d (pass --epochs %d to project it as it is)", start, args.epochs - start,
+                 args.epochs, start)
+        truncate_history(folder / "search_history.jsonl", start)
+        search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
+                      prefix=SUPERNET, history="search_history.jsonl")
+    return folder / f"{SUPERNET}_{args.epochs}.pth.tar" if start < args.epochs else source
 
 
 def sdarts_epsilon(args: Any, epoch: int, epochs: int) -> float:

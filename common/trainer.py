@@ -175,10 +175,9 @@ class Trainer:
     def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float, epsilon: float = 0.0,
                     tuning: bool = False) -> tuple[float, float]:
         self.model.train()
-        keys = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
         stats = Stats(self.device)
         n_steps = len(self.data.train)
-        for step, ((x, y), (xa, ya)) in enumerate(self._pairs(keys, epoch, cutout_prob)):
+        for step, ((x, y), (xa, ya)) in enumerate(self._pairs(epoch, cutout_prob, tuning)):
             if train_alpha:
                 self.alpha_step(xa, ya)
             logits, loss = self.weight_step(x, y, epsilon)
@@ -189,12 +188,24 @@ class Trainer:
                 log.info("train %03d/%03d loss %.4f acc %.2f", step, n_steps, avg, acc)
         return stats.result()
 
-    def _pairs(self, keys: tuple[int, int], epoch: int, cutout_prob: float) -> Iterator:
-        """Weight-half batches zipped with alpha-half batches; the alpha half restarts if shorter."""
-        def alpha_batches():
-            for rep in itertools.count():
-                yield from self.data.valid((keys[1], epoch, rep), cutout_prob)
-        return zip(self.data.train((keys[0], epoch), cutout_prob), alpha_batches())
+    def _pairs(self, epoch: int, cutout_prob: float, tuning: bool) -> Iterator:
+        """(weight batch, alpha batch) per step, `len(train)` steps.
+
+        `--sampling fresh` (default) samples as the original: a search step draws both batches
+        from new iterators (`next(iter(queue))`: a random batch, images repeat across steps);
+        projection tuning iterates a real epoch of the weight half and draws each alpha batch
+        so. `--sampling epoch`: real epochs of both halves, the alpha half restarting if shorter.
+        """
+        train_key, valid_key = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
+        train, valid = self.data.train, self.data.valid
+        if self.args.sampling == "epoch":
+            alpha = (b for rep in itertools.count() for b in valid((valid_key, epoch, rep), cutout_prob))
+            return zip(train((train_key, epoch), cutout_prob), alpha)
+        if tuning:
+            weight = train((train_key, epoch), cutout_prob)
+        else:
+            weight = (train.sample((train_key, epoch, step), cutout_prob) for step in range(len(train)))
+        return zip(weight, (valid.sample((valid_key, epoch, step), cutout_prob) for step in itertools.count()))
 
     def evaluate(self, batches: Batches, key: tuple[int, ...], weights: Weights | None = None,
                  active: Active | None = None, train_mode: bool = False,

@@ -2,4 +2,4 @@
 # Train a genotype from scratch on SVHN (C=16, 8 cells, as the paper's S1-S4 experiments).
 # Output: experiments/sota/svhn/eval/eval-{arch}-{seed}/
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-run sota.train --dataset svhn --arch darts_pt_s2_svhn_1 --init_channels 16 --layers 8 --auxiliary --cutout --seed 0 --gpu auto "$@"
+run sota.train --dataset svhn --arch darts_pt_s2_svhn_1 --init_channels 16 --layers 8 --auxiliary --cutout --seed 2 --gpu auto "$@"

@@ -90,10 +90,14 @@ def _candidates(ops: list[str]) -> list[int]:
     return candidates
 
 
-def _edge_strength(row: np.ndarray, ops: list[str]) -> tuple[bool, float]:
-    # An all-zero row is an edge dropped by topology projection: it ranks below every kept
-    # edge, even one whose only non-zero weight is on `none`.
-    return bool(np.any(row != 0)), max(row[k] for k in _candidates(ops))
+def _edge_strength(row: np.ndarray, ops: list[str]) -> float:
+    # As the original: the largest non-`none` weight, nothing else. So in a space with `none`
+    # (s3), an edge projected to `none` (0 on every other op) ties with the edges topology
+    # projection dropped (all 0), and the stable sort keeps the lower index: the genotype may
+    # then name a dropped edge, with the first non-`none` op of its row. It can always be
+    # built (every gene is a non-`none` op on a valid input); the published s3 genotypes came
+    # from this rule.
+    return max(row[k] for k in _candidates(ops))
 
 
 def _best_op(row: np.ndarray, ops: list[str]) -> int:

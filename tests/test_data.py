@@ -322,3 +322,22 @@ def test_cutout():
         outside = ~hole
         assert torch.equal(cut[i][:, outside], plain[i][:, outside])
     assert full_squares > 0
+
+
+def test_sample_draws_a_fresh_random_batch_per_key():
+    """Batches.sample is the original's next(iter(queue)): batch_size distinct images of the
+    selected indices, the same for the same key, independent across keys (so images repeat
+    across steps), augmented like a pass."""
+    indices = torch.arange(10, 40)
+    batches = Batches(_id_set(50), indices, 8, augment=True, seed=3, cutout_length=4)
+    x, y = batches.sample((0, 0, 0), cutout_prob=0.5)
+    x2, y2 = batches.sample((0, 0, 0), cutout_prob=0.5)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert len(y) == 8 and len(set(y.tolist())) == 8 and set(y.tolist()) <= set(indices.tolist())
+    draws = [batches.sample((0, 0, step))[1].tolist() for step in range(8)]
+    assert len({tuple(d) for d in draws}) == 8
+    counts = torch.bincount(torch.tensor(draws).flatten(), minlength=50)
+    assert counts.max() > 1 and (counts[indices] == 0).any()  # with replacement across steps
+    assert len(Batches(_id_set(5), None, 8, augment=False).sample(1)[1]) == 5  # smaller than a batch
+    with pytest.raises(ValueError, match="cutout_prob"):
+        batches.sample(0, cutout_prob=1.5)

@@ -38,7 +38,7 @@ def tree_digest(folder: Path) -> dict[str, str]:
 def published_run(env) -> Path:
     """eval.sh's default genotype (darts_pt_s5_0), auxiliary head and cutout, 2 epochs."""
     run_script("eval.sh", *env, "--epochs", "2")
-    return eval_dir(env) / "eval-darts_pt_s5_0-0"
+    return eval_dir(env) / "eval-darts_pt_s5_0-2"
 
 
 def test_published_genotype_trains_and_reports(published_run):
@@ -47,7 +47,7 @@ def test_published_genotype_trains_and_reports(published_run):
     genotype = get_genotype("darts_pt_s5_0")
     assert result["status"] == "finished" and result["kind"] == "eval" and result["arch"] == "darts_pt_s5_0"
     assert result["genotype"] == genotype_to_dict(genotype)
-    assert (result["dataset"], result["seed"], result["epochs"], result["epochs_done"]) == ("cifar10", 0, 2, 2)
+    assert (result["dataset"], result["seed"], result["epochs"], result["epochs_done"]) == ("cifar10", 2, 2, 2)
     assert (result["init_channels"], result["layers"], result["auxiliary"]) == (4, 3, True)
     assert 0 <= result["final_test_acc"] <= result["best_test_acc"] <= 100
     assert result["final_test_error"] == pytest.approx(100 - result["final_test_acc"])
@@ -92,7 +92,7 @@ def test_svhn_script_trains_a_registered_genotype(tmp_path, svhn_dir):
     register_genotype("my_cell", genotype, tmp_path / "sota" / "genotypes")
     run_script("eval-svhn.sh", "--data", str(svhn_dir), "--exp_root", str(tmp_path), *TINY,
                "--arch", "my_cell", "--epochs", "1", "--fast")
-    result = read_json(tmp_path / "sota" / "svhn" / "eval" / "eval-my_cell-0" / "result.json")
+    result = read_json(tmp_path / "sota" / "svhn" / "eval" / "eval-my_cell-2" / "result.json")
     assert result["status"] == "finished" and result["dataset"] == "svhn" and result["epochs_done"] == 1
     assert result["genotype"] == genotype_to_dict(genotype)
 
@@ -100,16 +100,16 @@ def test_svhn_script_trains_a_registered_genotype(tmp_path, svhn_dir):
 def test_genotype_literal(env):
     genotype = get_genotype("DARTS_V2")
     run_script("eval.sh", *env, "--arch", repr(genotype), "--epochs", "1", "--fast", "--memory_format", "contiguous")
-    folders = list(eval_dir(env).glob("eval-custom-*-0"))
-    assert len(folders) == 1 and len(folders[0].name) == len("eval-custom-12345678-0")
+    folders = list(eval_dir(env).glob("eval-custom-*-2"))
+    assert len(folders) == 1 and len(folders[0].name) == len("eval-custom-12345678-2")
     assert "(torch.contiguous_format)" in (folders[0] / "log.txt").read_text()  # the flag reaches the run
     result = read_json(folders[0] / "result.json")
-    assert result["arch"] == folders[0].name[len("eval-"):-len("-0")]
+    assert result["arch"] == folders[0].name[len("eval-"):-len("-2")]
     assert result["genotype"] == genotype_to_dict(genotype)
 
 
 def test_kill_and_resume_matches_uninterrupted(env, published_run):
-    cut = eval_dir(env) / "eval-darts_pt_s5_0-0-cut"
+    cut = eval_dir(env) / "eval-darts_pt_s5_0-2-cut"
     kill_when("eval.sh", [*env, "--epochs", "2", "--expid_tag", "cut"], cut / "checkpoint_1.pth.tar")
     (cut / "checkpoint_2.pth.tar").unlink(missing_ok=True)  # as if the kill came right after checkpoint 1
     run_script("eval.sh", *env, "--epochs", "2", "--expid_tag", "cut", "--resume_epoch", "-1")

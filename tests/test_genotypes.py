@@ -48,15 +48,20 @@ def test_parse_s5_without_none() -> None:
     assert g.normal_concat == g.reduce_concat == [2, 3, 4, 5]
 
 
-def test_parse_never_picks_dropped_edges() -> None:
-    # projected s3 weights: kept edges one-hot (one of them on `none`), dropped edges all zero
+def test_parse_ranks_none_edges_with_dropped_ones_as_the_original() -> None:
+    # projected s3 weights: kept edges one-hot, dropped edges all zero. The original ranks
+    # edges by their largest non-`none` weight only, with a stable sort: an edge projected
+    # to `none` ties with a dropped edge and the lower index wins, its op the first non-none.
     w = np.zeros((14, 3))
     w[0, 2] = w[1, 1] = 1
-    w[2, 0] = 1; w[4, 1] = 1                   # node 1 keeps 2 (one-hot none!) and 4, drops 3
-    w[7, 2] = w[8, 2] = 1                      # node 2 keeps the last two
+    w[2, 0] = 1; w[4, 1] = 1                   # node 1 keeps 2 (one-hot none) and 4, drops 3: picks 4, 2
+    w[6, 0] = 1; w[8, 2] = 1                   # node 2 keeps 6 (one-hot none) and 8, drops 5, 7: picks 8, 5
     w[12, 1] = w[13, 2] = 1
     g = parse_genotype({"normal": w, "reduce": w}, edge_ops("s3"))
-    assert [j for _, j in g.normal] == [0, 1, 2, 0, 2, 3, 3, 4]
+    assert g.normal == [("sep_conv_3x3", 0), ("skip_connect", 1),
+                        ("skip_connect", 2), ("skip_connect", 0),
+                        ("sep_conv_3x3", 3), ("skip_connect", 0),   # edge 5 (input 0) was dropped
+                        ("skip_connect", 3), ("sep_conv_3x3", 4)]
 
 
 def test_parse_uses_each_edges_own_op_list() -> None:

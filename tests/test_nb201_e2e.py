@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,9 @@ def test_search_then_projection(env, bench, method):
     # six projections, one per edge: the final supernet is one-hot on every edge
     last = torch.load(proj / "checkpoint_6.pth.tar", weights_only=True)  # the tuned, projected supernet
     assert last["projections"] == 6 and all(last["projection"]["decided"]["cell"])
+    # tuning runs at a tenth of the search learning rate, kept constant
+    first = torch.load(proj / "checkpoint_0.pth.tar", weights_only=True)
+    assert first["optimizer"]["param_groups"][0]["lr"] == last["optimizer"]["param_groups"][0]["lr"] == 0.0025
     assert all(int(row.sum()) == 1 and int((row != 0).sum()) == 1 for row in last["projection"]["proj_weights"]["cell"])
     history = [l for l in (proj / "history.jsonl").read_text().splitlines() if l]
     assert len(history) == 6
@@ -186,3 +190,31 @@ def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
     events = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload()
     assert {"train_acc", "valid_acc", "test_acc", "train_loss"} <= set(events.Tags()["scalars"])
     assert "alpha/cell" in events.Tags()["images"]
+
+
+def test_projecting_an_early_checkpoint_first_trains_up_to_epochs(env):
+    """As the original: --resume_epoch below --epochs trains the supernet the remaining search
+    epochs (in the projection folder) before projecting; the result equals the search's own
+    later checkpoint, bit for bit."""
+    args = [*env, "--epochs", "2", "--ckpt_interval", "1", "--seed", "7"]
+    run_script("darts-201.sh", *args)
+    search = exp_dir(env) / "search-darts-201-7"
+    proc = run_script("darts-proj-201.sh", *args, "--resume_epoch", "1", "--proj_intv", "1")
+    assert "1 more search epochs run before projecting, up to --epochs 2" in proc.stdout
+    proj = search / "darts-proj-201-seed7-acc-intv1-ep1"
+    result = read_json(proj / "result.json")
+    assert result["status"] == "finished" and result["supernet_trained_to"] == 2 and result["supernet_epoch"] == 2
+    trained, searched = (torch.load(p, weights_only=True) for p in (proj / "supernet_2.pth.tar",
+                                                                    search / "checkpoint_2.pth.tar"))
+    assert torch.equal(trained["alpha"][0], searched["alpha"][0])
+    for k, v in searched["state_dict"].items():
+        assert torch.equal(trained["state_dict"][k], v), k
+    assert [json.loads(l)["epoch"] for l in (proj / "search_history.jsonl").read_text().splitlines()] == [1]
+
+    # --epochs equal to --resume_epoch projects the intermediate supernet as it is
+    proc = run_script("darts-proj-201.sh", *args, "--resume_epoch", "1", "--epochs", "1", "--proj_intv", "1",
+                      "--log_tag", "asis")
+    as_is = search / "darts-proj-201-seed7-acc-intv1-ep1-asis"
+    assert "more search epochs" not in proc.stdout and not list(as_is.glob("supernet_*"))
+    result = read_json(as_is / "result.json")
+    assert result["supernet_epoch"] == 1 and "supernet_trained_to" not in result

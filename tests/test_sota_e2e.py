@@ -65,7 +65,7 @@ def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, data
     run_script(eval_script, "--arch", result["genotype_name"], "--data", data, "--exp_root", str(tmp_path),
                "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1",
                "--gpu", TEST_GPU, "--no_tensorboard", "--report_freq", "100")
-    evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-0" / "result.json")
+    evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-2" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == result["genotype_name"]
 
 

@@ -1,0 +1,140 @@
+"""The original's schedules, defaults and catalogs, asserted where a drift would go unnoticed."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from common.arch import Architecture
+from common.cli import parse
+from common.search import sdarts_epsilon
+from common.trainer import Space
+from nasbench201 import train_search as nb201
+from sota import train as sota_eval
+from sota import train_search as sota
+from sota.genotypes import genotype_to_dict, get_genotype
+from sota.model_eval import NetworkCIFAR
+from tests.conftest import REPO
+from tests.fixtures.reference import reference_file
+
+
+def test_sdarts_epsilon_ramps_linearly_from_0_03():
+    args = SimpleNamespace(epsilon_alpha=0.3)
+    assert [sdarts_epsilon(args, e, 50) for e in (0, 25, 49)] == pytest.approx([0.03, 0.165, 0.03 + 0.27 * 49 / 50])
+
+
+class StubScore:
+    """A scorer whose accuracy falls with the op index (the last op's removal hurts most) and
+    rises with the edge index (the lowest edges' removal hurts most)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
+        return (float(edge), 0.0) if op is None else (-float(op), 0.0)
+
+
+def schedule(module, argv: list[str], shapes: dict) -> tuple[int, dict[int, str]]:
+    """Run a space's projection plan over its tuning epochs: (tune_epochs, epoch -> what it decided)."""
+    args = parse(module.build_parser(), argv)
+    arch = Architecture(shapes)
+    space = Space(name="x", model=torch.nn.Module(), arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    space.model.edge_ops = lambda kind: [[f"op{k}" for k in range(shapes[kind][1])]] * shapes[kind][0]
+    plan = module.build_plan(args, space)
+    done, rounds = {}, 0
+    for epoch in range(plan.tune_epochs):
+        if plan.is_projection_epoch(epoch, args.proj_intv):
+            before = (sum(map(sum, arch.decided.values())), sum(map(len, arch.decided_nodes.values())))
+            plan.project(StubScore(epoch), rounds)
+            rounds += 1
+            after = (sum(map(sum, arch.decided.values())), sum(map(len, arch.decided_nodes.values())))
+            done[epoch] = "op" if after[1] == before[1] else "topology"
+            assert after != before, f"epoch {epoch} decided nothing"
+    return plan.tune_epochs, done
+
+
+def test_nb201_projection_schedule_at_the_default_interval():
+    epochs, done = schedule(nb201, [], {"cell": (6, 5)})
+    assert epochs == 25 and done == {e: "op" for e in (0, 5, 10, 15, 20, 24)}
+
+
+def test_darts_projection_schedule_at_the_default_interval():
+    epochs, done = schedule(sota, [], {"normal": (14, 7), "reduce": (14, 7)})
+    assert epochs == 81
+    assert done == {**{e: "op" for e in range(0, 70, 5)}, 70: "topology", 75: "topology", 80: "topology"}
+
+
+def test_published_genotypes_are_the_reference_ones():
+    published = json.loads(reference_file("published_genotypes.json").read_text())
+    assert len(published) == 56
+    for name, expected in published.items():
+        assert genotype_to_dict(get_genotype(name)) == expected, name
+
+
+def test_drop_path_changes_training_outputs_only():
+    torch.manual_seed(0)
+    net = NetworkCIFAR(4, 10, 3, False, get_genotype("darts_pt_s5_0"))
+    x = torch.randn(4, 3, 16, 16)
+    out = {}
+    for mode, prob in (("train", 0.0), ("train", 0.5), ("eval", 0.0), ("eval", 0.5)):
+        net.train(mode == "train")
+        net.drop_path_prob = prob
+        torch.manual_seed(1)  # drop path's masks are the only random draws
+        out[mode, prob] = net(x)[0]
+    assert not torch.allclose(out["train", 0.0], out["train", 0.5])
+    assert torch.equal(out["eval", 0.0], out["eval", 0.5])
+
+
+# -- each script's defaults, read from the script itself ----------------------------------------
+
+PARSERS = {"nasbench201.train_search": lambda argv: parse(nb201.build_parser(), argv),
+           "sota.train_search": lambda argv: parse(sota.build_parser(), argv),
+           "sota.train": lambda argv: sota_eval.build_parser().parse_args(argv)}
+
+SEARCH = dict(batch_size=64, init_channels=16, cutout=False, learning_rate=0.025)
+EVAL = dict(epochs=600, batch_size=96, auxiliary=True, cutout=True, seed=2, learning_rate=0.025)
+EXPECTED = {
+    "darts-201.sh": dict(SEARCH, method="darts", seed=1, epochs=100, num_cells=5),
+    "blank-201.sh": dict(SEARCH, method="blank", seed=1, epochs=100, num_cells=5),
+    "darts-proj-201.sh": dict(SEARCH, method="darts-proj", seed=1, epochs=100, resume_epoch=100, proj_intv=5),
+    "blank-proj-201.sh": dict(SEARCH, method="blank-proj", seed=1, epochs=100, resume_epoch=100, proj_intv=5),
+    "darts-sota.sh": dict(SEARCH, method="darts", seed=2, epochs=50, layers=8, space="s5"),
+    "blank-sota.sh": dict(SEARCH, method="blank", seed=2, epochs=50, layers=8, space="s5"),
+    "sdarts-rs-sota.sh": dict(SEARCH, method="sdarts", seed=2, epochs=50, layers=8, perturb_alpha="random",
+                              epsilon_alpha=0.3),
+    "darts-proj-sota.sh": dict(SEARCH, method="darts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5),
+    "blank-proj-sota.sh": dict(SEARCH, method="blank-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5),
+    "sdarts-rs-proj-sota.sh": dict(SEARCH, method="sdarts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5,
+                                   perturb_alpha="random", epsilon_alpha=0.3),
+    "eval.sh": dict(EVAL, dataset="cifar10", init_channels=36, layers=20),
+    "eval-c100.sh": dict(EVAL, dataset="cifar100", init_channels=16, layers=8),
+    "eval-svhn.sh": dict(EVAL, dataset="svhn", init_channels=16, layers=8),
+}
+
+
+@pytest.fixture(scope="module")
+def echo_python(tmp_path_factory) -> Path:
+    """A stand-in interpreter that prints the command line a script would run."""
+    path = tmp_path_factory.mktemp("bin") / "python"
+    path.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_script_defaults(script: str, echo_python: Path):
+    out = subprocess.run(["bash", str(REPO / "exp_scripts" / script)], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(echo_python)}, cwd="/").stdout
+    argv = out.splitlines()
+    argv = argv[argv.index("-m"):]
+    module, argv = argv[1], argv[2:]
+    args = vars(PARSERS[module](argv))
+    assert {k: args[k] for k in EXPECTED[script]} == EXPECTED[script]
+
+
+def test_every_run_script_is_checked():
+    assert set(EXPECTED) == {p.name for p in (REPO / "exp_scripts").glob("*.sh")} - {"common.sh", "study.sh"}
