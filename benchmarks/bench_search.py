@@ -52,11 +52,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from benchmarks import reference as ref  # noqa: E402
 from common import trainer as trainer_mod  # noqa: E402
 from common.arch import Architecture  # noqa: E402
-from common.cli import parse, search_parser  # noqa: E402
+from common.cli import search_config, search_parser  # noqa: E402
+from common.config import SearchConfig  # noqa: E402
 from common.data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet  # noqa: E402
-from common.device import tf32  # noqa: E402
+from common.device import memory_format, tf32  # noqa: E402
 from common.run import search_data, seed_everything  # noqa: E402
-from common.trainer import SCORE, TRAIN, VALID, Space, Stats, Trainer  # noqa: E402
+from common.space import Space  # noqa: E402
+from common.trainer import SCORE, TRAIN, Stats, Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "tf32", "reference")
@@ -210,7 +212,7 @@ def build_supernet(space: str) -> nn.Module:
     return DartsSupernet(C=16, num_classes=10, layers=8, space="s5")
 
 
-def search_args(cfg: argparse.Namespace, variant: str) -> argparse.Namespace:
+def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
     argv = ["--batch_size", str(cfg.batch_size), "--report_freq", "1000000"]
     if variant == "fast_cl":
         argv += ["--memory_format", "channels_last"]
@@ -222,7 +224,8 @@ def search_args(cfg: argparse.Namespace, variant: str) -> argparse.Namespace:
         argv += ["--compile"]
     elif variant == "tf32":
         argv += ["--tf32"]
-    return parse(search_parser("bench", epochs=50, ckpt_interval=10, seed=0), argv)
+    return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts",))
+                         .parse_args(argv))
 
 
 # --------------------------------------------------------------------------- search + projection
@@ -255,10 +258,10 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
         return Runner(variant, one_step, score_pass)
 
     args = search_args(cfg, variant)
-    sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
     data = search_data(args, data_set, data_set, device)
     trainer = Trainer(sp, data, args, device)
-    pairs = trainer._pairs((TRAIN, VALID), 0, 0.0)
+    pairs = trainer._pairs(0, 0.0, tuning=False)
     stats = Stats(device)
 
     def fast_step() -> None:
@@ -313,7 +316,7 @@ def eval_path(variant: str, device: torch.device, cfg: argparse.Namespace) -> Ru
             x, y = next(it)
             return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     else:
-        fmt = trainer_mod.memory_format(search_args(cfg, variant), device)  # as sota/train.py picks it
+        fmt = memory_format(search_args(cfg, variant).speed.memory_format, device)  # as sota/train.py picks it
         model.to(memory_format=fmt)
         opt = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
         batches = Batches(data_set, None, bs, augment=True, device=device, seed=0, cutout_length=16,

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common.config import SearchConfig
 from nasbench201.model_search import EDGE_INDEX, NUM_NODES, NB201Supernet, SearchCell as NB201Cell
 from sota.model_search import DartsSupernet, SearchCell as DartsCell
 
@@ -99,14 +100,15 @@ def reference_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
 class ReferenceStep:
     """Alpha step and weight step as the original `Architect.step` and training loop."""
 
-    def __init__(self, model: nn.Module, arch: Any, args: Any,
+    def __init__(self, model: nn.Module, arch: Any, cfg: SearchConfig,
                  perturb: Callable | None = None) -> None:
-        self.model, self.arch, self.args, self.perturb = model, arch, args, perturb
+        self.model, self.arch, self.cfg, self.perturb = model, arch, cfg, perturb
         self.criterion = nn.CrossEntropyLoss()
-        self.w_opt = torch.optim.SGD(model.parameters(), args.learning_rate, momentum=args.momentum,
-                                     weight_decay=args.weight_decay, nesterov=args.nesterov)
-        self.a_opt = torch.optim.Adam(arch.parameters(), lr=args.arch_learning_rate, betas=(0.5, 0.999),
-                                      weight_decay=args.arch_weight_decay)
+        o = cfg.optim
+        self.w_opt = torch.optim.SGD(model.parameters(), o.learning_rate, momentum=o.momentum,
+                                     weight_decay=o.weight_decay, nesterov=o.nesterov)
+        self.a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.alpha.arch_learning_rate, betas=(0.5, 0.999),
+                                      weight_decay=cfg.alpha.arch_weight_decay)
 
     def alpha_step(self, x: Tensor, y: Tensor) -> Tensor:
         self.a_opt.zero_grad()
@@ -124,7 +126,7 @@ class ReferenceStep:
         logits = reference_forward(self.model, x, weights)
         loss = self.criterion(logits, y)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.w_opt.step()
         return logits, loss
 

@@ -13,6 +13,22 @@ import torch
 from torch import Tensor, nn
 
 
+# Per cell kind, per edge: the indices of the ops whose mixing weight may be non-zero.
+Active = dict[str, list[list[int]]]
+
+
+def active_ops(weights: dict[str, Tensor]) -> Active:
+    """Per kind and edge, the indices of ops whose weight is not exactly 0, with one
+    device-to-host transfer for all kinds (a forward that derives this syncs once, not per op)."""
+    flat = torch.cat([w.detach().reshape(-1) for w in weights.values()]).ne(0).cpu()
+    out, start = {}, 0
+    for kind, w in weights.items():
+        rows = flat[start:start + w.numel()].reshape(w.shape)
+        out[kind] = [row.nonzero().flatten().tolist() for row in rows]
+        start += w.numel()
+    return out
+
+
 class Architecture:
     """alpha per cell kind ('cell' for NAS-Bench-201, 'normal'/'reduce' for DARTS)."""
 
@@ -49,7 +65,7 @@ class Architecture:
             out[k] = w
         return out
 
-    def active(self) -> dict[str, list[list[int]]]:
+    def active(self) -> Active:
         """Ops that may carry a non-zero weight, known on the host without a device sync."""
         out = {}
         for k in self.kinds:
@@ -102,7 +118,7 @@ class Architecture:
             w[kind][edge, op] = 0.0
         return w
 
-    def masked_active(self, kind: str, edge: int, op: int | None = None) -> dict[str, list[list[int]]]:
+    def masked_active(self, kind: str, edge: int, op: int | None = None) -> Active:
         act = self.active()
         act[kind] = [list(ops) for ops in act[kind]]
         act[kind][edge] = [] if op is None else [o for o in act[kind][edge] if o != op]

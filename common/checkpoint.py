@@ -51,6 +51,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_path(folder: str | Path, epoch: int, prefix: str = "checkpoint") -> Path:
+    return Path(folder) / f"{prefix}_{epoch}.pth.tar"
+
+
 def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[int]:
     """Epoch numbers of `{prefix}_{epoch}.pth.tar` files in a folder, sorted."""
     pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth\.tar$")

@@ -1,4 +1,5 @@
-"""The command-line flags both search spaces share, with the original scripts' names and defaults.
+"""The command-line flags both search spaces share, with the original scripts' names and
+defaults, and their conversion into the typed configuration of common/config.py.
 
 Flags given twice take the last value, so the exp_scripts can set defaults and still let
 users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
@@ -6,44 +7,52 @@ users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any, Sequence
 
+from .config import (COMPILE_MODES, MEMORY_FORMATS, SAMPLINGS, AlphaConfig, ConfigError, DataConfig, OptimConfig,
+                     ProjectionConfig, RunConfig, SearchConfig, SpeedConfig)
+from .data import DATASETS
 from .experiment import REPO_ROOT
 
 
-def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (`error: argument --flag: why`, exit 2),
+    like every other refusal of a bad input; `--help` shows the usage."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message}; see --help\n")
+
+
+def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int,
+                  methods: Sequence[str]) -> Parser:
+    p = Parser(description)
+    add_data_flags(p.add_argument_group("data"), datasets=DATASETS)
     g = p.add_argument_group("data")
-    g.add_argument("--data", default=str(REPO_ROOT / "data"),
-                   help="data folder (for imagefolder: the folder holding train/ and test/)")
-    g.add_argument("--dataset", default="cifar10")
-    g.add_argument("--image_size", type=int, default=32, help="imagefolder only: images are resized to this")
     g.add_argument("--train_portion", type=float, default=0.5,
                    help="first part of the training set trains weights, the rest trains alpha and scores projections")
-    g.add_argument("--cutout", action="store_true", default=False)
-    g.add_argument("--cutout_length", type=int, default=16)
-    g.add_argument("--cutout_prob", type=float, default=1.0, help="reached at the last epoch, ramped from 0")
-
-    g = p.add_argument_group("supernet training")
-    g.add_argument("--method", default="darts", help="darts | blank | sdarts, or *-proj for projection")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--batch_size", type=int, default=64)
-    g.add_argument("--learning_rate", type=float, default=0.025)
-    g.add_argument("--learning_rate_min", type=float, default=0.001)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--nesterov", action="store_true", default=False)
-    g.add_argument("--weight_decay", type=float, default=3e-4)
-    g.add_argument("--grad_clip", type=float, default=5.0)
-    g.add_argument("--arch_learning_rate", type=float, default=3e-4)
-    g.add_argument("--arch_weight_decay", type=float, default=1e-3)
-    g.add_argument("--init_channels", type=int, default=16)
-    g.add_argument("--sampling", default="fresh", choices=["fresh", "epoch"],
+    g.add_argument("--sampling", default="fresh", choices=SAMPLINGS,
                    help="fresh: as the original, every search step draws a new random batch from each half "
                         "(next(iter(queue))), and tuning draws each alpha batch so; epoch: real epochs "
                         "(every image once per epoch)")
 
+    g = p.add_argument_group("supernet training")
+    choices = [*methods, *(f"{m}-proj" for m in methods)]
+    g.add_argument("--method", default="darts", choices=choices, help="*-proj: projection of a supernet")
+    g.add_argument("--epochs", type=int, default=epochs)
+    g.add_argument("--init_channels", type=int, default=16)
+    add_optim_flags(g)
+    g.add_argument("--learning_rate_min", type=float, default=0.001)
+    g.add_argument("--nesterov", action="store_true", default=False)
+    g.add_argument("--arch_learning_rate", type=float, default=3e-4)
+    g.add_argument("--arch_weight_decay", type=float, default=1e-3)
+
     g = p.add_argument_group("projection (architecture selection by perturbation)")
-    g.add_argument("--dev", default="", help="'proj': run projection on the checkpoint given by --resume_*")
+    g.add_argument("--dev", default="", choices=["", "proj"],
+                   help="'proj': run projection on the checkpoint given by --resume_*")
     g.add_argument("--proj_intv", type=int, default=5, help="tuning epochs between two projections")
     g.add_argument("--edge_decision", default="random", choices=["random"])
     g.add_argument("--dev_resume_epoch", type=int, default=-1,
@@ -60,8 +69,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="CHANGES NUMERICS (fused kernels round differently): torch.compile the supernet's "
                         "forward for search and tuning steps; each projection pattern compiles once more, "
                         "masked scoring passes run uncompiled; the first steps are slow (compiling)")
-    g.add_argument("--compile_mode", default="default",
-                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+    g.add_argument("--compile_mode", default="default", choices=COMPILE_MODES,
                    help="torch.compile mode for --compile (reduce-overhead: CUDA graphs)")
     g.add_argument("--proj_batch_size", type=int, default=0,
                    help="CHANGES RESULTS (BatchNorm uses batch statistics while scoring): batch size of the "
@@ -73,9 +81,28 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     return p
 
 
+def add_data_flags(g: argparse._ArgumentGroup, datasets: Sequence[str]) -> None:
+    g.add_argument("--data", default=str(REPO_ROOT / "data"),
+                   help="data folder (for imagefolder: the folder holding train/ and test/)")
+    g.add_argument("--dataset", default="cifar10", choices=list(datasets))
+    g.add_argument("--image_size", type=int, default=32, help="imagefolder only: images are resized to this")
+    g.add_argument("--batch_size", type=int, default=64)
+    g.add_argument("--cutout", action="store_true", default=False)
+    g.add_argument("--cutout_length", type=int, default=16)
+    g.add_argument("--cutout_prob", type=float, default=1.0,
+                   help="per-image cutout probability (search: reached at the last epoch, ramped from 0)")
+
+
+def add_optim_flags(g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--learning_rate", type=float, default=0.025)
+    g.add_argument("--momentum", type=float, default=0.9)
+    g.add_argument("--weight_decay", type=float, default=3e-4)
+    g.add_argument("--grad_clip", type=float, default=5.0)
+
+
 def add_kernel_flags(g: argparse._ArgumentGroup) -> None:
     """How tensors are laid out and convolved: --memory_format (exact), --tf32 (not)."""
-    g.add_argument("--memory_format", default="auto", choices=["auto", "channels_last", "contiguous"],
+    g.add_argument("--memory_format", default="auto", choices=MEMORY_FORMATS,
                    help="layout of the model and batches; auto: channels_last on CPU (faster there), "
                         "contiguous (NCHW) on CUDA. Results differ only by float summation order")
     g.add_argument("--tf32", action="store_true", default=False,
@@ -105,11 +132,49 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
     return g
 
 
-def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+# -- namespace -> typed configuration -----------------------------------------------------------
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    return DataConfig(data=Path(args.data), dataset=args.dataset, image_size=args.image_size,
+                      batch_size=args.batch_size, cutout=args.cutout, cutout_length=args.cutout_length,
+                      cutout_prob=args.cutout_prob)
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(exp_root=Path(args.exp_root), save=args.save, seed=args.seed, gpu=args.gpu,
+                     expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
+                     ckpt_interval=args.ckpt_interval, report_freq=args.report_freq, fast=args.fast,
+                     deter=args.deter, tensorboard=not args.no_tensorboard)
+
+
+def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:
+    return SpeedConfig(memory_format=args.memory_format, tf32=args.tf32, **extra)
+
+
+def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
+    """The typed configuration of a search or projection command; `space` holds the search
+    space's own options. Raises ConfigError (one line naming the flag) on a bad value."""
+    method = args.method.removesuffix("-proj")
+    return SearchConfig(
+        method=method, project=args.method.endswith("-proj") or args.dev == "proj",
+        epochs=args.epochs, init_channels=args.init_channels, data=data_config(args), run=run_config(args),
+        optim=OptimConfig(learning_rate=args.learning_rate, learning_rate_min=args.learning_rate_min,
+                          momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+                          grad_clip=args.grad_clip),
+        alpha=AlphaConfig(arch_learning_rate=args.arch_learning_rate, arch_weight_decay=args.arch_weight_decay),
+        speed=speed_config(args, amp=args.amp, compile=args.compile, compile_mode=args.compile_mode),
+        projection=ProjectionConfig(proj_intv=args.proj_intv, edge_decision=args.edge_decision,
+                                    dev_resume_epoch=args.dev_resume_epoch, no_resume=args.no_resume,
+                                    resume_expid=args.resume_expid, log_tag=args.log_tag,
+                                    proj_batch_size=args.proj_batch_size),
+        train_portion=args.train_portion, sampling=args.sampling, space=space)
+
+
+def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:
+    """Parse a command line and convert it; a ConfigError ends the program like an argparse
+    error, with one `error: --flag VALUE: ...` line and exit code 2, before anything is written."""
     args = parser.parse_args(argv)
-    if args.method.endswith("-proj"):
-        args.dev = "proj"
-    args.base_method = args.method.removesuffix("-proj")
-    if args.proj_batch_size < 0:
-        parser.error(f"--proj_batch_size must be >= 0 (0: --batch_size), got {args.proj_batch_size}")
-    return args
+    try:
+        return to_config(args)
+    except ConfigError as e:
+        parser.exit(2, f"error: {e}\n")

@@ -7,7 +7,9 @@ from typing import Iterator
 
 import torch
 
-log = logging.getLogger("darts_pt")
+from .experiment import LOGGER
+
+log = logging.getLogger(LOGGER)
 
 
 def _uuid(text: object) -> str:
@@ -71,3 +73,13 @@ def select_device(gpu: str) -> torch.device:
                              f"({torch.cuda.device_count()} visible); use --gpu auto or --gpu cpu")
     torch.cuda.set_device(index)
     return torch.device(f"cuda:{index}")
+
+
+def memory_format(choice: str, device: torch.device | str) -> torch.memory_format:
+    """The layout of a model and its batches (`--memory_format`): 'auto' is channels-last on
+    CPU, where it is measured to be faster for every network here, and NCHW on CUDA."""
+    if choice == "auto":
+        choice = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
+    if choice not in ("channels_last", "contiguous"):
+        raise ValueError(f"--memory_format must be auto, channels_last or contiguous, not '{choice}'")
+    return torch.channels_last if choice == "channels_last" else torch.contiguous_format

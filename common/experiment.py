@@ -12,6 +12,9 @@ from typing import Any
 
 import torch
 
+from .checkpoint import checkpoint_epochs, checkpoint_path
+from .config import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOGGER = "darts_pt"
 log = logging.getLogger(LOGGER)
@@ -50,16 +53,11 @@ def _json_default(o: Any) -> Any:
 
 
 def new_run_dir(path: Path, resume: bool, overwrite: bool) -> Path:
-    """Create a fresh experiment folder, or accept an existing one only when resuming.
-
-    An existing folder is never overwritten: with --overwrite it is renamed aside.
-    """
+    """Create a run's folder, or accept an existing one when resuming. An existing folder is
+    never overwritten: with --overwrite it is renamed aside."""
     if path.exists() and not resume:
         if not overwrite:
-            raise ExperimentError(
-                f"experiment folder {path} already exists. Continue it with --resume_epoch N "
-                f"(-1 for the latest checkpoint), start a separate run with --expid_tag TAG, "
-                f"or pass --overwrite to move the old folder aside and start again.")
+            raise _exists(path)
         aside = path.with_name(f"{path.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         path.rename(aside)
         log.info("moved the existing %s aside to %s", path, aside)
@@ -67,19 +65,81 @@ def new_run_dir(path: Path, resume: bool, overwrite: bool) -> Path:
     return path
 
 
-def setup_logging(log_file: Path) -> logging.Logger:
-    """Log to stdout and to `log_file` (appending, so a resumed run keeps its history)."""
+_FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%m/%d %I:%M:%S %p")
+
+
+class _Pending(logging.Handler):
+    """Holds what is logged before the run's folder exists, for the run's log file."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def start_logging() -> logging.Logger:
+    """Log to stdout, and keep the records until `log_to_file` names the run's log file (so a
+    run checks everything before it creates its folder, and still logs what it saw)."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.INFO)
     for h in list(logger.handlers):
         logger.removeHandler(h)
         h.close()
-    fmt = logging.Formatter("%(asctime)s %(message)s", datefmt="%m/%d %I:%M:%S %p")
-    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
-        h.setFormatter(fmt)
-        logger.addHandler(h)
+    stdout = logging.StreamHandler(sys.stdout)
+    stdout.setFormatter(_FORMAT)
+    logger.addHandler(stdout)
+    logger.addHandler(_Pending())
     logger.propagate = False
     return logger
+
+
+def log_to_file(log_file: Path) -> None:
+    """Also log to `log_file` (appending, so a resumed run keeps its history), starting with
+    the records kept since `start_logging`."""
+    logger = logging.getLogger(LOGGER)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(_FORMAT)
+    for pending in [h for h in logger.handlers if isinstance(h, _Pending)]:
+        for record in pending.records:
+            handler.handle(record)
+        logger.removeHandler(pending)
+    logger.addHandler(handler)
+
+
+def run_target(folder: Path, resume_epoch: int, overwrite: bool) -> int:
+    """Check a run's folder before anything is written; the checkpoint epoch to resume (0: a
+    new run). A new run needs the folder absent (or --overwrite); resuming needs the folder
+    and the checkpoint (-1: the latest)."""
+    if resume_epoch == 0:
+        if folder.exists() and not overwrite:
+            raise _exists(folder)
+        return 0
+    if not folder.is_dir():
+        raise ConfigError("resume_epoch", resume_epoch, f"cannot resume: experiment folder {folder} does not "
+                                                        f"exist (check --seed, --dataset, --expid_tag, --exp_root)")
+    return resolve_epoch(folder, resume_epoch)
+
+
+def _exists(folder: Path) -> ExperimentError:
+    return ExperimentError(f"experiment folder {folder} already exists. Continue it with --resume_epoch N "
+                           f"(-1 for the latest checkpoint), start a separate run with --expid_tag TAG, "
+                           f"or pass --overwrite to move the old folder aside and start again.")
+
+
+def resolve_epoch(folder: Path, epoch: int, flag: str = "resume_epoch") -> int:
+    """`epoch` if checkpoint_{epoch}.pth.tar exists in `folder`; -1: the latest one."""
+    available = checkpoint_epochs(folder)
+    if epoch == -1:
+        if not available:
+            raise ConfigError(flag, epoch, f"no checkpoint_*.pth.tar in {folder}; "
+                                           f"start the run afresh with --overwrite")
+        return available[-1]
+    if epoch not in available:
+        raise ConfigError(flag, epoch, f"{checkpoint_path(folder, epoch).name} not found in {folder} "
+                                       f"(available epochs: {available or 'none'})")
+    return epoch
 
 
 class Board:
@@ -114,13 +174,12 @@ class Board:
 
 
 def heatmap_figure(matrix: torch.Tensor, rows: list[str], cols: list[str], title: str):
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     m = matrix.detach().cpu().numpy()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(cols), 0.8 + 0.35 * len(rows)))
+    fig = Figure(figsize=(1.0 + 0.9 * len(cols), 0.8 + 0.35 * len(rows)))
+    ax = fig.subplots()
     im = ax.imshow(m, cmap="viridis", vmin=0.0, vmax=max(float(m.max()), 1e-8), aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)

@@ -8,20 +8,19 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .checkpoint import checkpoint_epochs, rng_state, save_checkpoint
-from .experiment import Board, Timer, append_jsonl, write_json
+from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
+from .config import CRITERIA
+from .experiment import LOGGER, Board, Timer, append_jsonl, write_json
 from .search import epoch_report, load_search_checkpoint, truncate_history
+from .space import Plan, Score
 from .trainer import SCORE, Trainer
 
-log = logging.getLogger("darts_pt")
-
-CRITERIA = ("acc", "loss")
+log = logging.getLogger(LOGGER)
 
 
 class Scorer:
@@ -34,9 +33,10 @@ class Scorer:
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
         t = self.trainer
         self.passes += 1
+        data = t.cfg.data
         acc, loss = t.evaluate(t.data.score, (SCORE, self.epoch, self.passes),
                                t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
-                               train_mode=True, cutout_prob=t.args.cutout_prob if t.args.cutout else 0.0)
+                               train_mode=True, cutout_prob=data.cutout_prob if data.cutout else 0.0)
         log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge,
                  "whole edge" if op is None else f"op {op}", acc, loss)
         return acc, loss
@@ -53,7 +53,7 @@ def _hurts_more(a: float, b: float, crit: str) -> bool:
     return a < b if crit == "acc" else a > b
 
 
-def select_op(score: Scorer, kind: str, edge: int, n_ops: int, crit: str) -> int:
+def select_op(score: Score, kind: str, edge: int, n_ops: int, crit: str) -> int:
     """The op whose removal hurts the supernet most (first one on ties)."""
     best, extreme = 0, None
     for op in range(n_ops):
@@ -63,7 +63,7 @@ def select_op(score: Scorer, kind: str, edge: int, n_ops: int, crit: str) -> int
     return best
 
 
-def select_edges(score: Scorer, kind: str, edges: Sequence[int], crit: str, keep: int = 2) -> list[int]:
+def select_edges(score: Score, kind: str, edges: Sequence[int], crit: str, keep: int = 2) -> list[int]:
     """Drop, one at a time, the edge whose removal hurts least, until `keep` remain."""
     remaining = list(edges)
     while len(remaining) > keep:
@@ -76,43 +76,32 @@ def select_edges(score: Scorer, kind: str, edges: Sequence[int], crit: str, keep
     return remaining
 
 
-def random_choice(args: Any, epoch: int, salt: int, options: Sequence[int]) -> int:
+def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> int:
     """A random undecided edge or node, drawn from (seed, epoch, salt) so resumes repeat it."""
-    rng = np.random.default_rng([args.seed, epoch, salt])
+    rng = np.random.default_rng([seed, epoch, salt])
     return int(options[int(rng.integers(len(options)))])
-
-
-@dataclass
-class Plan:
-    tune_epochs: int
-    project: Callable[[Scorer, int], None]   # (scorer, projection round) -> projects in place
-
-    def is_projection_epoch(self, epoch: int, intv: int) -> bool:
-        return epoch % intv == 0 or epoch == self.tune_epochs - 1
 
 
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
-    """Project at every `proj_intv`-th tuning epoch (and the last), tune in between."""
-    args, space = trainer.args, trainer.space
+    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch)."""
+    cfg, space = trainer.cfg, trainer.space
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
     write_json(folder / "result.json", {**result, "status": "running"})
-    train_alpha = args.base_method != "blank"
+    cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     for epoch in range(start, plan.tune_epochs):
         log.info("tuning epoch %d", epoch)
-        if plan.is_projection_epoch(epoch, args.proj_intv):
+        if plan.is_projection_epoch(epoch):
             _save(trainer, folder, epoch, rounds, timer)
-            plan.project(Scorer(trainer, epoch), rounds)
+            plan.project(Scorer(trainer, epoch), plan.stage(rounds), rounds)
             rounds += 1
             log.info("genotype after projection %d = %s", rounds,
                      space.genotype_str(space.genotype(trainer.arch.weights())))
-        train_acc, train_loss = trainer.train_epoch(
-            epoch, train_alpha=train_alpha, tuning=True,
-            cutout_prob=args.cutout_prob if args.cutout else 0.0,
-            epsilon=getattr(args, "epsilon_alpha", 0.0))
+        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
+                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
         append_jsonl(folder / "history.jsonl", row)
@@ -136,11 +125,11 @@ def latest_projection_epoch(folder: Path) -> int | None:
 def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
     save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
                      "projection": trainer.arch.projection_state(), "rng": rng_state(trainer.device),
-                     "projection_time": timer.elapsed()}, folder / f"checkpoint_{epoch}.pth.tar")
+                     "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
 
 
 def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
-    state = load_search_checkpoint(trainer, folder / f"checkpoint_{epoch}.pth.tar")
+    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch))
     trainer.arch.load_projection_state(state["projection"])
     truncate_history(folder / "history.jsonl", epoch)
     return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))

@@ -1,51 +1,45 @@
-"""The entry point both spaces' `train_search` share: folders, data, then search or projection.
+"""The entry point both spaces' `train_search` share: checks, folders, data, then search or projection.
 
-Every check that can fail fast (folder exists, resume target missing, data missing) runs
-before anything is written, so a bad command leaves earlier results untouched.
+Everything that can fail on a bad command (flags, folders, resume targets, data, the
+model, checkpoints that do not fit it) is checked before anything is written, so a bad
+command leaves earlier results untouched and ends with one `error: ...` line, exit code 2.
 """
 from __future__ import annotations
 
-import argparse
+import contextlib
+import dataclasses
 import json
 import logging
 import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, checkpoint_epochs
-from .cli import parse
+from .checkpoint import CheckpointError, checkpoint_epochs, checkpoint_path
+from .cli import parse_config
+from .config import ConfigError, SearchConfig
 from .data import Batches, DataError, ImageSet, load_dataset, split_indices
-from .device import select_device, set_tf32
-from .experiment import Board, ExperimentError, new_run_dir, setup_logging, write_json
-from .projection import Plan, latest_projection_epoch, run_projection
-from .search import SUPERNET, checkpoint_path, continue_search, load_search_checkpoint, run_search
-from .trainer import DivergedError, SearchData, Space, Trainer, memory_format
+from .device import memory_format, select_device, set_tf32
+from .experiment import (LOGGER, Board, ExperimentError, log_to_file, new_run_dir, resolve_epoch, run_target,
+                         start_logging, write_json)
+from .projection import run_projection
+from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_search,
+                     scheduler_for)
+from .space import SearchSpace, Space
+from .trainer import DivergedError, SearchData, Trainer
 
-log = logging.getLogger("darts_pt")
+log = logging.getLogger(LOGGER)
 
-USER_ERRORS = (DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
-
-
-@dataclass
-class Layout:
-    """Where a space keeps its experiments, and how runs are named."""
-
-    space_dir: Callable[[argparse.Namespace], Path]            # holds the search folders
-    search_name: Callable[[argparse.Namespace], str]
-    projection_name: Callable[[argparse.Namespace, int], str]  # (args, supernet epoch)
+USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
 
 
-def main(parser: argparse.ArgumentParser, layout: Layout,
-         build_space: Callable[[argparse.Namespace, int, torch.device], Space],
-         build_plan: Callable[[argparse.Namespace, Space], Plan],
-         argv: list[str] | None = None) -> int:
-    args = parse(parser, argv)
-    return exit_code(lambda: run(args, layout, build_space, build_plan))
+def main(space: SearchSpace, argv: list[str] | None = None) -> int:
+    cfg = parse_config(space.parser(), space.config, argv)
+    return exit_code(lambda: run(cfg, space))
 
 
 def exit_code(job: Callable[[], object]) -> int:
@@ -55,51 +49,90 @@ def exit_code(job: Callable[[], object]) -> int:
         job()
     except USER_ERRORS as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
-        log.error("error: %s", msg) if log.handlers else print(f"error: {msg}", file=sys.stderr)
+        if any(isinstance(h, logging.FileHandler) for h in log.handlers):
+            log.error("error: %s", msg)  # on stdout, and in the run's log file
+        else:
+            print(f"error: {msg}", file=sys.stderr)
         return 2
     return 0
 
 
-def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> dict:
-    device = select_device(args.gpu)
-    seed_everything(args.seed, args.deter, args.tf32)
-    if args.dev == "proj":
-        supernet_ckpt, folder, proj_resume = projection_target(args, layout)
-    else:
-        folder, resume_epoch = search_target(args, layout)
-    train_set, test_set = (load_dataset(args.dataset, args.data, train=t, image_size=args.image_size)
+@dataclass(frozen=True)
+class Target:
+    """Where a run writes, and what it continues from."""
+
+    folder: Path
+    resume_epoch: int = 0                 # search: checkpoint epoch to continue (0: none)
+    supernet: Path | None = None          # projection: the search checkpoint it projects
+    projection_epoch: int | None = None   # projection: its own checkpoint to continue from
+
+
+def run(cfg: SearchConfig, space_def: SearchSpace) -> dict:
+    start_logging()
+    device = select_device(cfg.run.gpu)
+    seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)
+    target = projection_target(cfg, space_def) if cfg.project else search_target(cfg, space_def)
+    train_set, test_set = (load_dataset(cfg.data.dataset, cfg.data.data, train=t, image_size=cfg.data.image_size)
                            for t in (True, False))
-    data = search_data(args, train_set, test_set, device)
-    resuming = proj_resume is not None if args.dev == "proj" else resume_epoch > 0
-    new_run_dir(folder, resume=resuming or (args.dev == "proj" and folder.exists() and not args.overwrite),
-                overwrite=args.overwrite)
-    setup_logging(folder / "log.txt")
-    log.info("args = %s", vars(args))
-    log.info("device = %s, experiment folder = %s", device, folder)
-    space = build_space(args, train_set.num_classes, device)
-    board = Board(folder, enabled=not args.no_tensorboard)
-    try:
-        if args.dev != "proj":
-            return run_search(Trainer(space, data, args, device), folder, resume_epoch, board)
-        result = {"space": space.extra.get("space", space.name), "method": args.method,
-                  "dataset": args.dataset, "seed": args.seed, "supernet": str(supernet_ckpt)}
-        # A supernet from before --epochs is first trained up to it (an interrupted run of this
-        # command may have done part of that already).
-        tuned = _latest(folder, SUPERNET) or supernet_ckpt
-        if proj_resume is None:
-            tuned = continue_search(Trainer(space, data, args, device), tuned, folder, board)
-            for p in space.model.parameters():  # projection starts as in a new process (see README)
-                p.grad = None
-        if tuned != supernet_ckpt:
-            result["supernet_trained_to"], supernet_ckpt = args.epochs, tuned
+    data = search_data(cfg, train_set, test_set, device)
+    space = space_def.build(cfg, train_set.num_classes, device)
+    if cfg.project:
+        return _project(cfg, space_def, space, data, device, target)
+    trainer = Trainer(space, data, cfg, device)
+    scheduler = scheduler_for(trainer)
+    state = None
+    if target.resume_epoch:  # read (and checked against the model) before anything is written
+        state = load_resumed_search(trainer, checkpoint_path(target.folder, target.resume_epoch), scheduler)
+    with run_folder(cfg, target.folder, resume=target.resume_epoch > 0, device=device) as board:
+        return run_search(trainer, scheduler, target.folder, state, board)
+
+
+def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData, device: torch.device,
+             target: Target) -> dict:
+    """Projection of a search checkpoint; one from before --epochs is first trained up to it
+    (an interrupted run of this command may have done part of that already)."""
+    folder, supernet = target.folder, target.supernet
+    assert supernet is not None
+    searched = _read_result(supernet.parent).get("space", space.label)
+    if searched != space.label:  # the space's own flag is named by its label (--space for the DARTS space)
+        raise ConfigError("space", space.label, f"the supernet in {supernet.parent} was searched in space "
+                                                f"{searched}; pass --space {searched}")
+    search = Trainer(space, data, cfg, device)
+    scheduler = scheduler_for(search)
+    source = (None if cfg.run.overwrite else _latest(folder, SUPERNET)) or supernet
+    state = load_search_checkpoint(search, source, scheduler)  # checked against the model before writing
+    resume = target.projection_epoch is not None or folder.exists() and not cfg.run.overwrite
+    with run_folder(cfg, folder, resume=resume, device=device) as board:
+        result: dict[str, Any] = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset,
+                                  "seed": cfg.run.seed, "supernet": str(supernet)}
+        tuned = source
+        if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):
+            tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)
+        if tuned != supernet:
+            result["supernet_trained_to"] = cfg.epochs
+        for p in space.model.parameters():  # projection starts as in a new process (see README)
+            p.grad = None
         # Projection tunes with a fresh weight optimiser at a tenth of the learning rate,
         # kept constant; alpha's optimiser continues from the supernet checkpoint.
-        trainer = Trainer(space, data, args, device, weight_lr=args.learning_rate / 10)
-        state = load_search_checkpoint(trainer, supernet_ckpt, with_optimizers=False)
+        trainer = Trainer(space, data, cfg, device, weight_lr=cfg.optim.learning_rate / 10)
+        state = load_search_checkpoint(trainer, tuned, with_optimizers=False)
         result.update(supernet_epoch=int(state.get("epoch", 0)),
-                      search_time_s=_search_time(Path(result["supernet"]).parent, state))
-        seed_everything(args.seed, args.deter, args.tf32)  # the projection's randomness depends on its own seed
-        return run_projection(trainer, folder, build_plan(args, space), board, proj_resume, result)
+                      search_time_s=_search_time(supernet.parent, state))
+        seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)  # the projection's own randomness
+        return run_projection(trainer, folder, space_def.plan(cfg, space), board, target.projection_epoch, result)
+
+
+@contextlib.contextmanager
+def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.device) -> Iterator[Board]:
+    """Create (or reopen) the run's folder, log into it, and mark the run failed in result.json
+    if it stops with an error."""
+    new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite)
+    log_to_file(folder / "log.txt")
+    log.info("config = %s", cfg)
+    log.info("device = %s, experiment folder = %s", device, folder)
+    board = Board(folder, enabled=cfg.run.tensorboard)
+    try:
+        yield board
     except BaseException as e:
         mark_failed(folder, e)
         raise
@@ -118,104 +151,89 @@ def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
     set_tf32(tf32)
 
 
-def search_data(args: argparse.Namespace, train_set: ImageSet, test_set: ImageSet,
-                device: torch.device) -> SearchData:
-    weight_idx, alpha_idx = split_indices(len(train_set.labels), args.train_portion)
-    limit = 1 if args.fast else None
-    cutout = args.cutout_length if args.cutout else 0
-    common = dict(device=device, seed=args.seed, limit=limit, memory_format=memory_format(args, device))
-    valid = Batches(train_set, alpha_idx, args.batch_size, augment=True, cutout_length=cutout, **common)
-    proj_bs = getattr(args, "proj_batch_size", 0)
+def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, device: torch.device) -> SearchData:
+    weight_idx, alpha_idx = split_indices(len(train_set.labels), cfg.train_portion)
+    if len(weight_idx) == 0 or len(alpha_idx) == 0:
+        raise ConfigError("train_portion", cfg.train_portion, f"leaves one half of the {len(train_set)} training "
+                                                              "images empty; use a value nearer 0.5")
+    common = dict(device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
+                  memory_format=memory_format(cfg.speed.memory_format, device))
+    batch, cutout = cfg.data.batch_size, cfg.data.cutout_size
+    valid = Batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout, **common)
+    proj_batch = cfg.projection.proj_batch_size
     return SearchData(
-        train=Batches(train_set, weight_idx, args.batch_size, augment=True, cutout_length=cutout, **common),
+        train=Batches(train_set, weight_idx, batch, augment=True, cutout_length=cutout, **common),
         valid=valid,
-        test=Batches(test_set, None, args.batch_size, augment=False, shuffle=False, **common),
-        proj=valid.with_batch_size(proj_bs) if proj_bs and proj_bs != args.batch_size else None)
+        test=Batches(test_set, None, batch, augment=False, shuffle=False, **common),
+        proj=valid.with_batch_size(proj_batch) if proj_batch and proj_batch != batch else None)
 
 
-def search_target(args: argparse.Namespace, layout: Layout) -> tuple[Path, int]:
-    folder = layout.space_dir(args) / layout.search_name(args)
-    if args.resume_epoch == 0:
-        if folder.exists() and not args.overwrite:
-            new_run_dir(folder, resume=False, overwrite=False)  # raises the standard message
-        return folder, 0
-    if not folder.is_dir():
-        raise ExperimentError(f"cannot resume: experiment folder {folder} does not exist "
-                              f"(check --seed, --dataset, --expid_tag, --exp_root)")
-    return folder, resolve_epoch(folder, args.resume_epoch)
+def search_target(cfg: SearchConfig, space: SearchSpace) -> Target:
+    folder = space.layout.space_dir(cfg) / space.layout.search_name(cfg)
+    return Target(folder, resume_epoch=run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite))
 
 
-def projection_target(args: argparse.Namespace, layout: Layout) -> tuple[Path, Path, int | None]:
-    if not args.resume_expid:  # the supernet of the matching search script, same seed
-        search_args = argparse.Namespace(**{**vars(args), "save": args.save.replace("-proj", ""),
-                                            "expid_tag": ""})
-        args.resume_expid = layout.search_name(search_args)
-    base = layout.space_dir(args) / args.resume_expid
+def projection_target(cfg: SearchConfig, space: SearchSpace) -> Target:
+    expid = cfg.projection.resume_expid
+    if not expid:  # the supernet of the matching search script, same seed
+        run = dataclasses.replace(cfg.run, save=cfg.run.save.replace("-proj", ""), expid_tag="")
+        expid = space.layout.search_name(dataclasses.replace(cfg, run=run))
+    base = space.layout.space_dir(cfg) / expid
     if not base.is_dir():
-        raise ExperimentError(f"--resume_expid {args.resume_expid}: folder {base} does not exist")
-    if args.resume_epoch == 0:
-        raise ExperimentError("projection needs a supernet checkpoint: pass --resume_epoch N (-1: latest)")
-    epoch = resolve_epoch(base, args.resume_epoch)
-    folder = base / layout.projection_name(args, epoch)
-    return checkpoint_path(base, epoch), folder, _projection_resume(args, folder)
+        raise ConfigError("resume_expid", expid, f"folder {base} does not exist; pass the search's folder name "
+                                                 f"(under {base.parent})")
+    if cfg.run.resume_epoch == 0:
+        raise ConfigError("resume_epoch", 0, "projection needs a supernet checkpoint: pass --resume_epoch N "
+                                             "(-1: the latest)")
+    epoch = resolve_epoch(base, cfg.run.resume_epoch)
+    folder = base / space.layout.projection_name(cfg, epoch)
+    return Target(folder, supernet=checkpoint_path(base, epoch), projection_epoch=_projection_resume(cfg, folder))
 
 
-def _projection_resume(args: argparse.Namespace, folder: Path) -> int | None:
+def _projection_resume(cfg: SearchConfig, folder: Path) -> int | None:
     """An interrupted projection continues from its latest checkpoint; a finished one is kept."""
-    if not folder.exists() or args.overwrite:
+    if not folder.exists() or cfg.run.overwrite:
         return None
     if _status(folder) == "finished":
         raise ExperimentError(f"projection {folder} already finished. Use --log_tag TAG for another "
                               f"projection of this supernet, or --overwrite to move it aside and redo it.")
-    if args.no_resume:
+    if cfg.projection.no_resume:
         raise ExperimentError(f"projection folder {folder} exists; pass --overwrite to start it afresh")
-    if args.dev_resume_epoch >= 0:
-        if args.dev_resume_epoch not in checkpoint_epochs(folder):
-            raise ExperimentError(f"--dev_resume_epoch {args.dev_resume_epoch}: no such projection "
-                                  f"checkpoint in {folder} (have {checkpoint_epochs(folder)})")
-        return args.dev_resume_epoch
-    return latest_projection_epoch(folder)
+    wanted, available = cfg.projection.dev_resume_epoch, checkpoint_epochs(folder)
+    if wanted >= 0:
+        if wanted not in available:
+            raise ConfigError("dev_resume_epoch", wanted, f"no such projection checkpoint in {folder} "
+                                                          f"(have {available})")
+        return wanted
+    return available[-1] if available else None
 
 
 def _latest(folder: Path, prefix: str) -> Path | None:
     epochs = checkpoint_epochs(folder, prefix)
-    return folder / f"{prefix}_{epochs[-1]}.pth.tar" if epochs else None
+    return checkpoint_path(folder, epochs[-1], prefix) if epochs else None
 
 
-def resolve_epoch(folder: Path, epoch: int) -> int:
-    available = checkpoint_epochs(folder)
-    if epoch == -1:
-        if not available:
-            raise CheckpointError(f"no checkpoint_*.pth.tar in {folder}")
-        return available[-1]
-    if epoch not in available:
-        raise CheckpointError(f"checkpoint_{epoch}.pth.tar not found in {folder} "
-                              f"(available epochs: {available or 'none'})")
-    return epoch
+def _read_result(folder: Path) -> dict[str, Any]:
+    """A run's result.json, or {} (original-code runs have none; a damaged one says nothing)."""
+    try:
+        result = json.loads((folder / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def _status(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "result.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return None
+    return _read_result(folder).get("status")
 
 
 def _search_time(search_folder: Path, state: dict) -> float | None:
     if "search_time" in state:
         return round(float(state["search_time"]), 1)
-    try:
-        return json.loads((search_folder / "result.json").read_text()).get("search_time_s")
-    except (OSError, ValueError):
-        return None
+    return _read_result(search_folder).get("search_time_s")
 
 
 def mark_failed(folder: Path, error: BaseException) -> None:
-    path = folder / "result.json"
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        result = {}
+    result = _read_result(folder)
     if result.get("status") != "finished":
         result.update(status="failed", error=f"{type(error).__name__}: {error}")
-        write_json(path, result)
+        write_json(folder / "result.json", result)

@@ -8,19 +8,24 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
-                         split_model_state)
-from .experiment import Board, Timer, append_jsonl, write_json
+from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint,
+                         set_rng_state, split_model_state)
+from .experiment import LOGGER, Board, Timer, append_jsonl, write_json
 from .trainer import EVAL_TEST, EVAL_VALID, Trainer
 
-log = logging.getLogger("darts_pt")
+log = logging.getLogger(LOGGER)
+
+Scheduler = torch.optim.lr_scheduler.CosineAnnealingLR
+SUPERNET = "supernet"  # checkpoints of the search epochs a projection runs first, in its folder
 
 
-def checkpoint_path(folder: Path, epoch: int) -> Path:
-    return folder / f"checkpoint_{epoch}.pth.tar"
+def scheduler_for(trainer: Trainer) -> Scheduler:
+    """The search's learning-rate schedule: cosine from --learning_rate to --learning_rate_min."""
+    cfg = trainer.cfg
+    return Scheduler(trainer.w_opt, float(cfg.epochs), eta_min=cfg.optim.learning_rate_min)
 
 
-def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Any | None = None,
+def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | None = None,
                            with_optimizers: bool = True) -> dict[str, Any]:
     """Load weights, alpha, optimizers (and scheduler) from a search checkpoint.
 
@@ -48,85 +53,81 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Any | None =
     return state
 
 
-def _scheduler(trainer: Trainer) -> torch.optim.lr_scheduler.CosineAnnealingLR:
-    args = trainer.args
-    return torch.optim.lr_scheduler.CosineAnnealingLR(trainer.w_opt, float(args.epochs), eta_min=args.learning_rate_min)
+def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> dict[str, Any]:
+    """A search checkpoint to continue the same search from: its schedule must be this one."""
+    state = load_search_checkpoint(trainer, path, scheduler)
+    epochs = trainer.cfg.epochs
+    if scheduler.T_max != epochs:  # the loaded scheduler would silently keep its own length
+        raise CheckpointError(f"--epochs {epochs}: the checkpoint {path.name} was trained for "
+                              f"--epochs {scheduler.T_max:g}; resume it with the same --epochs")
+    return state
 
 
-def run_search(trainer: Trainer, folder: Path, resume_epoch: int, board: Board) -> dict[str, Any]:
-    args, space = trainer.args, trainer.space
-    scheduler = _scheduler(trainer)
+def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict[str, Any] | None,
+               board: Board) -> dict[str, Any]:
+    """Train the supernet (from `state`, a loaded checkpoint, if resuming), then report the
+    magnitude-based genotype in result.json."""
+    cfg, space = trainer.cfg, trainer.space
     start, timer = 0, Timer()
-    if resume_epoch > 0:
-        state = load_search_checkpoint(trainer, checkpoint_path(folder, resume_epoch), scheduler)
-        if scheduler.T_max != args.epochs:  # the loaded scheduler would silently keep its own length
-            raise CheckpointError(f"the checkpoint was trained for --epochs {scheduler.T_max:g}; resume it "
-                                  f"with the same --epochs (not {args.epochs})")
+    if state is not None:
         start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
         truncate_history(folder / "history.jsonl", start)
         log.info("resumed from epoch %d", start)
-    result = _result_base(args, space, "running")
+    result = result_base(trainer, "running")
     write_json(folder / "result.json", result)
     search_epochs(trainer, scheduler, start, timer, folder, board)
     genotype = space.genotype(trainer.arch.weights())
-    result.update(status="finished", epochs_done=args.epochs, genotype=space.genotype_str(genotype),
+    result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
     write_json(folder / "result.json", result)
     log.info("search finished: genotype = %s", result["genotype"])
     return result
 
 
-def search_epochs(trainer: Trainer, scheduler: Any, start: int, timer: Timer, folder: Path, board: Board,
+def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Timer, folder: Path, board: Board,
                   prefix: str = "checkpoint", history: str = "history.jsonl") -> None:
     """Supernet training from epoch `start` to --epochs, a checkpoint `{prefix}_{epoch}.pth.tar`
     every --ckpt_interval epochs and at the end."""
-    args, space = trainer.args, trainer.space
-    train_alpha = args.base_method != "blank"
-    for epoch in range(start, args.epochs):
+    cfg, space = trainer.cfg, trainer.space
+    for epoch in range(start, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
-        cutout_prob = args.cutout_prob * epoch / max(args.epochs - 1, 1) if args.cutout else 0.0
-        epsilon = sdarts_epsilon(args, epoch, args.epochs)
+        cutout_prob = cfg.data.cutout_prob * epoch / max(cfg.epochs - 1, 1) if cfg.data.cutout else 0.0
+        epsilon = sdarts_epsilon(space.epsilon_alpha, epoch, cfg.epochs)
         log.info("epoch %d lr %e%s", epoch, lr, f" epsilon_alpha {epsilon:e}" if space.perturb else "")
-        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=train_alpha,
+        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha,
                                                     cutout_prob=cutout_prob, epsilon=epsilon)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
         append_jsonl(folder / history, row)
-        if (epoch + 1) % args.ckpt_interval == 0 or epoch + 1 == args.epochs:
+        if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs:
             save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
                              "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
-                            folder / f"{prefix}_{epoch + 1}.pth.tar")
+                            checkpoint_path(folder, epoch + 1, prefix))
 
 
-SUPERNET = "supernet"  # checkpoints of the search epochs a projection runs first, in its folder
-
-
-def continue_search(trainer: Trainer, source: Path, folder: Path, board: Board) -> Path:
-    """Train the supernet of checkpoint `source` up to --epochs, as the original's projection
-    command does before it projects; the final state is returned as a checkpoint path.
+def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any], folder: Path,
+                    board: Board) -> bool:
+    """Train a supernet loaded from a checkpoint (`state`) up to --epochs, as the original's
+    projection command does before it projects; whether there was anything to train.
 
     The epochs run with the search's learning rate and the checkpoint's schedule, log to
     `search_history.jsonl` and write `supernet_{epoch}.pth.tar` into the projection folder, so
-    an interrupted run continues from the latest of those (`source` may be one of them).
+    an interrupted run continues from the latest of those.
     """
-    args = trainer.args
-    scheduler = _scheduler(trainer)
-    state = load_search_checkpoint(trainer, source, scheduler)
-    start = int(state["epoch"])
-    if start < args.epochs:
-        log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
-                 "up to --epochs %d (pass --epochs %d to project it as it is)", start, args.epochs - start,
-                 args.epochs, start)
-        truncate_history(folder / "search_history.jsonl", start)
-        search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
-                      prefix=SUPERNET, history="search_history.jsonl")
-    return folder / f"{SUPERNET}_{args.epochs}.pth.tar" if start < args.epochs else source
+    epochs, start = trainer.cfg.epochs, int(state["epoch"])
+    if start >= epochs:
+        return False
+    log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
+             "up to --epochs %d (pass --epochs %d to project it as it is)", start, epochs - start, epochs, start)
+    truncate_history(folder / "search_history.jsonl", start)
+    search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
+                  prefix=SUPERNET, history="search_history.jsonl")
+    return True
 
 
-def sdarts_epsilon(args: Any, epoch: int, epochs: int) -> float:
+def sdarts_epsilon(epsilon_alpha: float, epoch: int, epochs: int) -> float:
     """SDARTS ramps the perturbation radius linearly from 0.03 to --epsilon_alpha."""
-    eps_max = getattr(args, "epsilon_alpha", 0.3)
-    return 0.03 + (eps_max - 0.03) * epoch / epochs
+    return 0.03 + (epsilon_alpha - 0.03) * epoch / epochs
 
 
 def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any],
@@ -162,9 +163,11 @@ def _format_matrix(w: torch.Tensor) -> str:
     return "\n".join(" ".join(f"{v:.4f}" for v in r) for r in w.detach().cpu().tolist())
 
 
-def _result_base(args: Any, space: Any, status: str) -> dict[str, Any]:
-    return {"status": status, "space": space.extra.get("space", space.name), "method": args.method,
-            "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs}
+def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
+    """The result.json fields every search and projection run has."""
+    cfg = trainer.cfg
+    return {"status": status, "space": trainer.space.label, "method": cfg.method_name,
+            "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs}
 
 
 def truncate_history(path: Path, start_epoch: int) -> None:

@@ -3,8 +3,8 @@
 Both search spaces (and both phases, search and projection tuning) run through this
 class; what differs between spaces comes in through `Space`.
 
-Speed (see benchmarks/RESULTS.md). Exact, always on: the alpha step computes alpha's
-gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
+Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step the alpha
+step computes alpha's gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
 (no device sync) and shares one ReLU per cell state; batches come from device-resident
 data (common/data.py) and are never re-created per step; loss and accuracy stay on the
 device until `report_freq`; SGD runs its multi-tensor (foreach) update; evaluation runs
@@ -19,43 +19,24 @@ import contextlib
 import itertools
 import logging
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from .arch import Architecture
+from .arch import Active
+from .config import SearchConfig
 from .data import Batches
+from .device import memory_format
+from .experiment import LOGGER
+from .space import Space, Weights
 
-log = logging.getLogger("darts_pt")
-
-Weights = dict[str, Tensor]
-Active = dict[str, list[list[int]]]
-# SDARTS: (model, mixing weights, x, y, epsilon, projection) -> perturbed mixing weights
-Perturbation = Callable[[nn.Module, Weights, Tensor, Tensor, float, Callable[[Weights], Weights]], Weights]
+log = logging.getLogger(LOGGER)
 
 
 class DivergedError(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class Space:
-    """What a search space hands to the shared search and projection loops."""
-
-    name: str                                    # "nasbench201" or "sota"
-    model: nn.Module
-    arch: Architecture
-    op_names: dict[str, list[str]]               # heat-map column labels per cell kind
-    edge_names: list[str]                        # heat-map row labels
-    genotype: Callable[[Weights], Any]           # mixing weights -> genotype
-    genotype_str: Callable[[Any], str] = str
-    query: Callable[[Any], dict[str, float] | None] = lambda g: None   # benchmark look-up
-    perturb: Perturbation | None = None          # SDARTS weight-step perturbation
-    finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,40 +56,30 @@ class SearchData:
 TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
 
 
-def memory_format(args: Any, device: torch.device) -> torch.memory_format:
-    """The layout of the model and its batches: `--memory_format` ('auto': channels-last
-    on CPU, where it is measured to be faster for both supernets; NCHW on CUDA)."""
-    choice = getattr(args, "memory_format", "auto")
-    if choice == "auto":
-        choice = "channels_last" if torch.device(device).type == "cpu" else "contiguous"
-    if choice not in ("channels_last", "contiguous"):
-        raise ValueError(f"--memory_format must be auto, channels_last or contiguous, not '{choice}'")
-    return torch.channels_last if choice == "channels_last" else torch.contiguous_format
-
-
 # torch.compile backend of --compile; tests switch it to a cheap one.
 COMPILE_BACKEND = "inductor"
 
 
 class Trainer:
-    def __init__(self, space: Space, data: SearchData, args: Any, device: torch.device,
+    def __init__(self, space: Space, data: SearchData | None, cfg: SearchConfig, device: torch.device,
                  weight_lr: float | None = None) -> None:
-        self.space, self.data, self.args, self.device = space, data, args, device
+        self.space, self.data, self.cfg, self.device = space, data, cfg, device
         self.model, self.arch = space.model, space.arch
-        self.memory_format = memory_format(args, device)
+        self.memory_format = memory_format(cfg.speed.memory_format, device)
         self.model.to(memory_format=self.memory_format)  # in place: parameters keep their identity
         self.criterion = nn.CrossEntropyLoss()
-        self.w_opt = torch.optim.SGD(self.model.parameters(), weight_lr or args.learning_rate,
-                                     momentum=args.momentum, weight_decay=args.weight_decay,
-                                     nesterov=args.nesterov, foreach=True)
-        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=args.arch_learning_rate,
-                                      betas=(0.5, 0.999), weight_decay=args.arch_weight_decay)
+        optim = cfg.optim
+        self.w_opt = torch.optim.SGD(self.model.parameters(), weight_lr or optim.learning_rate,
+                                     momentum=optim.momentum, weight_decay=optim.weight_decay,
+                                     nesterov=optim.nesterov, foreach=True)
+        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=cfg.alpha.arch_learning_rate,
+                                      betas=(0.5, 0.999), weight_decay=cfg.alpha.arch_weight_decay)
         # Optional, numerics-changing speed-ups (off by default).
-        self.amp = bool(getattr(args, "amp", False))
-        self.forward = self.model
+        self.amp = cfg.speed.amp
+        self.forward: Callable = self.model
         self._weight_grads_exist = False
-        if getattr(args, "compile", False):
-            self.forward = compile_model(self.model, getattr(args, "compile_mode", "default"))
+        if cfg.speed.compile:
+            self.forward = compile_model(self.model, cfg.speed.compile_mode)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:
@@ -167,7 +138,7 @@ class Trainer:
             logits = self.forward(x, weights, active)
             loss = self.criterion(logits, y)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.args.grad_clip)
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.w_opt.step()
         return logits, loss
 
@@ -182,7 +153,7 @@ class Trainer:
                 self.alpha_step(xa, ya)
             logits, loss = self.weight_step(x, y, epsilon)
             stats.add(logits, y, loss)
-            if step % self.args.report_freq == 0 or step == n_steps - 1:
+            if step % self.cfg.run.report_freq == 0 or step == n_steps - 1:
                 acc, avg = stats.result()  # the only host sync inside an epoch
                 check_finite(avg, f"training loss at epoch {epoch} step {step}")
                 log.info("train %03d/%03d loss %.4f acc %.2f", step, n_steps, avg, acc)
@@ -198,7 +169,7 @@ class Trainer:
         """
         train_key, valid_key = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
         train, valid = self.data.train, self.data.valid
-        if self.args.sampling == "epoch":
+        if self.cfg.sampling == "epoch":
             alpha = (b for rep in itertools.count() for b in valid((valid_key, epoch, rep), cutout_prob))
             return zip(train((train_key, epoch), cutout_prob), alpha)
         if tuning:

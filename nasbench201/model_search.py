@@ -6,11 +6,12 @@ state live elsewhere and the state_dict keeps the original DARTS-PT layout.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 
 from .operations import NB201_OPS, OPS, ResNetBasicblock
@@ -19,27 +20,6 @@ NUM_NODES = 4
 # Edge 'i<-j' feeds node i from node j. Sorted order = alpha row order.
 EDGE_KEYS: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
 EDGE_INDEX: dict[str, int] = {key: e for e, key in enumerate(EDGE_KEYS)}
-
-# Per cell kind, per edge: the op indices whose mixing weight may be non-zero.
-Active = dict[str, list[list[int]]]
-
-
-def active_ops(weights: Mapping[str, Tensor]) -> Active:
-    """Indices of the non-zero mixing weights, per cell kind and edge.
-
-    One device-to-host transfer for all kinds together, so a forward that derives this
-    does not synchronise once per op.
-    """
-    masks = torch.cat([(w != 0).flatten() for w in weights.values()]).cpu()
-    out: Active = {}
-    start = 0
-    for kind, w in weights.items():
-        n_edges, n_ops = w.shape
-        rows = masks[start:start + n_edges * n_ops].view(n_edges, n_ops).tolist()
-        out[kind] = [[k for k, nonzero in enumerate(row) if nonzero] for row in rows]
-        start += n_edges * n_ops
-    return out
-
 
 def _total(tensors: list[Tensor]) -> Tensor:
     """Left-to-right sum (like Python's sum, without its extra `0 +` copy)."""

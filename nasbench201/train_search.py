@@ -10,63 +10,84 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from common.arch import Architecture
-from common.cli import search_parser
-from common.experiment import REPO_ROOT
-from common.projection import CRITERIA, Plan, Scorer, random_choice, select_op
-from common.run import Layout, main
-from common.trainer import Space
+from common.cli import search_config, search_parser
+from common.config import CRITERIA, SearchConfig, check
+from common.experiment import LOGGER, REPO_ROOT
+from common.projection import random_choice, select_op
+from common.run import main
+from common.space import Layout, Plan, Score, SearchSpace, Space
 
 from .benchmark import Benchmark
 from .genotypes import genotype_from_weights
 from .model_search import EDGE_KEYS, NB201Supernet
 from .operations import NB201_OPS
 
-log = logging.getLogger("darts_pt")
+log = logging.getLogger(LOGGER)
 
+LABEL = "nasbench201"
+METHODS = ("darts", "blank")  # the original has no SDARTS on NAS-Bench-201
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
+@dataclass(frozen=True)
+class Options:
+    """NAS-Bench-201's own flags."""
+
+    num_cells: int = 5
+    proj_crit: str = "acc"
+    api_path: Path = REPO_ROOT / "data" / "NAS-Bench-201-v1_0-e61699.pth"
+
+    def __post_init__(self) -> None:
+        check(self.num_cells >= 1, "num_cells", self.num_cells, "must be at least 1 (cells per stage)")
+        check(self.proj_crit in CRITERIA, "proj_crit", self.proj_crit, f"choose one of {', '.join(CRITERIA)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = search_parser(__doc__.splitlines()[0], epochs=100, ckpt_interval=20, seed=1)
+    p = search_parser(__doc__.splitlines()[0], epochs=100, ckpt_interval=20, seed=1, methods=METHODS)
     g = p.add_argument_group("NAS-Bench-201")
     g.add_argument("--search_space", default="nas-bench-201", choices=["nas-bench-201"])
     g.add_argument("--num_cells", type=int, default=5, help="search cells per stage (N)")
     g.add_argument("--proj_crit", default="acc", choices=CRITERIA,
                    help="keep the op whose removal lowers accuracy most (acc) or raises loss most (loss)")
-    g.add_argument("--api_path", default=str(REPO_ROOT / "data" / "NAS-Bench-201-v1_0-e61699.pth"),
-                   help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
+    g.add_argument("--api_path", default=str(Options.api_path), help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
     return p
 
 
-def _search_name(args: argparse.Namespace) -> str:
-    name = f"search-{args.save}-{args.seed}"
-    if args.dataset != "cifar10":
-        name += f"-{args.dataset}"
-    return name + (f"-{args.expid_tag}" if args.expid_tag else "")
+def config(args: argparse.Namespace) -> SearchConfig:
+    return search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
+                                       api_path=Path(args.api_path)))
 
 
-def _projection_name(args: argparse.Namespace, epoch: int) -> str:
-    name = f"{args.save}-seed{args.seed}-{args.proj_crit}-intv{args.proj_intv}-ep{epoch}"
-    return name + (f"-{args.log_tag}" if args.log_tag else "")
+def search_name(cfg: SearchConfig) -> str:
+    name = f"search-{cfg.run.save}-{cfg.run.seed}"
+    if cfg.data.dataset != "cifar10":
+        name += f"-{cfg.data.dataset}"
+    return name + (f"-{cfg.run.expid_tag}" if cfg.run.expid_tag else "")
 
 
-LAYOUT = Layout(space_dir=lambda a: Path(a.exp_root) / "nasbench201",
-                search_name=_search_name, projection_name=_projection_name)
+def projection_name(cfg: SearchConfig, epoch: int) -> str:
+    name = f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
-def build_space(args: argparse.Namespace, num_classes: int, device: torch.device) -> Space:
-    model = NB201Supernet(args.init_channels, args.num_cells, num_classes).to(device)
+LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "nasbench201",
+                search_name=search_name, projection_name=projection_name)
+
+
+def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
+    model = NB201Supernet(cfg.init_channels, cfg.space.num_cells, num_classes).to(device)
     arch = Architecture(model.arch_shapes(), device)
     bench = None
-    if args.fast:
+    if cfg.run.fast:
         log.info("--fast: no benchmark queries")
-    elif args.dataset in BENCHMARK_DATASETS:
-        bench = Benchmark.open(args.api_path, log=log.info)
+    elif cfg.data.dataset in BENCHMARK_DATASETS:
+        bench = Benchmark.open(cfg.space.api_path, log=log.info)
 
     def query(arch_str: str) -> dict[str, float] | None:
         if bench is None:
@@ -77,29 +98,33 @@ def build_space(args: argparse.Namespace, num_classes: int, device: torch.device
             log.info("benchmark: %s", e)
             return None
 
-    return Space(name="nasbench201", model=model, arch=arch, op_names={"cell": list(NB201_OPS)},
-                 edge_names=list(EDGE_KEYS), genotype=lambda w: genotype_from_weights(w["cell"]),
-                 query=query)
+    return Space(label=LABEL, model=model, arch=arch, op_names={"cell": list(NB201_OPS)},
+                 edge_names=list(EDGE_KEYS), genotype=lambda w: genotype_from_weights(w["cell"]), query=query)
 
 
-def build_plan(args: argparse.Namespace, space: Space) -> Plan:
-    """One edge per projection: at tuning epochs 0, intv, 2*intv, ... and the last one."""
+def build_plan(cfg: SearchConfig, space: Space) -> Plan:
+    """One edge per projection round: at tuning epochs 0, intv, 2*intv, ... and the last one."""
     n_edges, n_ops = space.arch.proj_weights["cell"].shape
+    intv, seed = cfg.projection.proj_intv, cfg.run.seed
     # proj_intv * (edges - 1) epochs as the original; at least one epoch per edge.
-    tune_epochs = max(args.proj_intv * (n_edges - 1), n_edges)
+    tune_epochs = max(intv * (n_edges - 1), n_edges)
 
-    def project(score: Scorer, round_index: int) -> None:
+    def project(score: Score, stage: str, round_index: int) -> None:
         undecided = space.arch.undecided_edges("cell")
         if not undecided:
             return
-        edge = random_choice(args, score.epoch, 0, undecided)
+        edge = random_choice(seed, score.epoch, 0, undecided)
         log.info("projection %d: edge %d (%s)", round_index + 1, edge, EDGE_KEYS[edge])
-        op = select_op(score, "cell", edge, n_ops, args.proj_crit)
+        op = select_op(score, "cell", edge, n_ops, cfg.space.proj_crit)
         log.info("edge %s -> %s", EDGE_KEYS[edge], NB201_OPS[op])
         space.arch.project_op("cell", edge, op)
 
-    return Plan(tune_epochs, project)
+    return Plan(tune_epochs, intv, ("op",) * n_edges, project)
+
+
+SEARCH_SPACE = SearchSpace(name="nasbench201", parser=build_parser, config=config, layout=LAYOUT,
+                           build=build_space, plan=build_plan)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(build_parser(), LAYOUT, build_space, build_plan))
+    raise SystemExit(main(SEARCH_SPACE))

@@ -17,24 +17,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
-
-Active = dict[str, list[list[int]]]
-
-
-def active_ops(weights: dict[str, Tensor]) -> Active:
-    """Per kind and edge, the indices of ops whose weight is not exactly 0 (one host sync)."""
-    flat = torch.cat([w.detach().reshape(-1) for w in weights.values()]).ne(0).cpu()
-    out, start = {}, 0
-    for kind, w in weights.items():
-        rows = flat[start:start + w.numel()].reshape(w.shape)
-        out[kind] = [row.nonzero().flatten().tolist() for row in rows]
-        start += w.numel()
-    return out
-
 
 class MixedOp(nn.Module):
     """One edge: sum_k w_k * op_k(x) over the edge's candidate ops."""

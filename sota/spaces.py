@@ -15,6 +15,9 @@ NUM_EDGES = 14
 # 3 = node 2, 4 = node 3). Topology projection keeps 2 edges of each of these nodes.
 NODE_EDGES: dict[int, list[int]] = {2: [2, 3, 4], 3: [5, 6, 7, 8], 4: [9, 10, 11, 12, 13]}
 
+# (intermediate node, input state) of each of the 14 edges, in edge order.
+EDGE_INPUTS: list[tuple[int, int]] = [(node, j) for node in range(4) for j in range(node + 2)]
+
 DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5"]
 

@@ -10,40 +10,66 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from common.arch import Architecture
-from common.cli import search_parser
-from common.experiment import write_json
-from common.projection import CRITERIA, Plan, Scorer, random_choice, select_edges, select_op
-from common.run import Layout, main
-from common.trainer import Space
+from common.cli import search_config, search_parser
+from common.config import CRITERIA, SearchConfig, check, finite
+from common.experiment import LOGGER, write_json
+from common.projection import random_choice, select_edges, select_op
+from common.run import main
+from common.space import Layout, Plan, Score, SearchSpace, Space
 
 from .genotypes import Genotype, genotype_to_dict, register_genotype
 from .model_eval import NetworkCIFAR, count_parameters_mb
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
-from .spaces import NODE_EDGES, NUM_EDGES, SPACES
-from .visualize import plot_genotype
+from .spaces import EDGE_INPUTS, NODE_EDGES, NUM_EDGES, SPACES
 
-log = logging.getLogger("darts_pt")
+log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
+METHODS = ("darts", "blank", "sdarts")
 # Evaluation sizes of the exp_scripts: CIFAR-10 at C=36, 20 cells; CIFAR-100 and SVHN at C=16, 8 cells.
 EVAL_SIZE = {"cifar10": (36, 20)}
 DEFAULT_EVAL_SIZE = (16, 8)
 
 
+@dataclass(frozen=True)
+class Options:
+    """The DARTS space's own flags."""
+
+    space: str = "s5"
+    layers: int = 8
+    perturb_alpha: str = "none"
+    epsilon_alpha: float = 0.3
+    proj_crit_normal: str = "acc"
+    proj_crit_reduce: str = "acc"
+    proj_crit_edge: str = "acc"
+    genotype_name: str = ""
+
+    def __post_init__(self) -> None:
+        check(self.space in SPACES, "space", self.space, f"choose one of {', '.join(sorted(SPACES))}")
+        check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
+        check(self.perturb_alpha in PERTURBATIONS, "perturb_alpha", self.perturb_alpha,
+              f"choose one of {', '.join(PERTURBATIONS)}")
+        finite("epsilon_alpha", self.epsilon_alpha)
+        for kind in ("normal", "reduce", "edge"):
+            crit = getattr(self, f"proj_crit_{kind}")
+            check(crit in CRITERIA, f"proj_crit_{kind}", crit, f"choose one of {', '.join(CRITERIA)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = search_parser(__doc__.splitlines()[0], epochs=50, ckpt_interval=10, seed=2)
+    p = search_parser(__doc__.splitlines()[0], epochs=50, ckpt_interval=10, seed=2, methods=METHODS)
     g = p.add_argument_group("DARTS space")
     g.add_argument("--space", default="s5", choices=sorted(SPACES))
     g.add_argument("--layers", type=int, default=8, help="cells in the supernet")
     g.add_argument("--perturb_alpha", default="none", choices=list(PERTURBATIONS),
-                   help="SDARTS: random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
+                   help="SDARTS (--method sdarts): random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
     g.add_argument("--epsilon_alpha", type=float, default=0.3,
                    help="SDARTS perturbation radius, ramped from 0.03 during search")
     for kind in ("normal", "reduce", "edge"):
@@ -54,33 +80,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _search_name(args: argparse.Namespace) -> str:
-    name = f"search-{args.save}-{args.space}-{args.seed}"
-    return name + (f"-{args.expid_tag}" if args.expid_tag else "")
+def config(args: argparse.Namespace) -> SearchConfig:
+    options = Options(space=args.space, layers=args.layers, perturb_alpha=args.perturb_alpha,
+                      epsilon_alpha=args.epsilon_alpha, proj_crit_normal=args.proj_crit_normal,
+                      proj_crit_reduce=args.proj_crit_reduce, proj_crit_edge=args.proj_crit_edge,
+                      genotype_name=args.genotype_name)
+    cfg = search_config(args, options)
+    sdarts, perturbed = cfg.method == "sdarts", options.perturb_alpha != "none"
+    check(sdarts or not perturbed, "perturb_alpha", options.perturb_alpha,
+          "perturbing alpha is SDARTS; pass --method sdarts (sdarts-proj to project), or leave it out")
+    check(perturbed or not sdarts, "method", cfg.method_name,
+          "SDARTS needs a perturbation: add --perturb_alpha random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
+    return cfg
 
 
-def _projection_name(args: argparse.Namespace, epoch: int) -> str:
-    crits = {args.proj_crit_normal, args.proj_crit_reduce, args.proj_crit_edge}
-    crit = crits.pop() if len(crits) == 1 else \
-        f"n-{args.proj_crit_normal}_r-{args.proj_crit_reduce}_e-{args.proj_crit_edge}"
-    name = f"{args.save}-seed{args.seed}-{crit}-intv{args.proj_intv}-ep{epoch}"
-    return name + (f"-{args.log_tag}" if args.log_tag else "")
+def search_name(cfg: SearchConfig) -> str:
+    name = f"search-{cfg.run.save}-{cfg.space.space}-{cfg.run.seed}"
+    return name + (f"-{cfg.run.expid_tag}" if cfg.run.expid_tag else "")
 
 
-LAYOUT = Layout(space_dir=lambda a: Path(a.exp_root) / "sota" / a.dataset,
-                search_name=_search_name, projection_name=_projection_name)
+def projection_name(cfg: SearchConfig, epoch: int) -> str:
+    o = cfg.space
+    crits = {o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge}
+    crit = crits.pop() if len(crits) == 1 else f"n-{o.proj_crit_normal}_r-{o.proj_crit_reduce}_e-{o.proj_crit_edge}"
+    name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
-def build_space(args: argparse.Namespace, num_classes: int, device: torch.device) -> Space:
-    model = DartsSupernet(args.init_channels, num_classes, args.layers, args.space).to(device)
+LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "sota" / cfg.data.dataset,
+                search_name=search_name, projection_name=projection_name)
+
+
+def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
+    o = cfg.space
+    model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space).to(device)
     arch = Architecture(model.arch_shapes(), device)
     n_ops = model.arch_shapes()["normal"][1]
     op_names = {k: _column_names(model.edge_ops(k), n_ops) for k in KINDS}
-    edge_names = [f"{e}: {j}->{n + 2}" for e, (n, j) in enumerate(_edge_inputs())]
-    return Space(name="sota", model=model, arch=arch, op_names=op_names, edge_names=edge_names,
-                 genotype=model.genotype, perturb=PERTURBATIONS[args.perturb_alpha],
-                 finalize=lambda folder, g, result: finalize(args, num_classes, folder, g, result),
-                 extra={"space": args.space})
+    edge_names = [f"{e}: {j}->{n + 2}" for e, (n, j) in enumerate(EDGE_INPUTS)]
+    return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
+                 genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha],
+                 epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
+                 finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result))
 
 
 def _column_names(edge_ops: list[list[str]], n_ops: int) -> list[str]:
@@ -90,25 +131,21 @@ def _column_names(edge_ops: list[list[str]], n_ops: int) -> list[str]:
     return [f"op{i}" for i in range(n_ops)]
 
 
-def _edge_inputs() -> list[tuple[int, int]]:
-    """(intermediate node, input state) of each of the 14 edges."""
-    return [(n, j) for n in range(4) for j in range(n + 2)]
-
-
-def build_plan(args: argparse.Namespace, space: Space) -> Plan:
-    """Op projection of one edge per cell kind for 14 rounds, then topology on 3 nodes."""
+def build_plan(cfg: SearchConfig, space: Space) -> Plan:
+    """14 op rounds (one random undecided edge per cell kind each), then 3 topology rounds
+    (one random undecided node per cell kind keeps its two best inputs)."""
     n_ops = space.arch.proj_weights["normal"].shape[1]
-    tune_epochs = args.proj_intv * (NUM_EDGES + len(NODE_EDGES) - 1) + 1
-    crit = {"normal": args.proj_crit_normal, "reduce": args.proj_crit_reduce}
+    intv, seed, o = cfg.projection.proj_intv, cfg.run.seed, cfg.space
+    crit = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce}
+    arch = space.arch
 
-    def project(score: Scorer, round_index: int) -> None:
-        arch = space.arch
+    def project(score: Score, stage: str, round_index: int) -> None:
         for salt, kind in enumerate(KINDS):
-            if score.epoch < args.proj_intv * NUM_EDGES:
+            if stage == "op":
                 undecided = arch.undecided_edges(kind)
                 if not undecided:
                     continue
-                edge = random_choice(args, score.epoch, salt, undecided)
+                edge = random_choice(seed, score.epoch, salt, undecided)
                 op = select_op(score, kind, edge, n_ops, crit[kind])
                 log.info("projection %d (%s): edge %d -> op %d (%s)", round_index + 1, kind, edge, op,
                          space.model.edge_ops(kind)[edge][op])
@@ -117,22 +154,26 @@ def build_plan(args: argparse.Namespace, space: Space) -> Plan:
                 nodes = [n for n in NODE_EDGES if n not in arch.decided_nodes[kind]]
                 if not nodes:
                     continue
-                node = random_choice(args, score.epoch, salt, nodes)
-                kept = select_edges(score, kind, NODE_EDGES[node], args.proj_crit_edge)
+                node = random_choice(seed, score.epoch, salt, nodes)
+                kept = select_edges(score, kind, NODE_EDGES[node], o.proj_crit_edge)
                 log.info("projection %d (%s): node %d keeps edges %s", round_index + 1, kind, node, kept)
                 arch.drop_edges(kind, node, [e for e in NODE_EDGES[node] if e not in kept])
 
-    return Plan(tune_epochs, project)
+    stages = ("op",) * NUM_EDGES + ("topology",) * len(NODE_EDGES)
+    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project)
 
 
-def finalize(args: argparse.Namespace, num_classes: int, folder: Path, genotype: Genotype,
+def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genotype,
              result: dict[str, Any]) -> None:
     """Write genotype.json and the cell diagram, count parameters, register the genotype by name."""
-    C, layers = EVAL_SIZE.get(args.dataset, DEFAULT_EVAL_SIZE)
+    from .visualize import plot_genotype  # matplotlib, only once a projection has finished
+
+    C, layers = EVAL_SIZE.get(cfg.data.dataset, DEFAULT_EVAL_SIZE)
     net = NetworkCIFAR(C, num_classes, layers, True, genotype)
-    name = args.genotype_name or f"{args.dataset}_{args.resume_expid}_{folder.name}"
-    meta = {"experiment": str(folder), "space": args.space, "dataset": args.dataset, "method": args.method}
-    registered = register_genotype(name, genotype, Path(args.exp_root) / "sota" / "genotypes", meta)
+    name = cfg.space.genotype_name or f"{cfg.data.dataset}_{folder.parent.name}_{folder.name}"
+    meta = {"experiment": str(folder), "space": cfg.space.space, "dataset": cfg.data.dataset,
+            "method": cfg.method_name}
+    registered = register_genotype(name, genotype, cfg.run.exp_root / "sota" / "genotypes", meta)
     write_json(folder / "genotype.json", {"name": name, **genotype_to_dict(genotype)})
     figures = plot_genotype(genotype, folder / "genotype", title=name)
     params = {"init_channels": C, "layers": layers,
@@ -144,5 +185,9 @@ def finalize(args: argparse.Namespace, num_classes: int, folder: Path, genotype:
              "`bash exp_scripts/eval.sh --arch %s`", name, registered, params["params_mb"], C, layers, name)
 
 
+SEARCH_SPACE = SearchSpace(name="sota", parser=build_parser, config=config, layout=LAYOUT,
+                           build=build_space, plan=build_plan)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(build_parser(), LAYOUT, build_space, build_plan))
+    raise SystemExit(main(SEARCH_SPACE))

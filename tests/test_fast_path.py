@@ -12,9 +12,7 @@ test that it runs and that the default path does not use it.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -24,16 +22,19 @@ from benchmarks.reference import ReferenceStep, reference_forward
 from common import trainer as trainer_mod
 from common.arch import Architecture
 from common.batchnorm import BatchNorm2d
-from common.cli import parse, search_parser
 from common.data import Batches, ImageSet
 from common.device import tf32
 from common.projection import Scorer
 from common.run import search_data
-from common.trainer import SearchData, Space, Trainer
+from common.config import ConfigError, SearchConfig
+from common.device import memory_format
+from common.space import Space
+from common.trainer import SearchData, Trainer
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet
 from sota.model_search import DartsSupernet
 from sota.perturb import random_smoothing
 from tests.conftest import DEVICES
+from tests.fixtures.configs import search_cfg
 
 # float32: a few ulps of the values, after float reassociation (summation order) only
 TOL = dict(rtol=1e-5, atol=1e-6)
@@ -51,11 +52,9 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def default_args(**over) -> SimpleNamespace:
-    args = dict(learning_rate=0.025, momentum=0.9, weight_decay=3e-4, nesterov=False,
-                arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50,
-                cutout=False, cutout_prob=0.0)
-    return SimpleNamespace(**{**args, **over})
+def default_args(*flags: str) -> SearchConfig:
+    """The search defaults (SGD 0.025, momentum 0.9, wd 3e-4, clip 5; Adam 3e-4, wd 1e-3)."""
+    return search_cfg(*flags)
 
 
 def build(space: str, device: str = "cpu", dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Architecture]:
@@ -113,7 +112,7 @@ def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str,
     g = torch.Generator().manual_seed(1)
     size = 8 if space == "nb201" else 16
     batch = lambda: torch.randn(8, 3, size, size, generator=g, dtype=dtype).to(device)
-    sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
                perturb=perturb)
     fast = Trainer(sp, None, default_args(), torch.device(device))
     ref = ReferenceStep(ref_model, ref_arch, default_args(), perturb=perturb)
@@ -179,7 +178,7 @@ def test_cuda_step_matches_cpu_step(space: str) -> None:
     out = {}
     for device in ("cpu", "cuda"):
         model, arch = build(space, device)
-        sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+        sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
         trainer = Trainer(sp, None, default_args(), torch.device(device))
         g = torch.Generator().manual_seed(1)
         xa, x = (torch.randn(8, 3, 16, 16, generator=g).to(device) for _ in range(2))
@@ -308,7 +307,7 @@ def test_alpha_the_loss_does_not_depend_on_is_left_alone() -> None:
     for e in range(14):
         arch.project_op("reduce", e, 0)
     ref_model, ref_arch = copy.deepcopy(model), copy.deepcopy(arch)
-    sp = Space(name="s4", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    sp = Space(label="s4", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
     fast = Trainer(sp, None, default_args(), torch.device("cpu"))
     ref = ReferenceStep(ref_model, ref_arch, default_args())
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
@@ -324,13 +323,13 @@ def test_alpha_the_loss_does_not_depend_on_is_left_alone() -> None:
 
 # -- optional flags ------------------------------------------------------------------------
 
-def trainer_with(space: str = "nb201", **flags) -> Trainer:
+def trainer_with(space: str = "nb201", *flags: str) -> Trainer:
     model, arch = build(space)
     images = torch.randint(0, 256, (32, 8, 8, 3), dtype=torch.uint8)
     data = ImageSet(images, torch.randint(0, 10, (32,)), 10, (0.5,) * 3, (0.25,) * 3, 1)
     batches = Batches(data, None, 8, augment=True)
-    sp = Space(name=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
-    return Trainer(sp, SearchData(batches, batches, None), default_args(**flags), torch.device("cpu"))
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    return Trainer(sp, SearchData(batches, batches, None), default_args(*flags), torch.device("cpu"))
 
 
 def one_step(t: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,9 +348,9 @@ def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch
     assert not t.amp and t.forward is t.model
     logits, loss = one_step(t)
     assert logits.dtype == torch.float32
-    args = parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), [])
-    assert (args.amp, args.compile, args.proj_batch_size, args.memory_format) == (False, False, 0, "auto")
-    assert args.tf32 is False
+    cfg = search_cfg()
+    assert (cfg.speed.amp, cfg.speed.compile, cfg.projection.proj_batch_size) == (False, False, 0)
+    assert cfg.speed.memory_format == "auto" and cfg.speed.tf32 is False
 
 
 @pytest.mark.parametrize("argv", [[], ["--tf32"]])
@@ -361,15 +360,16 @@ def test_tf32_only_on_request(argv: list[str]) -> None:
     from common.run import seed_everything
     from sota.train import build_parser as train_parser
 
-    for args in (parse(search_parser("x", epochs=1, ckpt_interval=1, seed=0), argv),
-                 train_parser().parse_args(argv)):
+    from sota.train import config as train_config
+
+    for cfg in (search_cfg(*argv), train_config(train_parser().parse_args(argv))):
         with tf32(not argv):  # the opposite first; restored after the check
-            seed_everything(0, args.deter, args.tf32)
+            seed_everything(0, cfg.run.deter, cfg.speed.tf32)
             assert torch.backends.cudnn.allow_tf32 is torch.backends.cuda.matmul.allow_tf32 is bool(argv)
 
 
 def test_amp_runs_in_bf16() -> None:
-    t = trainer_with(amp=True)
+    t = trainer_with("nb201", "--amp")
     logits, loss = one_step(t)
     assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32 and torch.isfinite(loss)
     assert all(p.dtype == torch.float32 for p in t.model.parameters())
@@ -383,7 +383,7 @@ def test_compile_runs_and_survives_a_new_projection_pattern(monkeypatch: pytest.
     real = torch.compile
     monkeypatch.setattr(trainer_mod, "COMPILE_BACKEND", "eager")  # inductor would take minutes here
     monkeypatch.setattr(torch, "compile", lambda *a, **k: calls.append(k) or real(*a, **k))
-    t = trainer_with(compile=True)
+    t = trainer_with("nb201", "--compile")
     assert calls and calls[0]["backend"] == "eager" and t.forward is not t.model
     (x, y), = list(t.data.train((0, 0)))[:1]
     t.weight_step(x, y, 0.0)
@@ -393,21 +393,20 @@ def test_compile_runs_and_survives_a_new_projection_pattern(monkeypatch: pytest.
 
 
 def test_memory_format_flag() -> None:
-    assert trainer_with(memory_format="contiguous").memory_format == torch.contiguous_format
-    assert trainer_with(memory_format="channels_last").memory_format == torch.channels_last
-    assert trainer_mod.memory_format(SimpleNamespace(), torch.device("cuda")) == torch.contiguous_format
+    assert trainer_with("nb201", "--memory_format", "contiguous").memory_format == torch.contiguous_format
+    assert trainer_with("nb201", "--memory_format", "channels_last").memory_format == torch.channels_last
+    assert memory_format("auto", torch.device("cuda")) == torch.contiguous_format
+    assert memory_format("auto", torch.device("cpu")) == torch.channels_last
     with pytest.raises(ValueError):
-        trainer_with(memory_format="nhwc")
+        memory_format("nhwc", "cpu")
 
 
 def test_proj_batch_size_sets_the_scoring_batches(tmp_path) -> None:
     images = torch.randint(0, 256, (40, 8, 8, 3), dtype=torch.uint8)
     data = ImageSet(images, torch.randint(0, 10, (40,)), 10, (0.5,) * 3, (0.25,) * 3, 1)
-    parser = search_parser("x", epochs=1, ckpt_interval=1, seed=0)
-    default = search_data(parse(parser, ["--batch_size", "4"]), data, data, torch.device("cpu"))
+    default = search_data(search_cfg("--batch_size", "4"), data, data, torch.device("cpu"))
     assert default.proj is None and default.score is default.valid
-    sd = search_data(parse(parser, ["--batch_size", "4", "--proj_batch_size", "10"]), data, data,
-                     torch.device("cpu"))
+    sd = search_data(search_cfg("--batch_size", "4", "--proj_batch_size", "10"), data, data, torch.device("cpu"))
     assert sd.score.batch_size == 10 and sd.valid.batch_size == 4
     assert sd.score.images is sd.valid.images  # the same images, not a copy
     sizes = []
@@ -417,9 +416,8 @@ def test_proj_batch_size_sets_the_scoring_batches(tmp_path) -> None:
     t.model.forward = lambda x, *a: sizes.append(len(x)) or real(x, *a)
     Scorer(t, 0)("cell", 0, 1)
     assert sizes == [10, 10]
-    with pytest.raises(SystemExit):
-        with contextlib.redirect_stderr(None):
-            parse(parser, ["--proj_batch_size", "-1"])
+    with pytest.raises(ConfigError, match="--proj_batch_size -1"):
+        search_cfg("--proj_batch_size", "-1")
 
 
 def test_benchmark_script_runs(capsys: pytest.CaptureFixture) -> None:

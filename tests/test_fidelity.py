@@ -4,15 +4,13 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from common.arch import Architecture
-from common.cli import parse
 from common.search import sdarts_epsilon
-from common.trainer import Space
+from common.space import Space
 from nasbench201 import train_search as nb201
 from sota import train as sota_eval
 from sota import train_search as sota
@@ -23,8 +21,7 @@ from tests.fixtures.reference import reference_file
 
 
 def test_sdarts_epsilon_ramps_linearly_from_0_03():
-    args = SimpleNamespace(epsilon_alpha=0.3)
-    assert [sdarts_epsilon(args, e, 50) for e in (0, 25, 49)] == pytest.approx([0.03, 0.165, 0.03 + 0.27 * 49 / 50])
+    assert [sdarts_epsilon(0.3, e, 50) for e in (0, 25, 49)] == pytest.approx([0.03, 0.165, 0.03 + 0.27 * 49 / 50])
 
 
 class StubScore:
@@ -40,16 +37,16 @@ class StubScore:
 
 def schedule(module, argv: list[str], shapes: dict) -> tuple[int, dict[int, str]]:
     """Run a space's projection plan over its tuning epochs: (tune_epochs, epoch -> what it decided)."""
-    args = parse(module.build_parser(), argv)
+    cfg = module.config(module.build_parser().parse_args(argv))
     arch = Architecture(shapes)
-    space = Space(name="x", model=torch.nn.Module(), arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    space = Space(label="x", model=torch.nn.Module(), arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
     space.model.edge_ops = lambda kind: [[f"op{k}" for k in range(shapes[kind][1])]] * shapes[kind][0]
-    plan = module.build_plan(args, space)
+    plan = module.build_plan(cfg, space)
     done, rounds = {}, 0
     for epoch in range(plan.tune_epochs):
-        if plan.is_projection_epoch(epoch, args.proj_intv):
+        if plan.is_projection_epoch(epoch):
             before = (sum(map(sum, arch.decided.values())), sum(map(len, arch.decided_nodes.values())))
-            plan.project(StubScore(epoch), rounds)
+            plan.project(StubScore(epoch), plan.stage(rounds), rounds)
             rounds += 1
             after = (sum(map(sum, arch.decided.values())), sum(map(len, arch.decided_nodes.values())))
             done[epoch] = "op" if after[1] == before[1] else "topology"
@@ -91,9 +88,8 @@ def test_drop_path_changes_training_outputs_only():
 
 # -- each script's defaults, read from the script itself ----------------------------------------
 
-PARSERS = {"nasbench201.train_search": lambda argv: parse(nb201.build_parser(), argv),
-           "sota.train_search": lambda argv: parse(sota.build_parser(), argv),
-           "sota.train": lambda argv: sota_eval.build_parser().parse_args(argv)}
+PARSERS = {"nasbench201.train_search": nb201.build_parser, "sota.train_search": sota.build_parser,
+           "sota.train": sota_eval.build_parser}
 
 SEARCH = dict(batch_size=64, init_channels=16, cutout=False, learning_rate=0.025)
 EVAL = dict(epochs=600, batch_size=96, auxiliary=True, cutout=True, seed=2, learning_rate=0.025)
@@ -132,7 +128,7 @@ def test_script_defaults(script: str, echo_python: Path):
     argv = out.splitlines()
     argv = argv[argv.index("-m"):]
     module, argv = argv[1], argv[2:]
-    args = vars(PARSERS[module](argv))
+    args = vars(PARSERS[module]().parse_args(argv))
     assert {k: args[k] for k in EXPECTED[script]} == EXPECTED[script]
 
 

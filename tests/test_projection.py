@@ -6,8 +6,6 @@ margin runs through the real Trainer, Architecture, Batches and Scorer: removing
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch import nn
@@ -15,8 +13,10 @@ from torch import nn
 from common.arch import Architecture
 from common.data import Batches, ImageSet
 from common.projection import Scorer, select_edges, select_op
-from common.trainer import SearchData, Space, Trainer
+from common.space import Space
+from common.trainer import SearchData, Trainer
 from sota.spaces import NODE_EDGES
+from tests.fixtures.configs import search_cfg
 
 
 class MarginNet(nn.Module):
@@ -46,11 +46,9 @@ def make_trainer(contrib: dict[str, torch.Tensor], project=()) -> Trainer:
     arch = Architecture({k: tuple(c.shape) for k, c in contrib.items()})
     for kind, edge, op in project:
         arch.project_op(kind, edge, op)
-    args = SimpleNamespace(learning_rate=0.1, momentum=0.9, weight_decay=0.0, nesterov=False,
-                           arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50,
-                           cutout=False, cutout_prob=0.0)
-    space = Space(name="toy", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
-    return Trainer(space, SearchData(batches, batches, None), args, torch.device("cpu"))
+    cfg = search_cfg("--learning_rate", "0.1", "--weight_decay", "0")
+    space = Space(label="toy", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    return Trainer(space, SearchData(batches, batches, None), cfg, torch.device("cpu"))
 
 
 def test_op_removal_that_hurts_most_is_kept():

@@ -9,15 +9,15 @@ agree to 1e-12. float32 would drift apart by rounding alone, so the comparison i
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from common.arch import Architecture
-from common.trainer import Space, Trainer
+from common.space import Space
+from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from sota.model_search import DartsSupernet
+from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import reference_file
 
 TOL = 1e-12
@@ -42,13 +42,12 @@ def trainer_for(ref: dict, model: torch.nn.Module, memory_format: str, recorded:
     if ref["epsilon_alpha"]:  # SDARTS-RS: feed in the perturbation the original drew
         perturb = lambda model, weights, x, y, eps, project: dict(zip(arch.kinds, recorded["weights"]))
     h = ref["hyper"]
-    args = SimpleNamespace(learning_rate=h["learning_rate"], momentum=h["momentum"], nesterov=False,
-                           weight_decay=h["weight_decay"], arch_learning_rate=h["arch_learning_rate"],
-                           arch_weight_decay=h["arch_weight_decay"], grad_clip=h["grad_clip"],
-                           memory_format=memory_format)
-    space = Space(name="ref", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+    flags = {k: h[k] for k in ("learning_rate", "momentum", "weight_decay", "arch_learning_rate",
+                               "arch_weight_decay", "grad_clip")}
+    cfg = search_cfg(*(f"--{k}={v}" for k, v in flags.items()), "--memory_format", memory_format)
+    space = Space(label="ref", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
                   perturb=perturb)
-    trainer = Trainer(space, None, args, torch.device("cpu"))
+    trainer = Trainer(space, None, cfg, torch.device("cpu"))
     assert tuple(trainer.a_opt.defaults["betas"]) == tuple(ref["adam_betas"])
     return trainer
 

@@ -79,9 +79,9 @@ def study(tmp_path_factory, cifar10_dir) -> Path:
     (cut / "result.json").write_text(json.dumps({**result, "status": "running", "seed": 3}))
     first = (nb / "search-darts-201-2" / "history.jsonl").read_text().splitlines()[0]
     (cut / "history.jsonl").write_text(first + "\n" + first[:40])  # and a half-written line
-    # A failed projection, for real: the supernet checkpoint does not fit --init_channels 8.
+    # A failed projection, for real: a learning rate that makes the tuning loss NaN.
     bad = run_script("darts-proj-201.sh", *env, "--seed", "1", "--resume_epoch", "2", "--proj_intv", "1",
-                     "--init_channels", "8", "--log_tag", "bad", check=False)
+                     "--learning_rate", "1e38", "--log_tag", "bad", check=False)
     assert bad.returncode != 0
     # An unreadable run: result.json cut off mid-write.
     (nb / "search-blank-201-4").mkdir()
@@ -149,7 +149,7 @@ def test_nb201_table_matches_result_files(study, nb201_report, method):
 def test_nb201_not_counted_runs_are_listed(study, nb201_report):
     rows = {r["method"]: r for r in read_csv(nb201_report / "nasbench201-cifar10.csv")}
     assert rows["DARTS"]["not_counted"] == "1 unfinished"        # search-darts-201-3
-    assert rows["DARTS+PT"]["not_counted"] == "1 failed"         # the projection with the wrong width
+    assert rows["DARTS+PT"]["not_counted"] == "1 failed"         # the projection that diverged
     assert rows["fix-alpha"]["not_counted"] == "1 unreadable"    # the cut-off result.json
     assert rows["fix-alpha+PT"]["not_counted"] == "—"
     inventory = {r["run"]: r for r in read_csv(nb201_report / "runs.csv")}
@@ -162,7 +162,7 @@ def test_nb201_not_counted_runs_are_listed(study, nb201_report):
         assert inventory[rel]["counted"] == "False"
     assert sum(r["counted"] == "True" for r in inventory.values()) == 8
     assert not any(".old-" in r or "genotypes" in r for r in inventory)  # ignored folders
-    assert "CheckpointError" in inventory["nasbench201/search-darts-201-1/darts-proj-201-seed1-acc-intv1-ep2-bad"][
+    assert "DivergedError" in inventory["nasbench201/search-darts-201-1/darts-proj-201-seed1-acc-intv1-ep2-bad"][
         "detail"]
     assert "1/2 epochs logged" in inventory["nasbench201/search-darts-201-3"]["detail"]
     md = (nb201_report / "nasbench201-cifar10.md").read_text()

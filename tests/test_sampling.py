@@ -7,15 +7,15 @@ epoch` trains on real epochs of both halves instead.
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from torch import nn
 
 from common.arch import Architecture
 from common.data import Batches, ImageSet
-from common.trainer import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, SearchData, Space, Trainer
+from common.space import Space
+from common.trainer import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, SearchData, Trainer
+from tests.fixtures.configs import search_cfg
 
 
 class Recorder(Trainer):
@@ -35,11 +35,10 @@ def make(sampling: str) -> Recorder:
     data = ImageSet(images, torch.arange(n), 10, (0.5,) * 3, (0.5,) * 3, 1)
     train, valid = (Batches(data, idx, 8, augment=True, seed=5) for idx in (torch.arange(22), torch.arange(22, n)))
     model = nn.Linear(1, 1)
-    space = Space(name="toy", model=model, arch=Architecture({"cell": (1, 2)}), op_names={}, edge_names=[],
+    space = Space(label="toy", model=model, arch=Architecture({"cell": (1, 2)}), op_names={}, edge_names=[],
                   genotype=lambda w: None)
-    args = SimpleNamespace(learning_rate=0.1, momentum=0.9, weight_decay=0.0, nesterov=False, arch_learning_rate=3e-4,
-                           arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50, sampling=sampling)
-    trainer = Recorder(space, SearchData(train, valid, None), args, torch.device("cpu"))
+    cfg = search_cfg("--sampling", sampling)
+    trainer = Recorder(space, SearchData(train, valid, None), cfg, torch.device("cpu"))
     trainer.seen = {"alpha": [], "weight": []}
     return trainer
 

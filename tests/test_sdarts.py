@@ -1,17 +1,17 @@
 """SDARTS perturbations: valid mixing weights, PGD only ever raises the loss, alpha untouched."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from common.arch import Architecture
 from common.data import Batches, ImageSet
-from common.trainer import SearchData, Space, Trainer
+from common.space import Space
+from common.trainer import SearchData, Trainer
 from sota.model_search import DartsSupernet
 from sota.perturb import clip_rows, linf_pgd, random_smoothing
+from tests.fixtures.configs import search_cfg
 
 
 @pytest.fixture(autouse=True)
@@ -112,8 +112,6 @@ def test_weight_step_under_perturbation_leaves_alpha_and_projection_alone():
     images = torch.randint(0, 255, (16, 16, 16, 3), dtype=torch.uint8)
     data = ImageSet(images, torch.randint(0, 10, (16,)), 10, (0.5,) * 3, (0.5,) * 3, 2)
     batches = Batches(data, None, 8, augment=True)
-    args = SimpleNamespace(learning_rate=0.025, momentum=0.9, weight_decay=3e-4, nesterov=False,
-                           arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0, report_freq=50)
     seen = {}
 
     def spy(model_, weights, x_, y_, eps, project):
@@ -121,9 +119,9 @@ def test_weight_step_under_perturbation_leaves_alpha_and_projection_alone():
         seen["out"] = random_smoothing(model_, weights, x_, y_, eps, project)
         return seen["out"]
 
-    space = Space(name="sota", model=model, arch=arch, op_names={}, edge_names=[],
+    space = Space(label="s5", model=model, arch=arch, op_names={}, edge_names=[],
                   genotype=lambda w: None, perturb=spy)
-    trainer = Trainer(space, SearchData(batches, batches, None), args, torch.device("cpu"))
+    trainer = Trainer(space, SearchData(batches, batches, None), search_cfg(), torch.device("cpu"))
     received = []
     trainer.forward = lambda x_, weights, active: received.append(weights) or model(x_, weights, active)
     alpha_before = [a.detach().clone() for a in arch.parameters()]

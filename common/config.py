@@ -1,0 +1,214 @@
+"""Typed, validated configuration: what the entry points parse their flags into.
+
+Each entry point parses its command line once (common/cli.py, sota/train.py) into these
+frozen dataclasses; the core (trainer, search, projection) reads them and never sees an
+argparse namespace. Every dataclass checks its own values when it is built, so a bad flag
+ends the run before anything is written, with one line naming the flag:
+
+    error: --epochs 0: must be at least 1; pass the number of epochs to train
+
+The field names are the flags' names, so a message always says which flag to change.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A flag's value cannot work; the message names the flag, the value and what to do."""
+
+    def __init__(self, flag: str, value: object, why: str) -> None:
+        super().__init__(f"--{flag} {value}: {why}")
+        self.flag = flag
+
+
+def check(ok: bool, flag: str, value: object, why: str) -> None:
+    if not ok:
+        raise ConfigError(flag, value, why)
+
+
+def at_least(flag: str, value: int, low: int, what: str = "") -> None:
+    check(value >= low, flag, value, f"must be at least {low}{what}")
+
+
+def finite(flag: str, value: float, *, positive: bool = False) -> None:
+    """A finite number, > 0 if `positive`, else >= 0."""
+    ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    check(ok, flag, value, f"must be a finite number {'> 0' if positive else '>= 0'}")
+
+
+def fraction(flag: str, value: float, *, closed: bool) -> None:
+    """In [0, 1] (`closed`) or in (0, 1)."""
+    ok = 0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0
+    check(ok, flag, value, f"must be in {'[0, 1]' if closed else '(0, 1)'}")
+
+
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+SAMPLINGS = ("fresh", "epoch")
+CRITERIA = ("acc", "loss")
+MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, in which batches, with which augmentation."""
+
+    data: Path
+    dataset: str
+    image_size: int = 32
+    batch_size: int = 64
+    cutout: bool = False
+    cutout_length: int = 16
+    cutout_prob: float = 1.0
+
+    def __post_init__(self) -> None:
+        at_least("batch_size", self.batch_size, 1)
+        check(self.image_size >= MIN_IMAGE_SIZE, "image_size", self.image_size,
+              f"the networks halve the images twice; use at least {MIN_IMAGE_SIZE} (32 as CIFAR)")
+        at_least("cutout_length", self.cutout_length, 0)
+        fraction("cutout_prob", self.cutout_prob, closed=True)
+
+    @property
+    def cutout_size(self) -> int:
+        """Cutout's square side, 0 when cutout is off."""
+        return self.cutout_length if self.cutout else 0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The weights' SGD with a cosine schedule."""
+
+    learning_rate: float = 0.025
+    learning_rate_min: float = 0.001
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        finite("learning_rate", self.learning_rate, positive=True)
+        finite("learning_rate_min", self.learning_rate_min)
+        check(self.learning_rate_min <= self.learning_rate, "learning_rate_min", self.learning_rate_min,
+              f"must not exceed --learning_rate {self.learning_rate}")
+        finite("momentum", self.momentum)
+        finite("weight_decay", self.weight_decay)
+        finite("grad_clip", self.grad_clip, positive=True)
+        check(not self.nesterov or self.momentum > 0, "nesterov", True, "needs --momentum > 0")
+
+
+@dataclass(frozen=True)
+class AlphaConfig:
+    """alpha's Adam (betas 0.5, 0.999, as DARTS)."""
+
+    arch_learning_rate: float = 3e-4
+    arch_weight_decay: float = 1e-3
+
+    def __post_init__(self) -> None:
+        finite("arch_learning_rate", self.arch_learning_rate, positive=True)
+        finite("arch_weight_decay", self.arch_weight_decay)
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How the same computation runs: layout (exact) and the numerics-changing options."""
+
+    memory_format: str = "auto"
+    tf32: bool = False
+    amp: bool = False
+    compile: bool = False
+    compile_mode: str = "default"
+
+    def __post_init__(self) -> None:
+        check(self.memory_format in MEMORY_FORMATS, "memory_format", self.memory_format,
+              f"choose one of {', '.join(MEMORY_FORMATS)}")
+        check(self.compile_mode in COMPILE_MODES, "compile_mode", self.compile_mode,
+              f"choose one of {', '.join(COMPILE_MODES)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Seed, device, experiment folder, resume and logging of one run."""
+
+    exp_root: Path
+    save: str
+    seed: int = 0
+    gpu: str = "auto"
+    expid_tag: str = ""
+    resume_epoch: int = 0
+    overwrite: bool = False
+    ckpt_interval: int = 10
+    report_freq: int = 50
+    fast: bool = False
+    deter: bool = False
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,
+              "must be a checkpoint epoch, or -1 for the latest one")
+        at_least("ckpt_interval", self.ckpt_interval, 1)
+        at_least("report_freq", self.report_freq, 1)
+        check(self.seed >= 0, "seed", self.seed, "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """Perturbation-based selection: how often to project, and which checkpoints to use."""
+
+    proj_intv: int = 5
+    edge_decision: str = "random"
+    dev_resume_epoch: int = -1
+    no_resume: bool = False
+    resume_expid: str = ""
+    log_tag: str = ""
+    proj_batch_size: int = 0
+
+    def __post_init__(self) -> None:
+        at_least("proj_intv", self.proj_intv, 1)
+        check(self.edge_decision == "random", "edge_decision", self.edge_decision, "only 'random' exists")
+        check(self.dev_resume_epoch >= -1, "dev_resume_epoch", self.dev_resume_epoch,
+              "must be a projection checkpoint epoch, or -1 for the latest one")
+        at_least("proj_batch_size", self.proj_batch_size, 0, " (0: --batch_size)")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One supernet search or projection run.
+
+    `method` is the base method (darts, blank, sdarts; which ones a space offers is its
+    parser's choice) and `project` says whether the run projects (`--method X-proj` or
+    `--dev proj`). `space` holds the search space's own options (a frozen dataclass of that
+    space's package, validated there, e.g. SDARTS's perturbation in the DARTS space).
+    """
+
+    method: str
+    project: bool
+    epochs: int
+    init_channels: int
+    data: DataConfig
+    run: RunConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    alpha: AlphaConfig = field(default_factory=AlphaConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
+    train_portion: float = 0.5
+    sampling: str = "fresh"
+    space: Any = None
+
+    def __post_init__(self) -> None:
+        at_least("epochs", self.epochs, 1)
+        at_least("init_channels", self.init_channels, 1)
+        fraction("train_portion", self.train_portion, closed=False)
+        check(self.sampling in SAMPLINGS, "sampling", self.sampling, f"choose one of {', '.join(SAMPLINGS)}")
+
+    @property
+    def method_name(self) -> str:
+        """The method as the user named it (darts, darts-proj, ...), for logs and result.json."""
+        return self.method + ("-proj" if self.project else "")
+
+    @property
+    def trains_alpha(self) -> bool:
+        return self.method != "blank"

@@ -1,0 +1,103 @@
+"""The contract between a search space and the shared search, projection and report code.
+
+A search space is a package (nasbench201/, sota/) that describes itself with one
+`SearchSpace` value; `common.run.main(SEARCH_SPACE)` then runs search and projection for
+it, and `analysis` (the reports) reads its runs through it. Nothing in common/ imports a
+space package. To add a space:
+
+1. Write the supernet: an `nn.Module` whose `forward(x, weights, active=None)` takes the
+   mixing weights as an argument (a dict cell kind -> [edges, ops] tensor, usually
+   softmax(alpha) with projected rows replaced) and skips ops whose weight is exactly 0
+   (`active`: per kind and edge, the op indices that may be non-zero, known on the host),
+   and whose `arch_shapes()` gives those shapes. Keeping alpha out of the model keeps the
+   state_dict in the original code's layout.
+2. Describe the space with a `SearchSpace`: its command-line flags and typed options
+   (`parser`, `config`), where its runs live (`layout`), how to build a `Space` from a
+   configuration (model, alpha, genotype parsing and printing, benchmark query, SDARTS
+   perturbation, what to write after projection) and its projection `plan`.
+3. Give the package a `train_search.py` whose `__main__` calls `common.run.main`, and
+   exp_scripts that run it.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from torch import Tensor, nn
+
+from .arch import Architecture
+from .config import SearchConfig
+
+Weights = dict[str, Tensor]
+# SDARTS: (model, mixing weights, x, y, epsilon, projection) -> perturbed mixing weights
+Perturbation = Callable[[nn.Module, Weights, Tensor, Tensor, float, Callable[[Weights], Weights]], Weights]
+
+
+@dataclass
+class Space:
+    """A built search space: what search and projection run on."""
+
+    label: str                                   # "nasbench201", or the DARTS space "s1".."s5"
+    model: nn.Module
+    arch: Architecture
+    op_names: dict[str, list[str]]               # heat-map column labels per cell kind
+    edge_names: list[str]                        # heat-map row labels
+    genotype: Callable[[Weights], Any]           # mixing weights -> genotype
+    genotype_str: Callable[[Any], str] = str
+    query: Callable[[Any], dict[str, float] | None] = lambda g: None   # benchmark look-up
+    perturb: Perturbation | None = None          # SDARTS weight-step perturbation
+    epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
+    finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a space keeps its experiments, and how runs are named."""
+
+    space_dir: Callable[[SearchConfig], Path]                # holds the search folders
+    search_name: Callable[[SearchConfig], str]
+    projection_name: Callable[[SearchConfig, int], str]      # (config, supernet epoch)
+
+
+class Score(Protocol):
+    """A scoring pass: (cell kind, edge, op or None for the whole edge) -> (accuracy %, loss)
+    of the supernet with that op (edge) removed."""
+
+    epoch: int
+
+    def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]: ...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """When projection decides what, and how.
+
+    Projection rounds happen at tuning epochs 0, interval, 2 * interval, ... and at the last
+    tuning epoch; round r decides stage `stages[r]` (e.g. "op" or "topology") by calling
+    `project(score, stage, r)`, which changes the Architecture in place.
+    """
+
+    tune_epochs: int
+    interval: int
+    stages: tuple[str, ...]
+    project: Callable[[Score, str, int], None]
+
+    def is_projection_epoch(self, epoch: int) -> bool:
+        return epoch % self.interval == 0 or epoch == self.tune_epochs - 1
+
+    def stage(self, round_index: int) -> str:
+        return self.stages[min(round_index, len(self.stages) - 1)]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A search space as the shared entry point and the reports see it."""
+
+    name: str                                               # folder under --exp_root
+    parser: Callable[[], argparse.ArgumentParser]
+    config: Callable[[argparse.Namespace], SearchConfig]
+    layout: Layout
+    build: Callable[[SearchConfig, int, Any], Space]        # (config, classes, device)
+    plan: Callable[[SearchConfig, Space], Plan]
