@@ -54,11 +54,13 @@ from common import trainer as trainer_mod  # noqa: E402
 from common.arch import Architecture  # noqa: E402
 from common.cli import search_config, search_parser  # noqa: E402
 from common.config import SearchConfig  # noqa: E402
-from common.data import CIFAR10_MEAN, CIFAR10_STD, Batches, ImageSet  # noqa: E402
+from common.data import CIFAR10_MEAN, CIFAR10_STD, SCORE, TRAIN, Batches, ImageSet  # noqa: E402
 from common.device import memory_format, tf32  # noqa: E402
-from common.run import search_data, seed_everything  # noqa: E402
+from common.entry import seed_everything  # noqa: E402
+from common.metrics import Stats  # noqa: E402
+from common.run import search_data  # noqa: E402
 from common.space import Space  # noqa: E402
-from common.trainer import SCORE, TRAIN, Stats, Trainer  # noqa: E402
+from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "tf32", "reference")

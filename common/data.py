@@ -316,6 +316,9 @@ def stream_seed(seed: int, key: int | tuple[int, ...]) -> int:
     return h >> 1
 
 
+# Keys of the data streams, so every pass has its own reproducible order and augmentation.
+TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
+
 # Columns of the per-pass random parameter table built by Batches._draw.
 _ORDER, _OFF_Y, _OFF_X, _FLIP, _CUT, _CUT_Y, _CUT_X = range(7)
 

@@ -201,3 +201,12 @@ class Timer:
 
     def elapsed(self) -> float:
         return self.already + time.time() - self.start
+
+
+def truncate_history(path: Path, start_epoch: int) -> None:
+    """Drop history rows of epochs a killed run logged after its last checkpoint."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("epoch", -1) < start_epoch]
+    path.write_text("".join(r + "\n" for r in rows))

@@ -18,7 +18,8 @@ from .config import CRITERIA
 from .experiment import LOGGER, Board, Timer, append_jsonl, write_json
 from .search import epoch_report, load_search_checkpoint, truncate_history
 from .space import Plan, Score
-from .trainer import SCORE, Trainer
+from .data import SCORE
+from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
 

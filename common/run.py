@@ -8,53 +8,33 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
-import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, checkpoint_epochs, checkpoint_path
+from .checkpoint import checkpoint_epochs, checkpoint_path
 from .cli import parse_config
 from .config import ConfigError, SearchConfig
-from .data import Batches, DataError, ImageSet, load_dataset, split_indices
-from .device import memory_format, select_device, set_tf32
+from .data import Batches, ImageSet, load_dataset, split_indices
+from .device import memory_format, select_device
+from .entry import exit_code, mark_failed, read_result, seed_everything
 from .experiment import (LOGGER, Board, ExperimentError, log_to_file, new_run_dir, resolve_epoch, run_target,
-                         start_logging, write_json)
+                         start_logging)
 from .projection import run_projection
 from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_search,
                      scheduler_for)
 from .space import SearchSpace, Space
-from .trainer import DivergedError, SearchData, Trainer
+from .trainer import SearchData, Trainer
 
 log = logging.getLogger(LOGGER)
-
-USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
 
 
 def main(space: SearchSpace, argv: list[str] | None = None) -> int:
     cfg = parse_config(space.parser(), space.config, argv)
     return exit_code(lambda: run(cfg, space))
-
-
-def exit_code(job: Callable[[], object]) -> int:
-    """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
-    clear line and exit code 2 instead of a traceback."""
-    try:
-        job()
-    except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
-        if any(isinstance(h, logging.FileHandler) for h in log.handlers):
-            log.error("error: %s", msg)  # on stdout, and in the run's log file
-        else:
-            print(f"error: {msg}", file=sys.stderr)
-        return 2
-    return 0
 
 
 @dataclass(frozen=True)
@@ -93,7 +73,7 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
     (an interrupted run of this command may have done part of that already)."""
     folder, supernet = target.folder, target.supernet
     assert supernet is not None
-    searched = _read_result(supernet.parent).get("space", space.label)
+    searched = read_result(supernet.parent).get("space", space.label)
     if searched != space.label:  # the space's own flag is named by its label (--space for the DARTS space)
         raise ConfigError("space", space.label, f"the supernet in {supernet.parent} was searched in space "
                                                 f"{searched}; pass --space {searched}")
@@ -138,17 +118,6 @@ def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.devi
         raise
     finally:
         board.close()
-
-
-def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
-    """Seed every RNG; set cuDNN to autotuned (or deterministic) kernels, and CUDA to float32
-    arithmetic unless `tf32` (torch lets cuDNN use TF32 by default, which changes results)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    set_tf32(tf32)
 
 
 def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, device: torch.device) -> SearchData:
@@ -213,27 +182,13 @@ def _latest(folder: Path, prefix: str) -> Path | None:
     return checkpoint_path(folder, epochs[-1], prefix) if epochs else None
 
 
-def _read_result(folder: Path) -> dict[str, Any]:
-    """A run's result.json, or {} (original-code runs have none; a damaged one says nothing)."""
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
-
-
 def _status(folder: Path) -> str | None:
-    return _read_result(folder).get("status")
+    return read_result(folder).get("status")
 
 
 def _search_time(search_folder: Path, state: dict) -> float | None:
     if "search_time" in state:
         return round(float(state["search_time"]), 1)
-    return _read_result(search_folder).get("search_time_s")
+    return read_result(search_folder).get("search_time_s")
 
 
-def mark_failed(folder: Path, error: BaseException) -> None:
-    result = _read_result(folder)
-    if result.get("status") != "finished":
-        result.update(status="failed", error=f"{type(error).__name__}: {error}")
-        write_json(folder / "result.json", result)

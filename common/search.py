@@ -10,8 +10,9 @@ import torch
 
 from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, split_model_state)
-from .experiment import LOGGER, Board, Timer, append_jsonl, write_json
-from .trainer import EVAL_TEST, EVAL_VALID, Trainer
+from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .data import EVAL_TEST, EVAL_VALID
+from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
 
@@ -168,12 +169,3 @@ def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
     cfg = trainer.cfg
     return {"status": status, "space": trainer.space.label, "method": cfg.method_name,
             "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs}
-
-
-def truncate_history(path: Path, start_epoch: int) -> None:
-    """Drop history rows of epochs a killed run logged after its last checkpoint."""
-    if not path.is_file():
-        return
-    rows = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("epoch", -1) < start_epoch]
-    path.write_text("".join(r + "\n" for r in rows))

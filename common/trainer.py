@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -27,16 +26,13 @@ from torch import Tensor, nn
 
 from .arch import Active
 from .config import SearchConfig
-from .data import Batches
+from .data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches
 from .device import memory_format
 from .experiment import LOGGER
+from .metrics import Stats, check_finite
 from .space import Space, Weights
 
 log = logging.getLogger(LOGGER)
-
-
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite."""
 
 
 @dataclass
@@ -52,8 +48,6 @@ class SearchData:
         return self.valid if self.proj is None else self.proj
 
 
-# Keys of the data streams, so every pass has its own reproducible order and augmentation.
-TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
 
 
 # torch.compile backend of --compile; tests switch it to a cheap one.
@@ -223,32 +217,3 @@ def compile_model(model: nn.Module, mode: str = "default") -> Callable:
     log.info("--compile: torch.compile(model, backend=%s, mode=%s); the first steps compile", COMPILE_BACKEND, mode)
     options = {"mode": mode} if COMPILE_BACKEND == "inductor" and mode != "default" else {}
     return torch.compile(model, backend=COMPILE_BACKEND, **options)
-
-
-class Stats:
-    """Running loss and accuracy kept on the device, read back only when asked."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.loss = torch.zeros((), dtype=torch.float64, device=device)
-        self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        self.n = 0
-
-    def add(self, logits: Tensor, y: Tensor, loss: Tensor) -> None:
-        self.loss += loss.detach().double() * y.shape[0]
-        self.correct += (logits.argmax(dim=1) == y).sum()
-        self.n += y.shape[0]
-
-    def result(self) -> tuple[float, float]:
-        if self.n == 0:
-            return 0.0, 0.0
-        return 100.0 * self.correct.item() / self.n, self.loss.item() / self.n
-
-
-SEARCH_HINT = ("lower --learning_rate or --arch_learning_rate, or resume from an earlier checkpoint "
-               "with --resume_epoch.")
-
-
-def check_finite(value: float, what: str, hint: str = SEARCH_HINT) -> None:
-    """Stop a diverged run; the caller writes checkpoints only after this check passes."""
-    if not math.isfinite(value):
-        raise DivergedError(f"{what} is {value}: training diverged. The last good checkpoint is kept; {hint}")

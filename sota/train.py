@@ -24,13 +24,12 @@ from common.checkpoint import CheckpointError, checkpoint_path, load_checkpoint,
 from common.cli import Parser, add_data_flags, add_kernel_flags, add_optim_flags, add_run_flags, data_config, \
     parse_config, run_config, speed_config
 from common.config import ConfigError, DataConfig, OptimConfig, RunConfig, SpeedConfig, at_least, check, finite
-from common.data import DATASETS, Batches, load_dataset
+from common.data import DATASETS, EVAL_TEST, TRAIN, Batches, load_dataset
 from common.device import memory_format, select_device
 from common.experiment import (LOGGER, Board, Timer, append_jsonl, log_to_file, new_run_dir, run_target,
-                               start_logging, write_json)
-from common.run import exit_code, mark_failed, seed_everything
-from common.search import truncate_history
-from common.trainer import EVAL_TEST, TRAIN, Stats, check_finite
+                               start_logging, truncate_history, write_json)
+from common.entry import exit_code, mark_failed, seed_everything
+from common.metrics import Stats, check_finite
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb

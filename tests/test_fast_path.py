@@ -357,7 +357,7 @@ def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch
 def test_tf32_only_on_request(argv: list[str]) -> None:
     """float32 CUDA arithmetic by default (torch's own default lets cuDNN use TF32); the
     search and evaluation entry points share the flag."""
-    from common.run import seed_everything
+    from common.entry import seed_everything
     from sota.train import build_parser as train_parser
 
     from sota.train import config as train_config

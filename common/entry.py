@@ -1,0 +1,66 @@
+"""What every entry point does around its job: seeding, the user-error guard, marking a
+failed run. Search, projection (common/run.py) and evaluation (sota/train.py) share it."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError
+from .config import ConfigError
+from .data import DataError
+from .device import set_tf32
+from .experiment import LOGGER, ExperimentError, write_json
+from .metrics import DivergedError
+
+log = logging.getLogger(LOGGER)
+
+USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
+
+
+def exit_code(job: Callable[[], object]) -> int:
+    """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
+    clear line and exit code 2 instead of a traceback."""
+    try:
+        job()
+    except USER_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        if any(isinstance(h, logging.FileHandler) for h in log.handlers):
+            log.error("error: %s", msg)  # on stdout, and in the run's log file
+        else:
+            print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
+    """Seed every RNG; set cuDNN to autotuned (or deterministic) kernels, and CUDA to float32
+    arithmetic unless `tf32` (torch lets cuDNN use TF32 by default, which changes results)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    set_tf32(tf32)
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    """A run's result.json, or {} (original-code runs have none; a damaged one says nothing)."""
+    try:
+        result = json.loads((folder / "result.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
+
+
+def mark_failed(folder: Path, error: BaseException) -> None:
+    result = read_result(folder)
+    if result.get("status") != "finished":
+        result.update(status="failed", error=f"{type(error).__name__}: {error}")
+        write_json(folder / "result.json", result)

@@ -1,0 +1,40 @@
+"""Loss and accuracy of a pass, kept on the device, and the divergence check every run makes."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Stats:
+    """Running loss and accuracy kept on the device, read back only when asked."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.n = 0
+
+    def add(self, logits: Tensor, y: Tensor, loss: Tensor) -> None:
+        self.loss += loss.detach().double() * y.shape[0]
+        self.correct += (logits.argmax(dim=1) == y).sum()
+        self.n += y.shape[0]
+
+    def result(self) -> tuple[float, float]:
+        if self.n == 0:
+            return 0.0, 0.0
+        return 100.0 * self.correct.item() / self.n, self.loss.item() / self.n
+
+
+SEARCH_HINT = ("lower --learning_rate or --arch_learning_rate, or resume from an earlier checkpoint "
+               "with --resume_epoch.")
+
+
+def check_finite(value: float, what: str, hint: str = SEARCH_HINT) -> None:
+    """Stop a diverged run; the caller writes checkpoints only after this check passes."""
+    if not math.isfinite(value):
+        raise DivergedError(f"{what} is {value}: training diverged. The last good checkpoint is kept; {hint}")
