@@ -14,8 +14,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # The end-to-end runs use the CPU (as CI does); DARTS_PT_TEST_GPU=auto runs them on a GPU.
 TEST_GPU = os.environ.get("DARTS_PT_TEST_GPU", "cpu")
-# Devices the step-level tests compare on: the CPU, and CUDA where present.
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# Devices the step-level tests compare on: the CPU, and CUDA (shown as skipped without it).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
 def _script_env(env: dict[str, str] | None) -> dict[str, str]:

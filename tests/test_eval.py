@@ -12,6 +12,8 @@ from sota.genotypes import genotype_to_dict, get_genotype, register_genotype
 from sota.model_eval import NetworkCIFAR, count_parameters_mb
 from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
 
+pytestmark = pytest.mark.slow  # end to end through the exp_scripts
+
 TINY = ["--init_channels", "4", "--layers", "3", "--batch_size", "16", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
 RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "epochs", "epochs_done",

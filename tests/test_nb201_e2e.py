@@ -11,6 +11,8 @@ import torch
 from nasbench201.genotypes import parse_arch
 from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
 
+pytestmark = pytest.mark.slow  # end to end through the exp_scripts
+
 TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
 

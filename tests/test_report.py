@@ -24,6 +24,8 @@ import pytest
 
 from tests.conftest import REPO, TEST_GPU, read_json, run_script
 
+pytestmark = pytest.mark.slow  # end to end through the exp_scripts
+
 TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -11,6 +11,8 @@ from sota.genotypes import genotype_from_string, get_genotype
 from sota.spaces import NODE_EDGES
 from tests.conftest import TEST_GPU, read_json, run_script
 
+pytestmark = pytest.mark.slow  # end to end through the exp_scripts
+
 # The DARTS supernet is heavy on a CPU even when tiny: few images, one batch per pass.
 TINY = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
