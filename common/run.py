@@ -23,7 +23,7 @@ from .data import Batches, DataError, ImageSet, load_dataset, split_indices
 from .device import select_device, set_tf32
 from .experiment import Board, ExperimentError, new_run_dir, setup_logging, write_json
 from .projection import Plan, latest_projection_epoch, run_projection
-from .search import checkpoint_path, load_search_checkpoint, run_search
+from .search import checkpoint_path, load_search_checkpoint, run_identity, run_search
 from .trainer import DivergedError, SearchData, Space, Trainer, memory_format
 
 log = logging.getLogger("darts_pt")
@@ -85,8 +85,7 @@ def run(args: argparse.Namespace, layout: Layout, build_space, build_plan) -> di
         # kept constant; alpha's optimiser continues from the supernet checkpoint.
         trainer = Trainer(space, data, args, device, weight_lr=args.learning_rate / 10)
         state = load_search_checkpoint(trainer, supernet_ckpt, with_optimizers=False)
-        result = {"space": space.extra.get("space", space.name), "method": args.method,
-                  "dataset": args.dataset, "seed": args.seed, "supernet": str(supernet_ckpt),
+        result = {**run_identity(args, space), "supernet": str(supernet_ckpt),
                   "supernet_epoch": int(state.get("epoch", 0)),
                   "search_time_s": _search_time(supernet_ckpt.parent, state)}
         seed_everything(args.seed, args.deter, args.tf32)  # the projection's randomness depends on its own seed

@@ -126,8 +126,17 @@ def _format_matrix(w: torch.Tensor) -> str:
 
 
 def _result_base(args: Any, space: Any, status: str) -> dict[str, Any]:
-    return {"status": status, "space": space.extra.get("space", space.name), "method": args.method,
-            "dataset": args.dataset, "seed": args.seed, "epochs": args.epochs}
+    return {"status": status, **run_identity(args, space), "epochs": args.epochs}
+
+
+def run_identity(args: Any, space: Any) -> dict[str, Any]:
+    """What a search or projection result.json says the run is (SDARTS: also its perturbation,
+    so that reports tell SDARTS-RS and SDARTS-ADV apart)."""
+    identity = {"space": space.extra.get("space", space.name), "method": args.method,
+                "dataset": args.dataset, "seed": args.seed}
+    if getattr(args, "perturb_alpha", "none") != "none":
+        identity["perturb_alpha"] = args.perturb_alpha
+    return identity
 
 
 def truncate_history(path: Path, start_epoch: int) -> None:

@@ -12,7 +12,8 @@ from .config import StudyConfig, StudyError, parse_config
 from .executors import LocalExecutor, Session, SlurmExecutor, slurm_states
 from .flags import RunFlags
 from .manifest import Manifest, StudyBusy, StudyLock, refresh, status_table
-from .plan import Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_namespace
+from .plan import (Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_namespace,
+                   script_command)
 
 
 def main(argv: list[str] | None = None, cluster: str = "slurm") -> int:
@@ -40,25 +41,33 @@ def show_status(cfg: StudyConfig) -> int:
 
 def resolve_plan(cfg: StudyConfig, manifest: Manifest | None) -> tuple[list[Run], RunFlags]:
     """The runs this command is about, and the run flags they get. Without lists: the study's
-    own runs. Every run of a study gets the same run flags, so that its tables compare like with like."""
+    own runs (with its run flags, unless new ones are given)."""
     if not cfg.planned:
         if manifest is None:
             raise StudyError(f"study {cfg.name} does not exist yet: give --space, --dataset, --method and --seed")
-        if cfg.run_flags.flags:
-            _same_flags(manifest, cfg.run_flags)
-        return manifest.runs(), RunFlags.parse(manifest.run_flags)
+        flags = cfg.run_flags if cfg.run_flags.flags else RunFlags.parse(manifest.run_flags)
+        _check_flags(manifest, flags)
+        return manifest.runs(), flags
     if manifest is not None:
-        _same_flags(manifest, cfg.run_flags)
+        _check_flags(manifest, cfg.run_flags)
     runs = plan_runs(cfg.spaces, cfg.datasets, cfg.methods, cfg.seeds, cfg.stages)
     if not runs:
         raise StudyError("the plan has no runs (NAS-Bench-201 has no eval stage)")
     return runs, cfg.run_flags
 
 
-def _same_flags(manifest: Manifest, flags: RunFlags) -> None:
-    if sorted(f.tokens() for f in RunFlags.parse(manifest.run_flags).flags) != sorted(f.tokens() for f in flags.flags):
-        raise StudyError(f"study {manifest.name} runs with the run flags [{shlex.join(manifest.run_flags)}], "
-                         f"this command gives [{shlex.join(flags.argv())}]: give the same ones, or another --name")
+def _check_flags(manifest: Manifest, flags: RunFlags) -> None:
+    """A study's runs keep their run flags, so that its tables compare like with like: new flags
+    may only reach runs that are new (--layers for an added DARTS space, --eval.* for added
+    evaluations)."""
+    old = RunFlags.parse(manifest.run_flags)
+    for run in manifest.runs():
+        module = script_command(run.script.file)[0]
+        before, now = old.for_run(run.stage, module), flags.for_run(run.stage, module)
+        if before != now:
+            raise StudyError(f"{run.id} runs with the run flags [{shlex.join(before)}], this command would "
+                             f"give it [{shlex.join(now)}]: give the study's flags "
+                             f"[{shlex.join(manifest.run_flags)}] (plus flags for new runs only), or another --name")
 
 
 def run_study(cfg: StudyConfig, cluster: str) -> int:
@@ -71,6 +80,7 @@ def run_study(cfg: StudyConfig, cluster: str) -> int:
         return print_plan(cfg, manifest, runs, ctx)
     with StudyLock(cfg.study_dir) as lock:
         manifest = Manifest.load(cfg.study_dir) or Manifest(cfg.study_dir / "study.json", cfg.name, flags.argv())
+        manifest.run_flags = flags.argv()
         manifest.add(runs, ctx)
         session = Session(cfg.name, ctx, manifest, cfg.retry_failed, slurm_states(manifest))
         if cfg.executor == "slurm":

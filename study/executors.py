@@ -337,6 +337,7 @@ class SlurmExecutor:
     def __init__(self, session: Session, config: SlurmConfig, cluster: str = "slurm") -> None:
         self.session, self.config, self.cluster = session, config, cluster
         self.jobs: dict[str, Any] = {}    # run id -> submitit job of this command
+        self.outcomes: dict[str, bool] = {}   # local and debug clusters: run id -> its job succeeded
 
     def run(self, runs: list[Run]) -> int:
         s, plan = self.session, {r.id for r in runs}
@@ -357,7 +358,7 @@ class SlurmExecutor:
                         s.say(f"skip     {run.id}: {reason}")
                 continue
             up = run.upstream
-            if action == WAIT and (up.id not in waiting or not self._upstream_ok(up)):
+            if action == WAIT and (up.id not in waiting or not self._job_ok(up.id)):
                 action, reason = BLOCK, f"needs {up.id}, which was not submitted or failed"
             if action == BLOCK:
                 settled.add(run.id)
@@ -369,7 +370,13 @@ class SlurmExecutor:
         s.manifest.save()
         s.say(f"{len(self.jobs)} jobs submitted; follow them with: bash exp_scripts/study.sh "
               f"--name {s.name} --status")
-        return 0
+        if self.cluster == "slurm":
+            return 0
+        # local and debug jobs live as long as this process: see them end
+        ok = all([self._job_ok(run_id) for run_id in self.jobs])
+        s.refresh()
+        s.manifest.save()
+        return 0 if ok else 1
 
     def _executor(self) -> Any:
         import submitit
@@ -400,15 +407,18 @@ class SlurmExecutor:
         s.manifest.save()
         return str(job.job_id)
 
-    def _upstream_ok(self, up: Run) -> bool:
+    def _job_ok(self, run_id: str) -> bool:
         """Slurm checks dependencies itself; local and debug jobs are waited for here."""
-        job = self.jobs.get(up.id)
+        job = self.jobs.get(run_id)
         if self.cluster == "slurm" or job is None:
             return True
-        try:
-            job.result()
-        except Exception as e:  # noqa: BLE001 - any failure of the job blocks its dependants
-            self.session.say(f"FAILED   {up.id}: {str(e).strip().splitlines()[-1][:300]}")
-            return False
-        self.session.refresh()
-        return True
+        if run_id not in self.outcomes:
+            try:
+                job.result()
+                self.session.say(f"finished {run_id}")
+                self.outcomes[run_id] = True
+            except Exception as e:  # noqa: BLE001 - any failure of the job blocks its dependants
+                self.session.say(f"FAILED   {run_id}: {str(e).strip().splitlines()[-1][:300]}")
+                self.outcomes[run_id] = False
+            self.session.refresh()
+        return self.outcomes[run_id]

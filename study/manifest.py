@@ -143,8 +143,7 @@ def observe(rec: RunRecord, folder: Path | None, live: str | None) -> tuple[str,
     if status == FAILED and not error.startswith("KeyboardInterrupt"):
         return FAILED, error
     if folder is not None and folder.exists():
-        done = progress(folder)
-        return INTERRUPTED, f"stopped after {done}" if done else "stopped"
+        return INTERRUPTED, ""
     return (BLOCKED, None) if rec.state == BLOCKED else (PLANNED, "")
 
 
