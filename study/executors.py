@@ -370,13 +370,12 @@ class SlurmExecutor:
         s.manifest.save()
         s.say(f"{len(self.jobs)} jobs submitted; follow them with: bash exp_scripts/study.sh "
               f"--name {s.name} --status")
-        if self.cluster == "slurm":
-            return 0
-        # local and debug jobs live as long as this process: see them end
-        ok = all([self._job_ok(run_id) for run_id in self.jobs])
-        s.refresh()
-        s.manifest.save()
-        return 0 if ok else 1
+        if self.cluster != "slurm":  # local and debug jobs live as long as this process: see them end
+            for run_id in self.jobs:
+                self._job_ok(run_id)
+            s.refresh()
+            s.manifest.save()
+        return 1 if any(s.manifest[r].state in (FAILED, BLOCKED) for r in runs) else 0
 
     def _executor(self) -> Any:
         import submitit
