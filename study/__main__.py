@@ -11,7 +11,7 @@ import sys
 from .config import StudyConfig, StudyError, parse_config
 from .executors import LocalExecutor, Session, SlurmExecutor, slurm_states
 from .flags import RunFlags
-from .manifest import Manifest, StudyBusy, StudyLock, refresh, status_table
+from .manifest import Manifest, ManifestError, StudyBusy, StudyLock, refresh, status_table
 from .plan import (Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_namespace,
                    script_command)
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None, cluster: str = "slurm") -> int:
         if cfg.status:
             return show_status(cfg)
         return run_study(cfg, cluster)
-    except (StudyError, PlanError, StudyBusy) as e:
+    except (StudyError, PlanError, StudyBusy, ManifestError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -192,7 +192,7 @@ class LocalExecutor:
             s.manifest.save()
             if not self.running:
                 return
-            if not self._reap(settled):
+            while not self._reap(settled):
                 time.sleep(0.2)
 
     def _free_slot(self) -> int | None:
@@ -293,6 +293,9 @@ class RunJob:
     def __call__(self) -> str:
         import submitit
 
+        folder = run_folder(self.run, self.ctx)
+        if read_result(folder).get("status") == FINISHED:  # e.g. requeued after the run had finished
+            return str(folder)
         argv = launch_command(self.run, self.ctx)
         start_attempt(self.ctx, self.run, argv, submitit.JobEnvironment().job_id)
         with open_log(self.ctx.log_path(self.run), argv) as log:

@@ -30,6 +30,10 @@ class StudyBusy(Exception):
     """Another process runs this study."""
 
 
+class ManifestError(Exception):
+    """study.json cannot be read."""
+
+
 def now() -> str:
     return datetime.now().isoformat(timespec="milliseconds")
 
@@ -90,9 +94,12 @@ class Manifest:
         path = study_dir / "study.json"
         if not path.is_file():
             return None
-        d = json.loads(path.read_text())
-        records = {r["id"]: RunRecord.from_dict(r) for r in d.get("runs", [])}
-        return cls(path, d["name"], list(d.get("run_flags", [])), d.get("created", now()), records)
+        try:
+            d = json.loads(path.read_text())
+            records = {r["id"]: RunRecord.from_dict(r) for r in d.get("runs", [])}
+            return cls(path, d["name"], list(d.get("run_flags", [])), d.get("created", now()), records)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ManifestError(f"{path} is not a study manifest ({type(e).__name__}: {e})") from None
 
     def save(self) -> None:
         write_json(self.path, {"name": self.name, "created": self.created, "updated": now(),

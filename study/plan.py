@@ -177,6 +177,7 @@ class RunNamespace:
     name: str           # a search's folder name (the projection's --resume_expid)
 
 
+@functools.lru_cache(maxsize=4096)  # a study refreshes every run's folder after each run's end
 def run_namespace(run: Run, ctx: Context, arch: str | None = None) -> RunNamespace:
     """The arguments the run's module will see (script defaults, then ours), parsed by its parser."""
     module, defaults = script_command(run.script.file)
