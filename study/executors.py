@@ -22,7 +22,7 @@ from common.experiment import REPO_ROOT
 
 from .config import SlurmConfig, StudyError
 from .manifest import (BLOCKED, FAILED, FINISHED, PLANNED, RUNNING, SUBMITTED, Manifest, end_attempt, refresh,
-                       start_attempt, submit_attempt)
+                       relative, start_attempt, state_counts, submit_attempt)
 from .plan import Context, NotReady, PlanError, Run, command, launch_command, read_result, run_folder
 
 START, WAIT, SKIP, BLOCK = "start", "wait", "skip", "block"
@@ -45,12 +45,7 @@ class Session:
         refresh(self.manifest, self.ctx, {**self.slurm_live, **(live or {})})
 
     def rel(self, path: str | Path | None) -> str:
-        if not path:
-            return "-"
-        try:
-            return str(Path(path).relative_to(self.ctx.study_dir))
-        except ValueError:
-            return str(path)
+        return relative(path, self.ctx.study_dir)
 
 
 def decide(session: Session, run: Run, plan: set[str], settled: set[str], tried: set[str]) -> tuple[str, str]:
@@ -99,7 +94,7 @@ def finish_attempt(ctx: Context, run: Run, exit_code: int) -> tuple[bool, str]:
     """Record how a run's process ended: (finished, why not)."""
     finished = read_result(run_folder(run, ctx)).get("status") == FINISHED
     reason = "" if finished else failure_reason(run, ctx, exit_code)
-    end_attempt(ctx, run, exit_code if exit_code or finished else 1, reason)
+    end_attempt(ctx, run, exit_code if exit_code or finished else 1, reason)  # exit 0, unfinished: failed too
     return finished, reason
 
 
@@ -266,13 +261,12 @@ class LocalExecutor:
 
     def _summary(self, runs: list[Run]) -> int:
         s = self.session
-        counts: dict[str, int] = {}
-        for run in runs:
-            counts[s.manifest[run].state] = counts.get(s.manifest[run].state, 0) + 1
-        s.say("done: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-        if counts.get(FINISHED):
+        records = [s.manifest[r] for r in runs]
+        s.say(f"done: {state_counts(records)}")
+        finished = sum(r.state == FINISHED for r in records)
+        if finished:
             s.say(f"report: python -m common.report {s.ctx.study_dir}")
-        return 0 if counts.get(FINISHED, 0) == len(runs) else 1
+        return 0 if finished == len(runs) else 1
 
 
 def _raise_stop(signum: int, frame: Any) -> None:

@@ -20,7 +20,6 @@ from typing import Any, Iterable
 from common.experiment import write_json
 
 from .plan import Context, Run, command, read_result, run_folder
-from .flags import STAGES
 
 PLANNED, SUBMITTED, RUNNING, FINISHED, FAILED, BLOCKED, INTERRUPTED = (
     "planned", "submitted", "running", "finished", "failed", "blocked", "interrupted")
@@ -126,8 +125,7 @@ def refresh(manifest: Manifest, ctx: Context, live: dict[str, str] | None = None
     """Bring every record up to date with its folder and attempt file. `live`: run id -> the
     state of a run some process or Slurm job is on right now (running, submitted)."""
     live = live or {}
-    # Predecessors first: a projection's folder is known once its search finished, and so on.
-    for rec in sorted(manifest.records.values(), key=lambda r: STAGES.index(r.stage)):
+    for rec in manifest.records.values():
         _merge_attempt(rec, ctx)
         folder = run_folder(rec.run, ctx)
         rec.folder = str(folder) if folder else rec.folder
@@ -136,7 +134,8 @@ def refresh(manifest: Manifest, ctx: Context, live: dict[str, str] | None = None
 
 
 def observe(rec: RunRecord, folder: Path | None, live: str | None) -> tuple[str, str | None]:
-    """(state, reason; None keeps the recorded one) of a run, from its folder first."""
+    """(state, reason; None keeps the recorded one) of a run: running (or queued) while its
+    process or job lives, else what its folder says, else how its last attempt ended."""
     if live:  # its process or job has not ended yet, even if its result.json is written
         return live, ""
     result = read_result(folder)
@@ -226,13 +225,18 @@ def status_table(manifest: Manifest) -> str:
         if rec.state == RUNNING and rec.started and not rec.ended:
             elapsed = seconds_between(rec.started, now())
         rows.append((rec.id, rec.state + (f" ({rec.reason[:60]})" if rec.reason and rec.state != FINISHED else ""),
-                     progress(folder), _duration(elapsed), _relative(folder, root)))
+                     progress(folder), _duration(elapsed), relative(folder, root)))
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in (header, *rows)]
+    return "\n".join(lines + [state_counts(manifest.records.values())])
+
+
+def state_counts(records: Iterable[RunRecord]) -> str:
+    """'3 finished, 1 failed'."""
     counts: dict[str, int] = {}
-    for rec in manifest.records.values():
+    for rec in records:
         counts[rec.state] = counts.get(rec.state, 0) + 1
-    return "\n".join(lines + [", ".join(f"{n} {s}" for s, n in counts.items())])
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 def _duration(seconds: float | None) -> str:
@@ -242,13 +246,13 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
 
 
-def _relative(folder: Path | None, root: Path) -> str:
-    if folder is None:
+def relative(path: str | Path | None, root: Path) -> str:
+    if not path:
         return "-"
     try:
-        return str(folder.relative_to(root))
+        return str(Path(path).relative_to(root))
     except ValueError:
-        return str(folder)
+        return str(path)
 
 
 # -- the lock ----------------------------------------------------------------------------------
