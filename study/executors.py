@@ -211,10 +211,7 @@ class LocalExecutor:
         start_attempt(s.ctx, run, argv)
         log = open_log(s.ctx.log_path(run), argv)
         env = {**os.environ, **({"CUDA_VISIBLE_DEVICES": slot.gpu} if slot.gpu is not None else {})}
-        fds = (self.lock_fd,) if self.lock_fd is not None else ()
-        # The run inherits the study lock: if this process dies, no other one starts the run again.
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, pass_fds=fds)
+        proc = spawn(argv, log, env, self.lock_fd)
         self.running[run.id] = Launched(run, slot_index, proc, log, time.time())
         rec.state, rec.command = RUNNING, argv
         s.say(f"start    {run.id} on {slot.label}" + (" (continuing its folder)" if resuming else "")
@@ -267,6 +264,13 @@ class LocalExecutor:
         if finished:
             s.say(f"report: python -m common.report {s.ctx.study_dir}")
         return 0 if finished == len(runs) else 1
+
+
+def spawn(argv: list[str], log: IO[str], env: dict[str, str], lock_fd: int | None) -> subprocess.Popen:
+    """Start a run. It inherits the study lock: if this process dies, no other study process
+    starts the run again while it goes on."""
+    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            pass_fds=() if lock_fd is None else (lock_fd,))
 
 
 def _raise_stop(signum: int, frame: Any) -> None:

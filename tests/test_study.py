@@ -321,6 +321,34 @@ def test_sdarts_adv_has_folders_of_its_own(tmp_path):
     assert adv == tmp_path / "runs" / "sota" / "svhn" / "search-sdarts-adv-sota-s5-3"
 
 
+def test_one_run_per_gpu(tmp_path, monkeypatch, capsys):
+    """Without --gpu each run sees one GPU of its own (CUDA_VISIBLE_DEVICES) as --gpu 0, one run
+    per visible GPU at once; the processes are faked (no GPU needed)."""
+    import study.executors as ex
+
+    monkeypatch.setattr(ex, "visible_gpus", lambda: ["4", "7"])
+    assert [(s.gpu, s.device_args) for s in ex.device_slots(None, None)] == [("4", ("--gpu", "0")),
+                                                                            ("7", ("--gpu", "0"))]
+    assert [s.gpu for s in ex.device_slots(3, None)] == ["4", "7", "4"]
+    assert [(s.gpu, s.device_args) for s in ex.device_slots(None, "1")] == [(None, ())] * 2  # the user's --gpu
+    launched = []
+
+    class Exited:  # a run that ends at once, failing
+        def __init__(self, argv: list[str], log, env: dict[str, str], lock_fd: int | None) -> None:
+            launched.append((argv, env.get("CUDA_VISIBLE_DEVICES"), lock_fd))
+
+        def poll(self) -> int:
+            return 1
+
+    monkeypatch.setattr(ex, "spawn", Exited)
+    code, out, _ = in_process(capsys, tmp_path, "gpus", *NB201_GRID, "--seed", "1,2", "--stages", "search")
+    assert code == 1 and "up to 2 at once (GPU 4, GPU 7)" in out
+    assert sorted(gpu for _, gpu, _ in launched) == ["4", "7"]
+    assert all(argv[2:4] == ["--gpu", "0"] and lock is not None for argv, _, lock in launched)
+    monkeypatch.setattr(ex, "visible_gpus", lambda: [])
+    assert [(s.gpu, s.device_args) for s in ex.device_slots(None, None)] == [(None, ("--gpu", "cpu"))]
+
+
 # -- Slurm -----------------------------------------------------------------------------------------
 
 @pytest.fixture
