@@ -5,13 +5,15 @@ blocked, 2 a bad command or a study another process is running, 130 stopped.
 """
 from __future__ import annotations
 
+import importlib.util
 import shlex
+import shutil
 import sys
 
 from .config import StudyConfig, StudyError, parse_config
 from .executors import LocalExecutor, Session, SlurmExecutor, slurm_states
 from .flags import RunFlags
-from .manifest import Manifest, ManifestError, StudyBusy, StudyLock, refresh, status_table
+from .manifest import FINISHED, Manifest, ManifestError, StudyBusy, StudyLock, refresh, status_table
 from .plan import (Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_namespace,
                    script_command)
 
@@ -78,6 +80,8 @@ def run_study(cfg: StudyConfig, cluster: str) -> int:
         run_namespace(run, ctx)
     if cfg.dry_run:
         return print_plan(cfg, manifest, runs, ctx)
+    if cfg.executor == "slurm":
+        check_slurm(cluster)
     with StudyLock(cfg.study_dir) as lock:
         manifest = Manifest.load(cfg.study_dir) or Manifest(cfg.study_dir / "study.json", cfg.name, flags.argv())
         manifest.run_flags = flags.argv()
@@ -86,6 +90,13 @@ def run_study(cfg: StudyConfig, cluster: str) -> int:
         if cfg.executor == "slurm":
             return SlurmExecutor(session, cfg.slurm, cluster).run(runs)
         return LocalExecutor(session, cfg.jobs, lock.fd).run(runs)
+
+
+def check_slurm(cluster: str) -> None:
+    if importlib.util.find_spec("submitit") is None:
+        raise StudyError("--executor slurm needs submitit: pip install 'submitit>=1.5'")
+    if cluster == "slurm" and shutil.which("srun") is None:
+        raise StudyError("--executor slurm: no Slurm here (srun not found); run this on a Slurm login node")
 
 
 def print_plan(cfg: StudyConfig, manifest: Manifest | None, runs: list[Run], ctx: Context) -> int:
@@ -97,7 +108,7 @@ def print_plan(cfg: StudyConfig, manifest: Manifest | None, runs: list[Run], ctx
     for run in runs:
         rec = manifest[run]
         try:
-            argv = rec.command if rec.state == "finished" else launch_command(run, ctx)
+            argv = rec.command if rec.state == FINISHED else launch_command(run, ctx)
         except NotReady:
             argv = command(run, ctx)
         print(f"{run.id}  {rec.state}  after {rec.depends_on or '-'}  {shlex.join(argv)}")

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(--STAGE.name value: to that stage only, e.g. --eval.epochs 100).")
     p.add_argument("--name", required=True, help="the study: <exp_root>/studies/NAME/")
     p.add_argument("--space", help=f"comma-separated: {', '.join(SPACES)} (nb201: NAS-Bench-201)")
-    p.add_argument("--dataset", help="comma-separated: cifar10, cifar100, svhn (DARTS spaces), imagenet16-120 (nb201)")
+    p.add_argument("--dataset", help="comma-separated: cifar10, cifar100, svhn (DARTS spaces); "
+                                     "cifar10, cifar100, imagenet16-120 (nb201)")
     p.add_argument("--method", help=f"comma-separated: {', '.join(METHODS)} (sdarts-*: DARTS spaces only)")
     p.add_argument("--seed", help="comma-separated integers")
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated: search, proj, eval")

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -252,14 +253,12 @@ def test_retry_failed(tmp_path, data, capsys):
     assert runs["nb201-cifar10-darts-seed1-search"]["attempts"] == 2
 
 
-def test_bad_commands_write_nothing(tmp_path):
+def test_bad_commands_write_nothing(tmp_path, capsys):
     proc = study(tmp_path, "bad", "--space", "nb201", "--dataset", "cifar10", "--method", "sdarts-rs",
                  "--seed", "1", check=False)
     assert proc.returncode == 2
     assert proc.stderr == "error: --method sdarts-rs is for the DARTS spaces s1..s5, not nb201\n"
-    from study.__main__ import main
-
-    for argv, message in [
+    cases = [
         (["--space", "s3", "--dataset", "cifar10", "--method", "darts", "--seed", "1", "--epoch", "2"],
          "unknown run flag --epoch"),
         (["--space", "s3", "--dataset", "cifar10", "--method", "darts", "--seed", "1", "--resume_epoch", "3"],
@@ -271,8 +270,13 @@ def test_bad_commands_write_nothing(tmp_path):
         (["--space", "s3", "--dataset", "cifar10", "--method", "darts", "--seed", "1", "--partition", "gpu"],
          "for --executor slurm"),
         (["--status"], "no study bad"),
-    ]:
-        assert main(["--name", "bad", "--exp_root", str(tmp_path), *argv]) == 2
+    ]
+    if shutil.which("srun") is None:
+        cases.append((["--space", "s3", "--dataset", "cifar10", "--method", "darts", "--seed", "1",
+                       "--executor", "slurm"], "no Slurm here"))
+    for argv, message in cases:
+        code, out, err = in_process(capsys, tmp_path, "bad", *argv)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "studies").exists()
 
 
