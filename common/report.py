@@ -46,8 +46,9 @@ FINISHED, RUNNING, FAILED, UNREADABLE = "finished", "running", "failed", "unread
 STATUS_TEXT = {RUNNING: "unfinished", FAILED: "failed", UNREADABLE: "unreadable"}
 RUN_FILES = ("result.json", "history.jsonl", "log.txt")
 
-BASE_LABELS = {"darts": "DARTS", "blank": "fix-alpha", "sdarts": "SDARTS"}
-METHOD_ORDER = ["DARTS", "DARTS+PT", "fix-alpha", "fix-alpha+PT", "SDARTS", "SDARTS+PT"]
+BASE_LABELS = {"darts": "DARTS", "blank": "fix-alpha", "sdarts": "SDARTS", "sdarts-adv": "SDARTS-ADV"}
+METHOD_ORDER = ["DARTS", "DARTS+PT", "fix-alpha", "fix-alpha+PT", "SDARTS", "SDARTS+PT", "SDARTS-ADV",
+                "SDARTS-ADV+PT"]
 
 NB201 = "nasbench201"
 # NAS-Bench-201 test-accuracy keys, and the one of each search dataset.
@@ -118,7 +119,8 @@ def method_label(method: str | None) -> str:
 def discover(root: Path, skip: Sequence[Path] = ()) -> list[Run]:
     """Every run folder under `root` (one holding result.json, history.jsonl or log.txt),
     skipping folders moved aside by --overwrite (*.old-*), hidden ones, the genotype
-    registry and `skip` (the report's own folder)."""
+    registry, `skip` (the report's own folder) and studies below `root` (each is reported
+    on its own: `python -m common.report <study folder>`)."""
     skip_set = {p.resolve() for p in skip}
     runs = []
     for dirpath, dirnames, filenames in os.walk(root):
@@ -136,7 +138,7 @@ def discover(root: Path, skip: Sequence[Path] = ()) -> list[Run]:
 def _skipped(path: Path, skip: set[Path]) -> bool:
     name = path.name
     return (".old-" in name or name.startswith(".") or path.resolve() in skip
-            or (name == "genotypes" and path.parent.name == "sota"))
+            or (name == "genotypes" and path.parent.name == "sota") or (path / "study.json").is_file())
 
 
 def read_run(folder: Path, root: Path) -> Run:
@@ -239,9 +241,11 @@ def _fill_identity(run: Run) -> None:
             run.dataset = search_dir.parent.name
     if run.method is None:
         name = run.path.name if run.kind == "projection" else (m.group(1) if m else "")
-        base = next((b for b in ("sdarts", "darts", "blank") if name.startswith(b)), None)
+        base = next((b for b in ("sdarts-adv", "sdarts", "darts", "blank") if name.startswith(b)), None)
         if base:
             run.method = base + ("-proj" if run.kind == "projection" else "")
+    elif r.get("perturb_alpha") == "pgd_linf" and run.method.startswith("sdarts"):
+        run.method = run.method.replace("sdarts", "sdarts-adv", 1)  # SDARTS-ADV, apart from SDARTS(-RS)
     if run.seed is None:
         if run.kind == "projection":
             seed = re.search(r"-seed(\d+)(?:-|$)", run.path.name)
@@ -963,6 +967,10 @@ def _write(root: Path, runs: list[Run], out: Path, ddof: int) -> dict[str, Any]:
                 "under 'not counted' and below the table.")
     index = ["# DARTS-PT report\n", f"Experiments: `{root}`\n",
              f"Runs found: {status_counts(runs) or 'none'} (every run: `runs.csv`).\n"]
+    studies = sorted(p.parent.name for p in root.glob("studies/*/study.json"))
+    if studies:
+        index.append(f"Studies, each reported on its own (`python -m common.report {root}/studies/NAME`): "
+                     f"{', '.join(studies)}.\n")
     summary: dict[str, Any] = {"runs": len(runs), "status": status_counts(runs), "groups": {},
                                "figures": []}
     for key in sorted(groups, key=lambda k: (k[0] != NB201, k)):

@@ -24,8 +24,8 @@ from .entry import exit_code, mark_failed, read_result, seed_everything
 from .experiment import (LOGGER, Board, ExperimentError, log_to_file, new_run_dir, resolve_epoch, run_target,
                          start_logging)
 from .projection import run_projection
-from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_search,
-                     scheduler_for)
+from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_identity,
+                     run_search, scheduler_for)
 from .space import SearchSpace, Space
 from .trainer import SearchData, Trainer
 
@@ -83,8 +83,7 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
     state = load_search_checkpoint(search, source, scheduler)  # checked against the model before writing
     resume = target.projection_epoch is not None or folder.exists() and not cfg.run.overwrite
     with run_folder(cfg, folder, resume=resume, device=device) as board:
-        result: dict[str, Any] = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset,
-                                  "seed": cfg.run.seed, "supernet": str(supernet)}
+        result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
         tuned = source
         if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):
             tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)

@@ -10,8 +10,10 @@ import torch
 
 from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint,
                          set_rng_state, split_model_state)
+from .config import SearchConfig
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .data import EVAL_TEST, EVAL_VALID
+from .space import Space
 from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
@@ -166,6 +168,13 @@ def _format_matrix(w: torch.Tensor) -> str:
 
 def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
     """The result.json fields every search and projection run has."""
-    cfg = trainer.cfg
-    return {"status": status, "space": trainer.space.label, "method": cfg.method_name,
-            "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs}
+    return {"status": status, **run_identity(trainer.cfg, trainer.space), "epochs": trainer.cfg.epochs}
+
+
+def run_identity(cfg: SearchConfig, space: Space) -> dict[str, Any]:
+    """What a search or projection result.json says the run is (SDARTS: also its perturbation,
+    so that reports tell SDARTS-RS and SDARTS-ADV apart)."""
+    identity = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed}
+    if space.perturbation != "none":
+        identity["perturb_alpha"] = space.perturbation
+    return identity

@@ -47,7 +47,8 @@ class Space:
     genotype: Callable[[Weights], Any]           # mixing weights -> genotype
     genotype_str: Callable[[Any], str] = str
     query: Callable[[Any], dict[str, float] | None] = lambda g: None   # benchmark look-up
-    perturb: Perturbation | None = None          # SDARTS weight-step perturbation
+    perturb: Perturbation | None = None          # SDARTS weight-step perturbation ...
+    perturbation: str = "none"                   # ... by name (random, pgd_linf), for result.json
     epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
 

@@ -8,6 +8,12 @@ PYTHON="${PYTHON:-python3}"
 run() {
     local module=$1
     shift
+    # `python -m study` asks a script what it would run (module, then its arguments) to name its
+    # folders exactly as the run will; NUL-separated, nothing is run.
+    if [[ -n ${DARTS_PT_PRINT_COMMAND:-} ]]; then
+        printf '%s\0' "$module" "$@"
+        exit 0
+    fi
     echo "[$(basename "$0")] $PYTHON -m $module $*"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m "$module" "$@"
 }

@@ -119,7 +119,7 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     op_names = {k: _column_names(model.edge_ops(k), n_ops) for k in KINDS}
     edge_names = [f"{e}: {j}->{n + 2}" for e, (n, j) in enumerate(EDGE_INPUTS)]
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
-                 genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha],
+                 genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
                  epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result))
 

@@ -394,3 +394,27 @@ def test_cli_without_side_effects(tmp_path):
     assert proc.stdout.split()[0] == str(REPO / "experiments")
     proc = report(tmp_path / "missing")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_sdarts_adv_apart_and_studies_reported_on_their_own(tmp_path):
+    """SDARTS-ADV runs (perturb_alpha pgd_linf) get rows of their own; a study under the
+    experiments folder is left to its own report."""
+    from common.report import discover
+
+    c10 = tmp_path / "sota" / "cifar10"
+    for save, perturb in (("sdarts-rs-sota", "random"), ("sdarts-adv-sota", "pgd_linf")):
+        search = c10 / f"search-{save}-s5-1"
+        _write(search, {"status": "finished", "space": "s5", "method": "sdarts", "perturb_alpha": perturb,
+                        "dataset": "cifar10", "seed": 1, "epochs": 3, "genotype": _genotype(["skip_connect"])})
+        _write(search / f"{save.replace('-sota', '-proj-sota')}-seed1-acc-intv1-ep3",
+               {"status": "finished", "space": "s5", "method": "sdarts-proj", "perturb_alpha": perturb,
+                "dataset": "cifar10", "seed": 1, "genotype": _genotype(["sep_conv_3x3"])})
+    _write(c10 / "search-sdarts-adv-sota-s5-2", {"status": "running", "dataset": "cifar10"})  # by its name
+    study = tmp_path / "studies" / "grid"
+    _write(study / "runs" / "sota" / "cifar10" / "search-darts-sota-s5-1",
+           {"status": "finished", "space": "s5", "method": "darts", "dataset": "cifar10", "seed": 1,
+            "genotype": _genotype(["skip_connect"])})
+    (study / "study.json").write_text("{}")
+    labels = sorted(r.label for r in discover(tmp_path))
+    assert labels == ["SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV", "SDARTS-ADV+PT"]
+    assert [r.label for r in discover(study)] == ["DARTS"]

@@ -1,0 +1,117 @@
+"""Run flags: the `--name value` pairs a study passes on to its runs, and to which ones.
+
+A flag goes to every run whose script takes it (`--epochs 2` to searches, projections and
+evaluations; `--num_cells 1` only to NAS-Bench-201 runs). `--STAGE.name value` (STAGE one of
+search, proj, eval) limits it to one stage: `--eval.epochs 100`. A flag no script takes is a
+typo and refused, as are the flags the study itself sets for each run.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+from dataclasses import dataclass
+
+STAGES = ("search", "proj", "eval")
+# The Python modules behind each stage's exp_scripts.
+STAGE_MODULES = {"search": ("nasbench201.train_search", "sota.train_search"),
+                 "proj": ("nasbench201.train_search", "sota.train_search"),
+                 "eval": ("sota.train",)}
+# Set by the study for each run (a user value would break the chain search -> projection ->
+# evaluation, or put runs where the study does not look for them).
+OWNED = ("--seed", "--dataset", "--space", "--method", "--exp_root", "--save", "--resume_expid",
+         "--resume_epoch", "--arch", "--overwrite", "--dev", "--genotype_name", "--perturb_alpha",
+         "--no_resume", "--dev_resume_epoch")
+
+
+class FlagError(ValueError):
+    """A run flag that no script takes, or one the study sets itself."""
+
+
+@dataclass(frozen=True)
+class RunFlag:
+    stage: str | None   # None: every stage whose script takes the flag
+    flag: str           # "--epochs"
+    value: str | None   # None: a switch (--fast)
+
+    def tokens(self) -> list[str]:
+        name = f"--{self.stage}.{self.flag[2:]}" if self.stage else self.flag
+        return [name] if self.value is None else [name, self.value]
+
+
+@dataclass(frozen=True)
+class RunFlags:
+    flags: tuple[RunFlag, ...] = ()
+
+    @classmethod
+    def parse(cls, tokens: list[str] | tuple[str, ...]) -> "RunFlags":
+        flags, i = [], 0
+        while i < len(tokens):
+            flag, i = _parse_one(tokens, i)
+            flags.append(flag)
+        return cls(tuple(flags))
+
+    def argv(self) -> list[str]:
+        """The flags as the user gives them (what study.json records and compares)."""
+        return [t for f in self.flags for t in f.tokens()]
+
+    def for_run(self, stage: str, module: str) -> list[str]:
+        """The flags a run of `stage` through `module` takes; a stage's own flags come last, so
+        they win over general ones (argparse keeps the last value)."""
+        known = module_flags(module)
+        chosen = [f for f in self.flags if f.stage is None] + [f for f in self.flags if f.stage == stage]
+        return [t for f in chosen if f.flag in known for t in ([f.flag] if f.value is None else [f.flag, f.value])]
+
+    def value(self, flag: str) -> str | None:
+        """The value given to `flag` for every stage (the last one), None if not given."""
+        return next((f.value for f in reversed(self.flags) if f.flag == flag and f.stage is None), None)
+
+
+def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, int]:
+    token = tokens[i]
+    if not token.startswith("--") or token == "--":
+        raise FlagError(f"unexpected argument {token!r}: run flags are --name value pairs")
+    name, has_inline, inline = token.partition("=")
+    stage, _, bare = name[2:].rpartition(".")
+    stage = stage or None
+    if stage is not None and stage not in STAGES:
+        raise FlagError(f"{name}: a stage prefix is one of {', '.join(STAGES)}")
+    flag = "--" + bare
+    if flag in OWNED:
+        raise FlagError(f"{flag} is set by the study for each run (lists: --space, --dataset, "
+                        f"--method, --seed; folders: --exp_root)")
+    modules = STAGE_MODULES[stage] if stage else tuple(dict.fromkeys(m for ms in STAGE_MODULES.values()
+                                                                   for m in ms))
+    takes_value = next((module_flags(m)[flag] for m in modules if flag in module_flags(m)), None)
+    if takes_value is None:
+        where = f"the {stage} scripts" if stage else "any exp_script"
+        raise FlagError(f"unknown run flag {name}: not a flag of {where}")
+    if not takes_value:
+        if has_inline:
+            raise FlagError(f"{name} is a switch and takes no value")
+        return RunFlag(stage, flag, None), i + 1
+    if has_inline:
+        return RunFlag(stage, flag, inline), i + 1
+    if i + 1 >= len(tokens) or tokens[i + 1].startswith("--"):
+        raise FlagError(f"{name} needs a value")
+    return RunFlag(stage, flag, tokens[i + 1]), i + 2
+
+
+@functools.lru_cache(maxsize=None)
+def module_flags(module: str) -> dict[str, bool]:
+    """Every option of a run module's parser -> whether it takes a value."""
+    parser = build_parser(module)
+    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+
+
+@functools.lru_cache(maxsize=None)
+def build_parser(module: str) -> argparse.ArgumentParser:
+    """The run module's own parser; bad values raise instead of exiting."""
+    parser = importlib.import_module(module).build_parser()
+    parser.exit_on_error = False
+
+    def error(message: str) -> None:
+        raise FlagError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
