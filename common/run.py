@@ -28,7 +28,8 @@ from .trainer import DivergedError, SearchData, Space, Trainer, memory_format
 
 log = logging.getLogger("darts_pt")
 
-USER_ERRORS = (DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
+# OSError: a file of the run cannot be written (disk full, folder removed or read-only).
+USER_ERRORS = (DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError, OSError)
 
 
 @dataclass

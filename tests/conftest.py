@@ -18,6 +18,10 @@ TEST_GPU = os.environ.get("DARTS_PT_TEST_GPU", "cpu")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "slow: end-to-end runs that take minutes (deselect with -m 'not slow')")
+
+
 def _script_env(env: dict[str, str] | None) -> dict[str, str]:
     # One thread: the tiny test networks run 10-100x slower with two on a busy 2-core machine.
     return {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}
