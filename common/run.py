@@ -143,6 +143,10 @@ def search_target(args: argparse.Namespace, layout: Layout) -> tuple[Path, int]:
     if not folder.is_dir():
         raise ExperimentError(f"cannot resume: experiment folder {folder} does not exist "
                               f"(check --seed, --dataset, --expid_tag, --exp_root)")
+    if not checkpoint_epochs(folder):  # stopped before its first checkpoint: nothing to continue
+        raise CheckpointError(f"cannot resume {folder}: it holds no checkpoint yet (the run stopped before "
+                              f"its first one). Start it again with --overwrite (moves the folder aside) "
+                              f"instead of --resume_epoch, or use --expid_tag TAG for a separate run.")
     return folder, resolve_epoch(folder, args.resume_epoch)
 
 

@@ -4,11 +4,14 @@ NaN, checkpoints written by the original code.
 Kills are real SIGKILLs of the exp_scripts' Python process. To kill at an exact place the
 scripts run under tests/fixtures/pause_runner.py (through $PYTHON), which stops the process at
 a pause point (after a given checkpoint file is written, before the N-th weight step, before the
-N-th projection scoring pass) until the test kills it. Resumed runs are compared with an
-uninterrupted run of the same command bit for bit: every checkpoint (all state_dict tensors,
+N-th projection scoring pass) until the test kills it. Each job (NAS-Bench-201 search and
+projection, DARTS-space search and projection, SDARTS-RS search) is killed at three points in
+turn, each time continued as a user would, and then compared with an uninterrupted run of the
+same command (run once per module) bit for bit: every checkpoint (all state_dict tensors,
 alphas, projection state, optimizer and scheduler states, RNG states; only wall-clock times
-excepted), every history row and result.json. Bit-exact resumes are a CPU property (README), so
-these runs use the CPU.
+excepted), every history row and result.json. A checkpoint that differs is reported with the
+part of the run that wrote it. Bit-exact resumes are a CPU property (README), so these runs use
+the CPU.
 
 The other faults run the entry points in-process with a monkeypatched fault.
 """
@@ -32,7 +35,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import REPO, _script_env, read_json
+from tests.conftest import REPO, _script_env, fails, read_json, run_script
 
 # 40 training images, 60% of them train the weights: 2 weight batches (16 + 8) per epoch, so
 # an epoch has a middle; the alpha half (and every scoring pass) is one batch.
@@ -166,12 +169,14 @@ def differences(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if type(a) is type(b) and a == b else [f"{where}: {a!r} vs {b!r}"]
 
 
-def assert_same_run(reference: Path, resumed: Path) -> None:
-    """Same checkpoints (bit for bit), history rows and result as the uninterrupted run."""
+def assert_same_run(reference: Path, resumed: Path, origin: dict[str, str] | None = None) -> None:
+    """Same checkpoints (bit for bit), history rows and result as the uninterrupted run.
+    `origin`: which part of an interrupted run wrote each checkpoint (for the message)."""
     assert checkpoint_names(resumed) == checkpoint_names(reference)
     for name in checkpoint_names(reference):
         a, b = (torch.load(f / name, weights_only=True) for f in (reference, resumed))
-        assert not (diff := differences(a, b, name)), "\n".join(diff[:20])
+        diff = differences(a, b, name)
+        assert not diff, f"{name}, written {(origin or {}).get(name, '?')}:\n" + "\n".join(diff[:20])
     for name in ("history.jsonl", "search_history.jsonl"):
         if (reference / name).exists():
             assert history(resumed, name) == history(reference, name), name
@@ -181,8 +186,8 @@ def assert_same_run(reference: Path, resumed: Path) -> None:
 
 
 def kill_at(pause_python: Path, script: str, args: list[str], pause: str, marker: Path,
-            timeout: float = 300) -> None:
-    """Run `script` until its pause point, then SIGKILL its Python process there."""
+            timeout: float = 300) -> str:
+    """Run `script` until its pause point, then SIGKILL its Python process there; its output."""
     log = marker.with_suffix(".log")
     env = _script_env({"PYTHON": str(pause_python), "DARTS_PT_TEST_PAUSE": pause,
                        "DARTS_PT_TEST_MARKER": str(marker)})
@@ -200,6 +205,159 @@ def kill_at(pause_python: Path, script: str, args: list[str], pause: str, marker
     assert int(marker.read_text()) == proc.pid  # the script exec'd Python: this is the run itself
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    return log.read_text()
+
+
+class Interrupted:
+    """One run, killed and continued several times; remembers which part wrote each checkpoint."""
+
+    def __init__(self, script: str, folder: Path, pause_python: Path, tmp: Path) -> None:
+        self.script, self.folder, self.pause_python, self.tmp = script, folder, pause_python, tmp
+        self.origin: dict[str, str] = {}
+
+    def _part(self, what: str, go: Callable[[], str]) -> str:
+        before = digests(self.folder, "*.pth.tar")
+        out = go()
+        for name, digest in digests(self.folder, "*.pth.tar").items():
+            if before.get(name) != digest:
+                self.origin[name] = f"by the part {what!r}"
+        return out
+
+    def kill(self, args: list[str], pause: str, what: str) -> str:
+        marker = self.tmp / f"paused-{len(self.origin)}-{pause.replace(':', '-')}"
+        return self._part(what, lambda: kill_at(self.pause_python, self.script, args, pause, marker))
+
+    def finish(self, args: list[str], what: str) -> str:
+        return self._part(what, lambda: run_script(self.script, *args).stdout)
+
+
+# -- the runs: an uninterrupted reference of each, shared by its kill points --------------------
+class Runs:
+    """Scripts and folders of the five interrupted jobs and their uninterrupted references."""
+
+    def __init__(self, exp: Path, data: Path, bench: Path) -> None:
+        self.exp, self.done = exp, set()
+        nb = ["--data", str(data), "--exp_root", str(exp), "--api_path", str(bench), *NB201]
+        sota = ["--data", str(data), "--exp_root", str(exp), *SOTA]
+        epochs = ["--epochs", "3", "--ckpt_interval", "1"]
+        proj = ["--resume_epoch", "3", "--epochs", "3", "--proj_intv", "1"]
+        nb_dir, sota_dir = exp / "nasbench201", exp / "sota" / "cifar10"
+        # name -> (script, args, tag flag, folder of a tag, the search it projects)
+        self.jobs: dict[str, tuple[str, list[str], str, Callable[[str], Path], str | None]] = {
+            "nb201-search": ("darts-201.sh", [*nb, *epochs], "--expid_tag",
+                             lambda t: nb_dir / f"search-darts-201-1-{t}", None),
+            "sota-search": ("darts-sota.sh", [*sota, *epochs], "--expid_tag",
+                            lambda t: sota_dir / f"search-darts-sota-s3-2-{t}", None),
+            "sdarts-rs-search": ("sdarts-rs-sota.sh", [*sota, *epochs], "--expid_tag",
+                                 lambda t: sota_dir / f"search-sdarts-rs-sota-s3-2-{t}", None),
+            "nb201-proj": ("darts-proj-201.sh", [*nb, "--resume_expid", "search-darts-201-1-ref", *proj],
+                           "--log_tag",
+                           lambda t: nb_dir / "search-darts-201-1-ref" / f"darts-proj-201-seed1-acc-intv1-ep3-{t}",
+                           "nb201-search"),
+            "sota-proj": ("darts-proj-sota.sh", [*sota, "--resume_expid", "search-darts-sota-s3-2-ref", *proj],
+                          "--log_tag",
+                          lambda t: sota_dir / "search-darts-sota-s3-2-ref" /
+                          f"darts-proj-sota-seed2-acc-intv1-ep3-{t}",
+                          "sota-search"),
+        }
+
+    def args(self, job: str, tag: str) -> list[str]:
+        script, args, flag, _, _ = self.jobs[job]
+        return [*args, flag, tag]
+
+    def script(self, job: str) -> str:
+        return self.jobs[job][0]
+
+    def folder(self, job: str, tag: str) -> Path:
+        return self.jobs[job][3](tag)
+
+    def reference(self, job: str) -> Path:
+        """The uninterrupted run (tag 'ref'), run once per module."""
+        if job not in self.done:
+            if (search := self.jobs[job][4]) is not None:
+                self.reference(search)  # the supernet it projects
+            run_script(self.script(job), *self.args(job, "ref"))
+            self.done.add(job)
+        return self.folder(job, "ref")
+
+
+@pytest.fixture(scope="module")
+def runs(exp, tiny_cifar10, bench) -> Runs:
+    return Runs(exp, tiny_cifar10, bench)
+
+
+SEARCHES = ["nb201-search", "sota-search", "sdarts-rs-search"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", SEARCHES)
+def test_search_killed_three_times_ends_as_uninterrupted(runs, pause_python, tmp_path, job):
+    """kill -9 in epoch 0 before the first checkpoint, in the middle of epoch 1, and right after
+    checkpoint 2 is written, each time continued as the messages say: the checkpoints, history
+    and result equal an uninterrupted run's, bit for bit. (3 epochs of 2 weight steps.)"""
+    reference = runs.reference(job)
+    args, folder = runs.args(job, "cut"), runs.folder(job, "cut")
+    run = Interrupted(runs.script(job), folder, pause_python, tmp_path)
+
+    # 1. killed in epoch 0 (before its second weight step): no checkpoint, nothing to resume
+    run.kill(args, "step:2", "killed in epoch 0")
+    assert folder.is_dir() and epochs_of(folder) == []
+    assert read_json(folder / "result.json")["status"] == "running"  # killed: nothing marked it
+    before = sorted(p.name for p in folder.iterdir())
+    msg = fails(runs.script(job), *args, "--resume_epoch", "-1")
+    assert "no checkpoint" in msg and "--overwrite" in msg and str(folder) in msg
+    assert sorted(p.name for p in folder.iterdir()) == before  # the refused resume touched nothing
+
+    # 2. started again with --overwrite (the killed folder is moved aside); killed in the
+    #    middle of epoch 1 (before its second weight step)
+    run.kill([*args, "--overwrite"], "step:4", "started with --overwrite")
+    aside = [p for p in folder.parent.iterdir() if p.name.startswith(folder.name + ".old-")]
+    assert len(aside) == 1 and sorted(p.name for p in aside[0].iterdir()) == before
+    assert epochs_of(folder) == [1] and [r["epoch"] for r in history(folder)] == [0]
+
+    # 3. resumed from checkpoint 1; killed right after checkpoint 2 is written
+    run.kill([*args, "--resume_epoch", "-1"], "checkpoint:checkpoint_2.pth.tar", "resumed from the mid-epoch kill")
+    assert epochs_of(folder) == [1, 2] and [r["epoch"] for r in history(folder)] == [0, 1]
+
+    # 4. resumed from checkpoint 2 to the end
+    run.finish([*args, "--resume_epoch", "-1"], "resumed from the kill after checkpoint 2")
+    assert_same_run(reference, folder, run.origin)
+
+
+# Pause points of a projection: (kill during a scoring pass, mid-tuning, right after a
+# checkpoint), each counted in its own process; after each kill, the checkpoints present. Tuning
+# epochs have 2 weight steps; a NAS-Bench-201 round scores 5 ops, a DARTS-space round 3 ops per
+# cell kind (6 passes), and its epochs 14-16 choose nodes' inputs (topology).
+PROJECTION_KILLS = {
+    "nb201-proj": [("score:3", [0]),            # projection 1 (tuning epoch 0), its third op
+                   ("step:4", [0, 1]),          # resumed at 0: tuning epoch 1, before its second step
+                   ("checkpoint:checkpoint_3.pth.tar", [0, 1, 2, 3])],
+    "sota-proj": [("score:34", list(range(6))),  # projection 6: normal edge chosen, reduce half-way
+                  ("step:4", list(range(7))),    # resumed at 5: tuning epoch 6, before its second step
+                  ("checkpoint:checkpoint_15.pth.tar", list(range(16)))],  # in the topology stage
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", sorted(PROJECTION_KILLS))
+def test_projection_killed_three_times_ends_as_uninterrupted(runs, pause_python, tmp_path, job):
+    """kill -9 during a scoring pass, in the middle of a tuning epoch and right after a
+    projection checkpoint; rerunning the same command continues from the latest projection
+    checkpoint each time, and the end equals an uninterrupted projection, bit for bit."""
+    reference = runs.reference(job)
+    args, folder = runs.args(job, "cut"), runs.folder(job, "cut")
+    run = Interrupted(runs.script(job), folder, pause_python, tmp_path)
+    resumed_at = None
+    for pause, expected in PROJECTION_KILLS[job]:
+        started = "started" if resumed_at is None else f"resumed at tuning epoch {resumed_at}"
+        out = run.kill(args, pause, f"{started}, killed at {pause}")
+        assert epochs_of(folder) == expected, pause
+        if resumed_at is not None:
+            assert f"resumed projection at tuning epoch {resumed_at} " in out
+        resumed_at = expected[-1]
+    out = run.finish(args, f"resumed at tuning epoch {resumed_at}, finished")
+    assert f"resumed projection at tuning epoch {resumed_at} " in out
+    assert_same_run(reference, folder, run.origin)
 
 
 # -- a checkpoint write that fails half-way ----------------------------------------------------
