@@ -3,7 +3,7 @@ NaN, checkpoints written by the original code.
 
 Kills are real SIGKILLs of the exp_scripts' Python process. To kill at an exact place the
 scripts run under tests/fixtures/pause_runner.py (through $PYTHON), which stops the process at
-a pause point (after a given checkpoint file is written, before the N-th weight step, before the
+a pause point (after a given checkpoint file is written, before the N-th weight step, inside the
 N-th projection scoring pass) until the test kills it. Each job (NAS-Bench-201 search and
 projection, DARTS-space search and projection, SDARTS-RS search) is killed at three points in
 turn, each time continued as a user would, and then compared with an uninterrupted run of the
@@ -214,6 +214,7 @@ class Interrupted:
     def __init__(self, script: str, folder: Path, pause_python: Path, tmp: Path) -> None:
         self.script, self.folder, self.pause_python, self.tmp = script, folder, pause_python, tmp
         self.origin: dict[str, str] = {}
+        self.kills = 0
 
     def _part(self, what: str, go: Callable[[], str]) -> str:
         before = digests(self.folder, "*.pth.tar")
@@ -224,7 +225,8 @@ class Interrupted:
         return out
 
     def kill(self, args: list[str], pause: str, what: str) -> str:
-        marker = self.tmp / f"paused-{len(self.origin)}-{pause.replace(':', '-')}"
+        self.kills += 1
+        marker = self.tmp / f"paused-{self.kills}"
         return self._part(what, lambda: kill_at(self.pause_python, self.script, args, pause, marker))
 
     def finish(self, args: list[str], what: str) -> str:
@@ -324,16 +326,16 @@ def test_search_killed_three_times_ends_as_uninterrupted(runs, pause_python, tmp
     assert_same_run(reference, folder, run.origin)
 
 
-# Pause points of a projection: (kill during a scoring pass, mid-tuning, right after a
-# checkpoint), each counted in its own process; after each kill, the checkpoints present. Tuning
-# epochs have 2 weight steps; a NAS-Bench-201 round scores 5 ops, a DARTS-space round 3 ops per
-# cell kind (6 passes), and its epochs 14-16 choose nodes' inputs (topology).
+# Pause points of a projection (inside a scoring pass, mid-tuning, right after a checkpoint),
+# each counted in its own process, and the checkpoints present after each kill. Tuning epochs
+# have 2 weight steps; a NAS-Bench-201 round scores 5 ops, a DARTS-space round 3 ops per cell
+# kind (6 passes), and the DARTS-space epochs 14-16 choose nodes' inputs (topology).
 PROJECTION_KILLS = {
-    "nb201-proj": [("score:3", [0]),            # projection 1 (tuning epoch 0), its third op
-                   ("step:4", [0, 1]),          # resumed at 0: tuning epoch 1, before its second step
+    "nb201-proj": [("score:3", [0]),             # projection 1 (tuning epoch 0), scoring its third op
+                   ("step:4", [0, 1]),           # resumed at 0: tuning epoch 1, before its second step
                    ("checkpoint:checkpoint_3.pth.tar", [0, 1, 2, 3])],
-    "sota-proj": [("score:34", list(range(6))),  # projection 6: normal edge chosen, reduce half-way
-                  ("step:4", list(range(7))),    # resumed at 5: tuning epoch 6, before its second step
+    "sota-proj": [("score:34", list(range(6))),  # projection 6: normal edge chosen, scoring reduce ops
+                  ("step:4", list(range(7))),     # resumed at 5: tuning epoch 6, before its second step
                   ("checkpoint:checkpoint_15.pth.tar", list(range(16)))],  # in the topology stage
 }
 
