@@ -85,7 +85,7 @@ def pause_python(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def in_process(monkeypatch):
+def in_process():
     """In-process runs: one thread (as the scripts get), and no log handler left behind."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
