@@ -5,6 +5,7 @@ with ``torch.load(weights_only=True)``: opening a downloaded checkpoint cannot r
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -17,22 +18,35 @@ import torch
 
 
 class CheckpointError(Exception):
-    """A checkpoint is missing, unreadable or does not fit the model."""
+    """A checkpoint is missing, unreadable, does not fit the model, or cannot be written."""
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder, then rename over the target."""
+    """Write atomically: a temp file in the same folder, then rename over the target.
+
+    A write that fails (disk full, I/O error) removes the temp file, leaves every earlier
+    checkpoint as it was and raises a CheckpointError naming the file and the cause.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # Serialised in memory first: torch's writer turns a failing file write into an opaque
+    # RuntimeError ("unexpected pos ..."), where a plain write reports the OSError it is.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; "
+                                  f"earlier checkpoints are unchanged") from e
         raise
 
 

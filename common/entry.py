@@ -21,7 +21,9 @@ from .metrics import DivergedError
 
 log = logging.getLogger(LOGGER)
 
-USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError)
+# OSError: a file of the run cannot be written (disk full, folder removed or read-only).
+USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError,
+               OSError)
 
 
 def exit_code(job: Callable[[], object]) -> int:

@@ -119,6 +119,11 @@ def run_target(folder: Path, resume_epoch: int, overwrite: bool) -> int:
     if not folder.is_dir():
         raise ConfigError("resume_epoch", resume_epoch, f"cannot resume: experiment folder {folder} does not "
                                                         f"exist (check --seed, --dataset, --expid_tag, --exp_root)")
+    if not checkpoint_epochs(folder):  # stopped before its first checkpoint: nothing to continue
+        raise ConfigError("resume_epoch", resume_epoch, f"cannot resume {folder}: it holds no checkpoint yet (the "
+                                                        f"run stopped before its first one). Start it again with "
+                                                        f"--overwrite (moves the folder aside) instead of "
+                                                        f"--resume_epoch, or use --expid_tag TAG for a separate run.")
     return resolve_epoch(folder, resume_epoch)
 
 

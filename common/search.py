@@ -42,8 +42,9 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         if alpha is None:
             raise CheckpointError(f"{path} holds no alpha")
         trainer.arch.load_alpha_list(list(alpha) if isinstance(alpha, (list, tuple)) else [alpha])
-        if with_optimizers:
+        if with_optimizers:  # the run continues: its weights' gradient tensors too
             trainer.w_opt.load_state_dict(state["optimizer"])
+            trainer.restore_grads(state.get("grads", []))
         if "arch_optimizer" in state:
             trainer.a_opt.load_state_dict(state["arch_optimizer"])
         if scheduler is not None and "scheduler" in state:

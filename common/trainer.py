@@ -198,7 +198,20 @@ class Trainer:
     # -- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
-                "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict()}
+                "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict(),
+                "grads": [n for n, p in self.model.named_parameters() if p.grad is not None]}
+
+    def restore_grads(self, names: list[str]) -> None:
+        """Zero-filled gradient tensors for the weights that had one when the checkpoint was
+        written. A weight with a gradient tensor gets weight decay and momentum in every step,
+        even one that skips its op (see `_full_backward`); SGD leaves a weight without one
+        alone. Ops that projection has killed are never computed again, so without this a
+        resumed projection would stop moving the ones the uninterrupted run still moves."""
+        params = dict(self.model.named_parameters())
+        for name in names:
+            p = params[name]
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
 
 
 def compile_model(model: nn.Module, mode: str = "default") -> Callable:
