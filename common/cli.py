@@ -50,6 +50,11 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--arch_learning_rate", type=float, default=3e-4)
     g.add_argument("--arch_weight_decay", type=float, default=1e-3)
 
+    g.add_argument("--eval_freq", type=int, default=-1,
+                   help="evaluate the supernet on the test set every N search and tuning epochs (0: never); "
+                        "-1: as the original, every search epoch in the DARTS space, never on NAS-Bench-201 "
+                        "and never while tuning (the alpha half is evaluated every epoch regardless)")
+
     g = p.add_argument_group("projection (architecture selection by perturbation)")
     g.add_argument("--dev", default="", choices=["", "proj"],
                    help="'proj': run projection on the checkpoint given by --resume_*")
@@ -167,7 +172,7 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
                                     dev_resume_epoch=args.dev_resume_epoch, no_resume=args.no_resume,
                                     resume_expid=args.resume_expid, log_tag=args.log_tag,
                                     proj_batch_size=args.proj_batch_size),
-        train_portion=args.train_portion, sampling=args.sampling, space=space)
+        train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq, space=space)
 
 
 def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:

@@ -196,10 +196,12 @@ class SearchConfig:
     projection: ProjectionConfig = field(default_factory=ProjectionConfig)
     train_portion: float = 0.5
     sampling: str = "fresh"
+    eval_freq: int = -1
     space: Any = None
 
     def __post_init__(self) -> None:
         at_least("epochs", self.epochs, 1)
+        at_least("eval_freq", self.eval_freq, -1, " (-1: as the original; 0: never)")
         at_least("init_channels", self.init_channels, 1)
         fraction("train_portion", self.train_portion, closed=False)
         check(self.sampling in SAMPLINGS, "sampling", self.sampling, f"choose one of {', '.join(SAMPLINGS)}")

@@ -15,10 +15,10 @@ import numpy as np
 
 from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
 from .config import CRITERIA
-from .experiment import LOGGER, Board, Timer, append_jsonl, write_json
-from .search import epoch_report, load_search_checkpoint, truncate_history
-from .space import Plan, Score
 from .data import SCORE
+from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .search import epoch_report, load_search_checkpoint, log_test_freq
+from .space import Plan, Score
 from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
@@ -93,6 +93,7 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
     write_json(folder / "result.json", {**result, "status": "running"})
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
+    log_test_freq(trainer, tuning=True)
     for epoch in range(start, plan.tune_epochs):
         log.info("tuning epoch %d", epoch)
         if plan.is_projection_epoch(epoch):

@@ -93,6 +93,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     """Supernet training from epoch `start` to --epochs, a checkpoint `{prefix}_{epoch}.pth.tar`
     every --ckpt_interval epochs and at the end."""
     cfg, space = trainer.cfg, trainer.space
+    log_test_freq(trainer, tuning=False)
     for epoch in range(start, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
         cutout_prob = cfg.data.cutout_prob * epoch / max(cfg.epochs - 1, 1) if cfg.data.cutout else 0.0
@@ -140,7 +141,7 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     space, data = trainer.space, trainer.data
     valid_acc, valid_loss = trainer.evaluate(data.valid, (EVAL_VALID, epoch, int(tuning)))
     row.update(epoch=epoch, valid_acc=valid_acc, valid_loss=valid_loss)
-    if data.test is not None:
+    if data.test is not None and tests_at(trainer, epoch, tuning):
         row["test_acc"], row["test_loss"] = trainer.evaluate(data.test, (EVAL_TEST,))
     genotype = space.genotype(trainer.arch.weights())
     row["genotype"] = space.genotype_str(genotype)
@@ -161,6 +162,27 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     for kind, w in softmax.items():
         board.heatmap(f"{prefix}alpha/{kind}", w, space.edge_names, space.op_names[kind], epoch)
     return row
+
+
+def test_freq(trainer: Trainer, tuning: bool) -> int:
+    """Every how many epochs the test set is evaluated (0: never): --eval_freq, or what the
+    original did (its DARTS-space search every epoch; its NAS-Bench-201 search and its
+    tuning never)."""
+    if trainer.cfg.eval_freq >= 0:
+        return trainer.cfg.eval_freq
+    return int(trainer.space.tests_each_search_epoch and not tuning)
+
+
+def tests_at(trainer: Trainer, epoch: int, tuning: bool) -> bool:
+    freq = test_freq(trainer, tuning)
+    return freq > 0 and (epoch + 1) % freq == 0
+
+
+def log_test_freq(trainer: Trainer, tuning: bool) -> None:
+    freq = test_freq(trainer, tuning)
+    when = "never" if freq == 0 else "every epoch" if freq == 1 else f"every {freq} epochs"
+    log.info("test-set evaluation while %s: %s (%s)", "tuning" if tuning else "searching", when,
+             "--eval_freq" if trainer.cfg.eval_freq >= 0 else "as the original; --eval_freq N to change")
 
 
 def _format_matrix(w: torch.Tensor) -> str:

@@ -51,6 +51,7 @@ class Space:
     perturbation: str = "none"                   # ... by name (random, pgd_linf), for result.json
     epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
+    tests_each_search_epoch: bool = True         # the original's per-search-epoch test-set pass
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
             return None
 
     return Space(label=LABEL, model=model, arch=arch, op_names={"cell": list(NB201_OPS)},
-                 edge_names=list(EDGE_KEYS), genotype=lambda w: genotype_from_weights(w["cell"]), query=query)
+                 edge_names=list(EDGE_KEYS), genotype=lambda w: genotype_from_weights(w["cell"]), query=query,
+                 tests_each_search_epoch=False)
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:

@@ -134,3 +134,22 @@ def test_script_defaults(script: str, echo_python: Path):
 
 def test_every_run_script_is_checked():
     assert set(EXPECTED) == {p.name for p in (REPO / "exp_scripts").glob("*.sh")} - {"common.sh", "study.sh"}
+
+
+@pytest.mark.parametrize("space,flags,search,tuning", [
+    ("nb201", [], [], []),                                      # the original: alpha half only
+    ("sota", [], [0, 1, 2, 3], []),                             # the original: every search epoch
+    ("nb201", ["--eval_freq", "2"], [1, 3], [1, 3]),
+    ("sota", ["--eval_freq", "0"], [], []),
+])
+def test_test_set_passes_follow_the_original_unless_asked(space, flags, search, tuning):
+    from types import SimpleNamespace
+
+    from common.search import tests_at
+    from tests.fixtures.configs import search_cfg
+
+    built = {"nb201": nb201, "sota": sota}[space].build_space
+    cfg = search_cfg(*flags, "--init_channels", "2", *(["--layers", "2"] if space == "sota" else []), space=space)
+    trainer = SimpleNamespace(cfg=cfg, space=built(cfg, 10, torch.device("cpu")))
+    assert [e for e in range(4) if tests_at(trainer, e, tuning=False)] == search
+    assert [e for e in range(4) if tests_at(trainer, e, tuning=True)] == tuning

@@ -65,8 +65,12 @@ def test_search_then_projection(env, bench, method):
     first = torch.load(proj / "checkpoint_0.pth.tar", weights_only=True)
     assert first["optimizer"]["param_groups"][0]["lr"] == last["optimizer"]["param_groups"][0]["lr"] == 0.0025
     assert all(int(row.sum()) == 1 and int((row != 0).sum()) == 1 for row in last["projection"]["proj_weights"]["cell"])
-    history = [l for l in (proj / "history.jsonl").read_text().splitlines() if l]
+    history = [json.loads(l) for l in (proj / "history.jsonl").read_text().splitlines() if l]
     assert len(history) == 6
+    # no test-set passes the original did not make (NAS-Bench-201 search and tuning: alpha half only)
+    searched = [json.loads(l) for l in (folder / "history.jsonl").read_text().splitlines() if l]
+    assert all("valid_acc" in r and "test_acc" not in r for r in history + searched)
+    assert "test-set evaluation while searching: never (as the original" in (folder / "log.txt").read_text()
 
 
 def test_search_kill_and_resume_matches_uninterrupted(env):
@@ -184,7 +188,7 @@ def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
     write_imagefolder(tmp_path / "mydata", classes=("cat", "dog", "emu"), n_per_class=8, n_test_per_class=4)
     args = ["--data", str(tmp_path / "mydata"), "--dataset", "imagefolder", "--image_size", "16",
             "--exp_root", str(tmp_path / "exp"), "--api_path", str(bench[0]),
-            *[a for a in TINY if a != "--no_tensorboard"], "--epochs", "1"]
+            *[a for a in TINY if a != "--no_tensorboard"], "--epochs", "1", "--eval_freq", "1"]
     run_script("darts-201.sh", *args)
     folder = tmp_path / "exp" / "nasbench201" / "search-darts-201-1-imagefolder"
     result = read_json(folder / "result.json")
