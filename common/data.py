@@ -24,6 +24,9 @@ import numpy as np
 import torch
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "imagefolder")
+# Classes of the fixed datasets, for what is sized without loading them (reports); an
+# imagefolder has as many as its folders.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "imagenet16-120": 120}
 
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)

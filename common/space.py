@@ -17,13 +17,16 @@ space package. To add a space:
    perturbation, what to write after projection) and its projection `plan`.
 3. Give the package a `train_search.py` whose `__main__` calls `common.run.main`, and
    exp_scripts that run it.
+4. Tell the reports what they cannot read from result.json (`ReportHooks`), and add the
+   space to `analysis.spaces`.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Collection, Mapping, Protocol
 
 from torch import Tensor, nn
 
@@ -94,6 +97,56 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class RunName:
+    """What a run folder's name and place say of the run, for a run whose result.json does
+    not (none written yet, or a broken one); None where they say nothing."""
+
+    space: str | None = None     # space label, as result.json's "space"
+    dataset: str | None = None
+    save: str | None = None      # --save, which the exp_scripts name after the method (darts-201, ...)
+    seed: int | None = None
+
+
+def projection_run_name(name: str) -> RunName:
+    """Save and seed of a projection folder `{save}-seed{seed}-...`, the start of every space's
+    `Layout.projection_name`; the whole name is the save when it has no seed."""
+    m = re.search(r"-seed(\d+)(?:-|$)", name)
+    return RunName(save=name[:m.start()], seed=int(m.group(1))) if m else RunName(save=name)
+
+
+@dataclass(frozen=True)
+class ReportHooks:
+    """What the reports (analysis/) ask a space: what its runs' result.json files leave to the
+    space's own knowledge of its genotypes, cells and folder names.
+
+    labels: the result.json "space" values of the space's runs.
+    title: label -> how tables name it ("NAS-Bench-201", "DARTS space S5").
+    benchmark: whether selected genotypes are scored by a benchmark look-up rather than by
+        evaluation runs trained from scratch (it decides the table).
+    alpha_labels: (label, cell kind) -> heat-map row (edge) and column (op) labels; None if unknown.
+    draw_cell: (result.json, path stem, method, seed) -> PNG of the run's selected cell.
+    params_mb: (genotype, dataset) -> parameters (millions) of its evaluation network; None if
+        the string is not a genotype of the space.
+    search_folder: what a search folder's name and place (the space's Layout) say of its runs.
+    canonical_genotype: a result.json genotype (string or dict) as a comparable string, None if
+        not one; it joins evaluation runs to the searches that chose their genotype.
+    catalog: names of the genotypes published with the space.
+    skip_folders: folders in the space's experiments folder that hold no runs.
+    """
+
+    labels: tuple[str, ...]
+    title: Callable[[str], str]
+    benchmark: bool
+    alpha_labels: Callable[[str, str], tuple[list[str], list[str]] | None]
+    draw_cell: Callable[[Mapping[str, Any], Path, str, int | None], Path]
+    params_mb: Callable[[str, str], float | None]
+    search_folder: Callable[[Path], RunName]
+    canonical_genotype: Callable[[Any], str | None] = lambda genotype: None  # no evaluation runs to join
+    catalog: Callable[[], Collection[str]] = tuple
+    skip_folders: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A search space as the shared entry point and the reports see it."""
 
@@ -103,3 +156,4 @@ class SearchSpace:
     layout: Layout
     build: Callable[[SearchConfig, int, Any], Space]        # (config, classes, device)
     plan: Callable[[SearchConfig, Space], Plan]
+    report: ReportHooks

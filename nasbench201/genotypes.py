@@ -74,3 +74,26 @@ def arch_to_weights(arch: str, ops: Sequence[str] = NB201_OPS) -> Tensor:
     for e, key in enumerate(EDGE_KEYS):
         weights[e, list(ops).index(edge_ops[key])] = 1.0
     return weights
+
+
+def nb201_params_mb(arch: str, num_classes: int = 10, C: int = 16, N: int = 5) -> float | None:
+    """Parameters (millions) of the NAS-Bench-201 evaluation network of `arch` (C=16, N=5):
+    stem, 3 stages of N cells with ResNet reduction blocks between them, classifier. Equals
+    the benchmark's own count (1.531546 M for all-nor_conv_3x3 on CIFAR-10); None if `arch`
+    is not an arch string."""
+    try:
+        ops = [op for node in parse_arch(arch) for op, _ in node]
+    except (AttributeError, ValueError):
+        return None
+    conv = {"nor_conv_3x3": 9, "nor_conv_1x1": 1}
+
+    def cell(c: int) -> int:  # ReLU-Conv-BN per conv edge; pooling, skip and none are free
+        return sum(conv[op] * c * c + 2 * c for op in ops if op in conv)
+
+    def resblock(cin: int, cout: int) -> int:  # two ReLU-Conv-BN 3x3 and a 1x1 shortcut
+        return 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout + cin * cout
+
+    total = 27 * C + 2 * C                      # stem conv + BN
+    total += N * cell(C) + resblock(C, 2 * C) + N * cell(2 * C) + resblock(2 * C, 4 * C) + N * cell(4 * C)
+    total += 2 * 4 * C + 4 * C * num_classes + num_classes  # last BN, classifier
+    return total / 1e6

@@ -27,10 +27,10 @@ from .benchmark import Benchmark
 from .genotypes import genotype_from_weights
 from .model_search import EDGE_KEYS, NB201Supernet
 from .operations import NB201_OPS
+from .report_hooks import LABEL, REPORT_HOOKS
 
 log = logging.getLogger(LOGGER)
 
-LABEL = "nasbench201"
 METHODS = ("darts", "blank")  # the original has no SDARTS on NAS-Bench-201
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
@@ -124,7 +124,7 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
 
 
 SEARCH_SPACE = SearchSpace(name="nasbench201", parser=build_parser, config=config, layout=LAYOUT,
-                           build=build_space, plan=build_plan)
+                           build=build_space, plan=build_plan, report=REPORT_HOOKS)
 
 
 if __name__ == "__main__":

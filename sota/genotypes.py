@@ -183,6 +183,11 @@ def _builtin() -> dict[str, Genotype]:
     return catalog
 
 
+def builtin_genotype_names() -> list[str]:
+    """Names of the built-in catalog: the classic DARTS cells and the genotypes published with DARTS-PT."""
+    return sorted(_builtin())
+
+
 def default_registry() -> Path:
     """Folder of registered genotypes: $DARTS_PT_GENOTYPES, else <repo>/experiments/sota/genotypes."""
     env = os.environ.get(REGISTRY_ENV)
@@ -198,7 +203,7 @@ def _registry_file(name: str, registry: Path | None) -> Path:
 def all_genotype_names(registry: Path | None = None) -> list[str]:
     folder = Path(registry or default_registry())
     registered = {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
-    return sorted(set(_builtin()) | registered)
+    return sorted(set(builtin_genotype_names()) | registered)
 
 
 def get_genotype(name: str, registry: Path | None = None) -> Genotype:

@@ -14,6 +14,15 @@ from common.batchnorm import BatchNorm2d
 from sota.genotypes import Genotype
 from sota.operations import OPS, FactorizedReduce, ReLUConvBN
 
+# Evaluation sizes of the exp_scripts: CIFAR-10 at C=36, 20 cells; CIFAR-100 and SVHN at C=16, 8 cells.
+EVAL_SIZE = {"cifar10": (36, 20)}
+DEFAULT_EVAL_SIZE = (16, 8)
+
+
+def eval_size(dataset: str) -> tuple[int, int]:
+    """(init channels, cells) of the evaluation network the exp_scripts train on `dataset`."""
+    return EVAL_SIZE.get(dataset, DEFAULT_EVAL_SIZE)
+
 
 def drop_path(x: Tensor, drop_prob: float) -> Tensor:
     """Zero whole samples with probability drop_prob, scaling the kept ones by 1/keep."""

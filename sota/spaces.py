@@ -17,6 +17,8 @@ NODE_EDGES: dict[int, list[int]] = {2: [2, 3, 4], 3: [5, 6, 7, 8], 4: [9, 10, 11
 
 # (intermediate node, input state) of each of the 14 edges, in edge order.
 EDGE_INPUTS: list[tuple[int, int]] = [(node, j) for node in range(4) for j in range(node + 2)]
+# Heat-map row label of each edge: "input state->state", node i being state i + 2.
+EDGE_NAMES: list[str] = [f"{j}->{node + 2}" for node, j in EDGE_INPUTS]
 
 DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5"]
@@ -51,6 +53,13 @@ SPACES: dict[str, dict[str, list[list[str]]]] = {
 
 # cell kind ("normal"/"reduce", the keys of the weights dicts) -> key inside a space
 KIND_KEYS = {"normal": "primitives_normal", "reduce": "primitives_reduct"}
+
+
+def column_names(edge_ops: list[list[str]]) -> list[str]:
+    """Heat-map columns of a cell kind: op names when every edge has the same ops (not so in S1)."""
+    if all(ops == edge_ops[0] for ops in edge_ops):
+        return list(edge_ops[0])
+    return [f"op{i}" for i in range(len(edge_ops[0]))]
 
 
 def space(name: str) -> dict[str, list[list[str]]]:

@@ -25,18 +25,16 @@ from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space
 
 from .genotypes import Genotype, genotype_to_dict, register_genotype
-from .model_eval import NetworkCIFAR, count_parameters_mb
+from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
-from .spaces import EDGE_INPUTS, NODE_EDGES, NUM_EDGES, SPACES
+from .report_hooks import FOLDER, REPORT_HOOKS
+from .spaces import EDGE_NAMES, NODE_EDGES, NUM_EDGES, SPACES, column_names
 
 log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
 METHODS = ("darts", "blank", "sdarts")
-# Evaluation sizes of the exp_scripts: CIFAR-10 at C=36, 20 cells; CIFAR-100 and SVHN at C=16, 8 cells.
-EVAL_SIZE = {"cifar10": (36, 20)}
-DEFAULT_EVAL_SIZE = (16, 8)
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
-LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "sota" / cfg.data.dataset,
+LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / FOLDER / cfg.data.dataset,
                 search_name=search_name, projection_name=projection_name)
 
 
@@ -115,20 +113,12 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     o = cfg.space
     model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space).to(device)
     arch = Architecture(model.arch_shapes(), device)
-    n_ops = model.arch_shapes()["normal"][1]
-    op_names = {k: _column_names(model.edge_ops(k), n_ops) for k in KINDS}
-    edge_names = [f"{e}: {j}->{n + 2}" for e, (n, j) in enumerate(EDGE_INPUTS)]
+    op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
+    edge_names = [f"{e}: {name}" for e, name in enumerate(EDGE_NAMES)]
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
                  genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
                  epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result))
-
-
-def _column_names(edge_ops: list[list[str]], n_ops: int) -> list[str]:
-    """Heat-map columns: op names when every edge has the same ops (not so in S1)."""
-    if all(ops == edge_ops[0] for ops in edge_ops):
-        return list(edge_ops[0])
-    return [f"op{i}" for i in range(n_ops)]
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:
@@ -168,7 +158,7 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
     """Write genotype.json and the cell diagram, count parameters, register the genotype by name."""
     from .visualize import plot_genotype  # matplotlib, only once a projection has finished
 
-    C, layers = EVAL_SIZE.get(cfg.data.dataset, DEFAULT_EVAL_SIZE)
+    C, layers = eval_size(cfg.data.dataset)
     net = NetworkCIFAR(C, num_classes, layers, True, genotype)
     name = cfg.space.genotype_name or f"{cfg.data.dataset}_{folder.parent.name}_{folder.name}"
     meta = {"experiment": str(folder), "space": cfg.space.space, "dataset": cfg.data.dataset,
@@ -185,8 +175,8 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
              "`bash exp_scripts/eval.sh --arch %s`", name, registered, params["params_mb"], C, layers, name)
 
 
-SEARCH_SPACE = SearchSpace(name="sota", parser=build_parser, config=config, layout=LAYOUT,
-                           build=build_space, plan=build_plan)
+SEARCH_SPACE = SearchSpace(name=FOLDER, parser=build_parser, config=config, layout=LAYOUT,
+                           build=build_space, plan=build_plan, report=REPORT_HOOKS)
 
 
 if __name__ == "__main__":

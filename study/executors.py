@@ -262,7 +262,7 @@ class LocalExecutor:
         s.say(f"done: {state_counts(records)}")
         finished = sum(r.state == FINISHED for r in records)
         if finished:
-            s.say(f"report: python -m common.report {s.ctx.study_dir}")
+            s.say(f"report: python -m analysis {s.ctx.study_dir}")
         return 0 if finished == len(runs) else 1
 
 

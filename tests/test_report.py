@@ -1,4 +1,4 @@
-"""The study report (python -m common.report): tables checked against the runs' result.json.
+"""The study report (python -m analysis): tables checked against the runs' result.json.
 
 NAS-Bench-201: a real experiments/ tree from end-to-end runs through the exp_scripts on
 tiny data (DARTS and fix-alpha, two seeds each, supernet and projection), plus an
@@ -34,7 +34,7 @@ METHODS = {"darts": "DARTS", "blank": "fix-alpha"}
 
 
 def report(exp: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.report", str(exp), *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "analysis", str(exp), *args], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -214,7 +214,7 @@ def write_docs_example(out: Path) -> None:
     shutil.copyfile(out / "nasbench201-cifar10" / "trajectory.png", docs / "report_example.png")
     (docs / "report_example.md").write_text(
         "# Example report output\n\n"
-        "Written by `python -m common.report EXPERIMENTS` from the runs of `tests/test_report.py`: tiny "
+        "Written by `python -m analysis EXPERIMENTS` from the runs of `tests/test_report.py`: tiny "
         "NAS-Bench-201 searches (2 epochs on 96 CIFAR-10 images, a synthetic benchmark), so the numbers say "
         "nothing about the methods; the layout is that of a real study. Refresh with "
         "`DARTS_PT_WRITE_REPORT_EXAMPLE=1 python -m pytest tests/test_report.py`.\n\n"
@@ -346,7 +346,7 @@ def test_darts_space_table_and_eval_join(darts_tree, tmp_path):
 # -- pieces ----------------------------------------------------------------------------------
 
 def test_nb201_params_match_the_benchmark():
-    from common.report import nb201_params_mb
+    from nasbench201.genotypes import nb201_params_mb
 
     best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     assert nb201_params_mb(best, 10) == pytest.approx(1.531546)  # NAS-Bench-201's count for this arch
@@ -356,7 +356,7 @@ def test_nb201_params_match_the_benchmark():
 
 
 def test_mean_std_formatting():
-    from common.report import fmt_mean_std, mean_std
+    from analysis.tables import fmt_mean_std, mean_std
 
     assert fmt_mean_std([1.0, 3.0], 0) == "2.00 ± 1.00"
     assert fmt_mean_std([1.0, 3.0], 1) == f"2.00 ± {np.std([1.0, 3.0], ddof=1):.2f}"
@@ -365,7 +365,7 @@ def test_mean_std_formatting():
 
 
 def test_unreadable_files_never_crash(tmp_path):
-    from common.report import discover
+    from analysis.runs import discover
 
     nb = tmp_path / "nasbench201"
     _write(nb / "search-darts-201-1", "[1, 2]")                        # JSON, but not an object
@@ -387,7 +387,7 @@ def test_unreadable_files_never_crash(tmp_path):
 
 
 def test_cli_without_side_effects(tmp_path):
-    code = ("import sys, common.report as r; assert 'matplotlib' not in sys.modules; "
+    code = ("import sys, analysis.__main__ as r; assert 'matplotlib' not in sys.modules; "
             "p = r.build_parser(); a = p.parse_args([]); print(a.experiments, a.out)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -399,7 +399,7 @@ def test_cli_without_side_effects(tmp_path):
 def test_sdarts_adv_apart_and_studies_reported_on_their_own(tmp_path):
     """SDARTS-ADV runs (perturb_alpha pgd_linf) get rows of their own; a study under the
     experiments folder is left to its own report."""
-    from common.report import discover
+    from analysis.runs import discover
 
     c10 = tmp_path / "sota" / "cifar10"
     for save, perturb in (("sdarts-rs-sota", "random"), ("sdarts-adv-sota", "pgd_linf")):

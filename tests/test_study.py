@@ -114,7 +114,7 @@ def test_local_study_runs_chains_two_at_a_time(grid):
     assert s1[0] < s2[1] and s2[0] < s1[1]
     for seed in (1, 2):
         assert t[f"nb201-cifar10-darts-seed{seed}-proj"][0] >= t[f"nb201-cifar10-darts-seed{seed}-search"][1]
-    assert f"report: python -m common.report {sdir}" in proc.stdout
+    assert f"report: python -m analysis {sdir}" in proc.stdout
 
 
 def test_rerun_starts_nothing(grid):
@@ -178,7 +178,7 @@ def test_added_darts_space_chain(grid, capsys):
 def test_report_of_a_study(grid):
     root, _, _ = grid
     sdir = root / "studies" / "grid"
-    proc = subprocess.run([sys.executable, "-m", "common.report", str(sdir)], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(sdir)], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     with open(sdir / "report" / "runs.csv") as f:

@@ -1,0 +1,376 @@
+"""Tables: runs grouped by space, dataset and method, mean ± std over runs, the NAS-Bench-201,
+DARTS-space and evaluation tables, and their Markdown and CSV forms."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from common.space import ReportHooks
+
+from . import spaces
+from .runs import FAILED, FINISHED, RUNNING, STATUS_TEXT, UNREADABLE, Run, is_number
+
+Table = tuple[list[str], list[list[str]], list[dict[str, Any]]]  # header, Markdown rows, CSV rows
+
+METHOD_ORDER = ["DARTS", "DARTS+PT", "fix-alpha", "fix-alpha+PT", "SDARTS", "SDARTS+PT", "SDARTS-ADV",
+                "SDARTS-ADV+PT"]
+
+# NAS-Bench-201 test-accuracy keys, and the one of each search dataset.
+BENCH_TEST = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
+DATASET_KEY = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_test",
+               "imagenet16": "imagenet16_test"}
+DATASET_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet16-120": "ImageNet16-120"}
+
+# The paper's numbers (SPEC section 7): NAS-Bench-201 CIFAR-10 test accuracy (100 - error),
+# DARTS-space test error after evaluation (S5 is the DARTS space; SDARTS+PT is SDARTS-RS+PT).
+PAPER: dict[tuple[str, str], dict[str, str]] = {
+    ("nasbench201", "cifar10"): {"DARTS": "54.30", "DARTS+PT": "88.11", "fix-alpha+PT": "93.80"},
+    ("s5", "cifar10"): {"DARTS": "3.00 ± 0.14", "DARTS+PT": "2.61 ± 0.08", "SDARTS+PT": "2.54 ± 0.10",
+                        "fix-alpha+PT": "2.87"},
+}
+for _ds, _errs in {"cifar10": ("3.50", "2.79", "2.49", "2.64"), "cifar100": ("24.48", "23.16", "22.03", "20.80"),
+                   "svhn": ("2.62", "2.53", "2.42", "2.42")}.items():
+    for _k, _e in enumerate(_errs):
+        PAPER[(f"s{_k + 1}", _ds)] = {"DARTS+PT": _e}
+
+
+# -- statistics and formatting ----------------------------------------------------------------
+
+def mean_std(values: Sequence[float], ddof: int) -> tuple[float | None, float | None]:
+    """Mean and std (with `ddof`) of the finite values; std is None with fewer than two."""
+    vals = [float(v) for v in values if is_number(v)]
+    if not vals:
+        return None, None
+    return float(np.mean(vals)), (float(np.std(vals, ddof=ddof)) if len(vals) > 1 else None)
+
+
+def fmt_mean_std(values: Sequence[float], ddof: int, digits: int = 2) -> str:
+    """'mean ± std', just the value for one run, '—' for none."""
+    mean, std = mean_std(values, ddof)
+    if mean is None:
+        return "—"
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.2f} days"
+
+
+def dataset_title(dataset: str) -> str:
+    return DATASET_TITLE.get(dataset.lower(), dataset)
+
+
+def natural(text: str) -> list:
+    """Sort key that orders the numbers in `text` by value (epoch 10 after epoch 9)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    vals = [float(v) for v in values if is_number(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def _cell(text: Any) -> str:
+    """Markdown table cell: pipes escaped (NAS-Bench-201 arch strings are full of them)."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def status_counts(runs: Iterable[Run]) -> str:
+    """'8 finished, 1 unfinished, 1 failed, 1 unreadable' (only the statuses present)."""
+    counts = Counter(r.status for r in runs)
+    return ", ".join(f"{counts[s]} {STATUS_TEXT.get(s, s)}" for s in (FINISHED, RUNNING, FAILED, UNREADABLE)
+                     if counts[s])
+
+
+def not_counted_text(runs: Iterable[Run]) -> str:
+    counts = Counter(STATUS_TEXT[r.status] for r in runs if not r.counted)
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "—"
+
+
+# -- groups -----------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    label: str
+    setting: str | None
+    runs: list[Run] = field(default_factory=list)
+    evals: list[Run] = field(default_factory=list)  # DARTS space: evaluation runs joined to this row
+    display: str = ""
+
+    @property
+    def finished(self) -> list[Run]:
+        return [r for r in self.runs if r.counted]
+
+    @property
+    def finished_evals(self) -> list[Run]:
+        return [r for r in self.evals if r.counted]
+
+
+@dataclass
+class Group:
+    space: str
+    dataset: str
+    hooks: ReportHooks
+    rows: dict[tuple[str, str | None], Row] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.space}-{self.dataset}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.hooks.title(self.space)}, {dataset_title(self.dataset)}"
+
+    def all_runs(self) -> list[Run]:
+        return [r for row in self.rows.values() for r in row.runs]
+
+    def sorted_rows(self) -> list[Row]:
+        def key(row: Row) -> tuple:
+            order = METHOD_ORDER.index(row.label) if row.label in METHOD_ORDER else len(METHOD_ORDER)
+            return order, row.label, natural(row.setting or "")
+        return sorted(self.rows.values(), key=key)
+
+
+def build_groups(runs: list[Run]) -> tuple[dict[tuple[str, str], Group], list[Run]]:
+    """Search and projection runs by (space, dataset), then by (method, setting). Runs whose
+    space (one the reports know) or dataset cannot be told are returned apart."""
+    groups: dict[tuple[str, str], Group] = {}
+    orphans = []
+    for run in runs:
+        if run.kind == "eval":
+            continue
+        hooks = spaces.hooks(run.space)
+        if hooks is None or not run.dataset:
+            orphans.append(run)
+            continue
+        group = groups.setdefault((run.space, run.dataset), Group(run.space, run.dataset, hooks))
+        key = (run.label, run.setting)
+        if run.setting is None:  # an unreadable run: the method's only row, if it has one
+            same = [k for k in group.rows if k[0] == run.label]
+            if len(same) == 1:
+                key = same[0]
+        group.rows.setdefault(key, Row(*key)).runs.append(run)
+    for group in groups.values():
+        settings = Counter(label for label, _ in group.rows)
+        for (label, setting), row in group.rows.items():
+            row.display = label if settings[label] == 1 or setting is None else f"{label} ({setting})"
+            if setting is None and settings[label] > 1:
+                row.display = f"{label} (setting unknown)"
+    return groups, orphans
+
+
+def link_evals(groups: dict[tuple[str, str], Group], evals: list[Run]) -> None:
+    """Join each evaluation run to the rows whose runs selected its genotype: by name
+    (eval "arch" == projection "genotype_name"), else by identical genotype; only runs of
+    the same dataset count."""
+    by_name: dict[tuple[str, str], list[tuple[Group, Row]]] = defaultdict(list)
+    by_geno: dict[tuple[str, str], list[tuple[Group, Row]]] = defaultdict(list)
+    for group in groups.values():
+        if group.hooks.benchmark:
+            continue
+        for row in group.rows.values():
+            for run in row.finished:
+                if run.kind == "projection" and run.result.get("genotype_name"):
+                    by_name[(group.dataset, run.result["genotype_name"])].append((group, row))
+                canon = group.hooks.canonical_genotype(run.result.get("genotype"))
+                if canon:
+                    by_geno[(group.dataset, canon)].append((group, row))
+    for ev in evals:
+        dataset, arch = ev.dataset, ev.result.get("arch")
+        targets = by_name.get((dataset, arch), []) if arch else []
+        if not targets and ev.result.get("genotype") is not None:
+            # an evaluation does not name its space: its genotype in each space's canonical form
+            canons = {space.report.canonical_genotype(ev.result["genotype"]) for space in spaces.SPACES.values()}
+            targets = [t for canon in canons if canon for t in by_geno.get((dataset, canon), [])]
+        for group, row in targets:
+            if ev not in row.evals:
+                row.evals.append(ev)
+                ev.links.add((group.name, row.display))
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+def nb201_table(group: Group, ddof: int) -> Table:
+    head_key = DATASET_KEY.get(group.dataset.lower(), "cifar10_test")
+    keys = [head_key] + [k for k in BENCH_TEST if k != head_key]
+    paper = PAPER.get((group.space, group.dataset.lower()), {})
+    header = ["method", "runs", "seeds", "not counted", "genotype(s)",
+              *[f"{BENCH_TEST[k]} test acc (%)" for k in keys[:1]], "best",
+              *[f"{BENCH_TEST[k]} test acc (%)" for k in keys[1:]],
+              "params (M)", "search time", "projection time"] + (["paper"] if paper else [])
+    md, csv_rows = [], []
+    for row in group.sorted_rows():
+        fin = row.finished
+        benches = [r.result.get("benchmark") or {} for r in fin]
+        vals = {k: [b[k] for b in benches if is_number(b.get(k))] for k in keys}
+        head = vals[head_key]
+        genos: dict[str, list[Run]] = defaultdict(list)
+        for r in sorted(fin, key=lambda r: (r.seed is None, r.seed or 0)):
+            genos[r.result["genotype"]].append(r)
+        geno_text = "<br>".join(f"{'seeds' if len(rs) > 1 else 'seed'} {_seeds(rs)}: `{g}`"
+                                for g, rs in genos.items()) or "—"
+        if fin and len(head) < len(fin):
+            geno_text += f"<br>({len(fin) - len(head)} without benchmark entry)"
+        params = _mean(group.hooks.params_mb(r.result["genotype"], group.dataset) for r in fin)
+        search_t, proj_t = _search_times(row)
+        md.append([row.display, str(len(fin)), _seeds(fin), not_counted_text(row.runs), geno_text,
+                   fmt_mean_std(head, ddof), f"{max(head):.2f}" if head else "—",
+                   *[fmt_mean_std(vals[k], ddof) for k in keys[1:]],
+                   f"{params:.3f}" if params is not None else "—", fmt_time(search_t), fmt_time(proj_t)]
+                  + ([paper.get(row.label, "")] if paper else []))
+        rec: dict[str, Any] = {"space": group.space, "dataset": group.dataset, "method": row.label,
+                               "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
+                               "not_counted": not_counted_text(row.runs), "genotypes": " ; ".join(genos)}
+        for k in keys:
+            m, s = mean_std(vals[k], ddof)
+            rec.update({f"{k}_mean": m, f"{k}_std": s, f"{k}_n": len(vals[k])})
+        rec.update(best=max(head) if head else None, params_mb=params, search_time_s=search_t,
+                   projection_time_s=proj_t, paper=paper.get(row.label, ""))
+        csv_rows.append(rec)
+    return header, md, csv_rows
+
+
+def darts_table(group: Group, ddof: int, cells: dict[int, str]) -> Table:
+    """`cells`: id(run) -> its cell diagram, linked from the genotype names."""
+    paper = PAPER.get((group.space, group.dataset.lower()), {})
+    header = ["method", "runs", "seeds", "not counted", "genotype(s)", "eval runs", "test error (%)", "best",
+              "params (M)", "search time", "projection time", "eval time"] + (["paper"] if paper else [])
+    md, csv_rows = [], []
+    for row in group.sorted_rows():
+        fin, evals = row.finished, row.finished_evals
+        errors = [_eval_error(e) for e in evals]
+        names = []
+        for r in fin:
+            name = r.result.get("genotype_name") or f"seed {r.seed}"
+            link = cells.get(id(r))
+            names.append(f"[{name}]({link})" if link else name)
+        params = _darts_params(group, row)
+        search_t, proj_t = _search_times(row)
+        eval_t = _mean(e.result.get("train_time_s") for e in evals)
+        nc = not_counted_text(row.runs)
+        eval_nc = not_counted_text(row.evals)
+        if eval_nc != "—":
+            nc = (nc + "; " if nc != "—" else "") + f"eval: {eval_nc}"
+        configs = sorted({_eval_setting(e).strip(" ()") or "standard" for e in evals})
+        n_evals = str(len(evals)) + (f" ({'; '.join(configs)})" if len(configs) > 1 else "")
+        md.append([row.display, str(len(fin)), _seeds(fin), nc, "<br>".join(names) or "—", n_evals,
+                   fmt_mean_std(errors, ddof), f"{min(errors):.2f}" if errors else "—",
+                   f"{params:.2f}" if params is not None else "—", fmt_time(search_t), fmt_time(proj_t),
+                   fmt_time(eval_t)] + ([paper.get(row.label, "")] if paper else []))
+        m, s = mean_std(errors, ddof)
+        csv_rows.append({"space": group.space, "dataset": group.dataset, "method": row.label,
+                         "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
+                         "not_counted": nc,
+                         "genotypes": " ; ".join(r.result.get("genotype_name") or r.result["genotype"] for r in fin),
+                         "eval_runs": len(evals), "test_error_mean": m, "test_error_std": s,
+                         "best_test_error": min(errors) if errors else None, "params_mb": params,
+                         "search_time_s": search_t, "projection_time_s": proj_t, "eval_time_s": eval_t,
+                         "paper": paper.get(row.label, "")})
+    return header, md, csv_rows
+
+
+def _darts_params(group: Group, row: Row) -> float | None:
+    """Of the evaluation runs, else as the projections recorded it, else counted by the space."""
+    params = _mean(e.result.get("params_mb") for e in row.finished_evals)
+    if params is None:
+        params = _mean((r.result.get("eval_size") or {}).get("params_mb") for r in row.finished)
+    if params is None:
+        params = _mean(group.hooks.params_mb(r.result["genotype"], group.dataset) for r in row.finished)
+    return params
+
+
+def _search_times(row: Row) -> tuple[float | None, float | None]:
+    """Mean search and projection time of the row's finished runs (projection: +PT rows only)."""
+    search_t = _mean(r.result.get("search_time_s") for r in row.finished)
+    proj_t = _mean(r.result.get("projection_time_s") for r in row.finished) if any(
+        r.kind == "projection" for r in row.runs) else None
+    return search_t, proj_t
+
+
+def _eval_setting(run: Run) -> str:
+    """' (C=.., L=.., N epochs)' for evaluations trained otherwise than the exp_scripts do."""
+    r = run.result
+    c, layers, epochs = r.get("init_channels"), r.get("layers"), r.get("epochs")
+    if (c, layers, epochs) in ((36, 20, 600), (16, 8, 600)) or None in (c, layers, epochs):
+        return ""
+    return f" (C={c}, {layers} cells, {epochs} epochs)"
+
+
+def _eval_error(run: Run) -> float:
+    err = run.result.get("final_test_error")
+    return float(err) if is_number(err) else 100.0 - float(run.result["final_test_acc"])
+
+
+def _seeds(runs: list[Run], sep: str = ", ") -> str:
+    return sep.join(str(r.seed) for r in sorted(runs, key=lambda r: (r.seed is None, r.seed or 0))) or "—"
+
+
+def eval_table(dataset: str, evals: list[Run], ddof: int) -> Table:
+    catalog = {name for space in spaces.SPACES.values() for name in space.report.catalog()}
+    by_arch: dict[str, list[Run]] = defaultdict(list)
+    for ev in evals:  # one row per genotype and training setting
+        by_arch[ev.label + _eval_setting(ev)].append(ev)
+    header = ["genotype", "selected by", "runs", "seeds", "not counted", "test error (%)", "best",
+              "best-epoch test acc (%)", "epochs", "params (M)", "train time"]
+    md, csv_rows = [], []
+    for arch in sorted(by_arch, key=natural):
+        runs = by_arch[arch]
+        fin = [r for r in runs if r.counted]
+        errors = [_eval_error(r) for r in fin]
+        links = sorted({f"{label} ({g})" for r in runs for g, label in r.links})
+        source = ", ".join(links) or ("catalog" if arch in catalog else "not linked to a search run")
+        epochs = sorted({r.result.get("epochs") for r in fin if isinstance(r.result.get("epochs"), int)})
+        params = _mean(r.result.get("params_mb") for r in fin)
+        train_t = _mean(r.result.get("train_time_s") for r in fin)
+        best_acc = [r.result.get("best_test_acc") for r in fin]
+        md.append([arch, source, str(len(fin)), _seeds(fin), not_counted_text(runs), fmt_mean_std(errors, ddof),
+                   f"{min(errors):.2f}" if errors else "—", fmt_mean_std(best_acc, ddof),
+                   "/".join(map(str, epochs)) or "—", f"{params:.2f}" if params is not None else "—",
+                   fmt_time(train_t)])
+        m, s = mean_std(errors, ddof)
+        csv_rows.append({"dataset": dataset, "arch": arch, "selected_by": source, "runs": len(fin),
+                         "seeds": _seeds(fin, sep=" "), "not_counted": not_counted_text(runs),
+                         "test_error_mean": m, "test_error_std": s, "best_test_error": min(errors) if errors else None,
+                         "params_mb": params, "train_time_s": train_t})
+    return header, md, csv_rows
+
+
+# -- output -----------------------------------------------------------------------------------
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def not_counted_table(runs: Iterable[Run]) -> str:
+    rows = [[f"`{r.rel}`", r.kind, STATUS_TEXT[r.status], r.label, str(r.seed) if r.seed is not None else "?",
+             r.detail or "—"] for r in sorted(runs, key=lambda r: r.rel) if not r.counted]
+    if not rows:
+        return "All runs finished."
+    return markdown_table(["run", "kind", "status", "method", "seed", "detail"], rows)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    path.write_text(buf.getvalue())
