@@ -58,19 +58,32 @@ def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-@pytest.fixture(scope="session")
-def cifar10_dir(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_cifar10
+def dataset_dir(tmp_path_factory, name: str, n_train: int, n_test: int) -> Path:
+    """A folder holding a tiny `name` dataset (cifar10, svhn, ...) in its real on-disk format."""
+    from tests.fixtures import datasets
 
-    root = tmp_path_factory.mktemp("cifar10")
-    write_cifar10(root, n_train=96, n_test=32, seed=0)
+    root = tmp_path_factory.mktemp(f"{name}-{n_train}")
+    getattr(datasets, f"write_{name}")(root, n_train=n_train, n_test=n_test, seed=0)
     return root
 
 
-@pytest.fixture(scope="session")
-def svhn_dir(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_svhn
+def _dataset_fixture(name: str, n_train: int, n_test: int):
+    @pytest.fixture(scope="session")
+    def folder(tmp_path_factory) -> Path:
+        return dataset_dir(tmp_path_factory, name, n_train, n_test)
+    return folder
 
-    root = tmp_path_factory.mktemp("svhn")
-    write_svhn(root, n_train=96, n_test=32, seed=0)
-    return root
+
+cifar10_dir = _dataset_fixture("cifar10", 96, 32)
+svhn_dir = _dataset_fixture("svhn", 96, 32)
+small_cifar10 = _dataset_fixture("cifar10", 32, 16)  # one batch of 16 per half
+small_svhn = _dataset_fixture("svhn", 32, 16)
+
+
+@pytest.fixture(scope="session")
+def bench(tmp_path_factory) -> tuple[Path, dict]:
+    """A tiny NAS-Bench-201 benchmark file (every arch) and its accuracies."""
+    from tests.fixtures.nb201_bench import nb201_archs, write_tiny_benchmark
+
+    path = tmp_path_factory.mktemp("bench") / "NAS-Bench-201-tiny.pth"
+    return path, write_tiny_benchmark(path, nb201_archs())

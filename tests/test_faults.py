@@ -35,7 +35,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import REPO, _script_env, fails, read_json, run_script
+from tests.conftest import REPO, _script_env, dataset_dir, fails, read_json, run_script
 
 # 40 training images, 60% of them train the weights: 2 weight batches (16 + 8) per epoch, so
 # an epoch has a middle; the alpha half (and every scoring pass) is one batch.
@@ -53,20 +53,12 @@ FOLDER_KEYS = ("genotype_name", "genotype_file", "figures")
 # -- fixtures ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_cifar10(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_cifar10
-
-    root = tmp_path_factory.mktemp("tiny_cifar10")
-    write_cifar10(root, n_train=40, n_test=16, seed=0)
-    return root
+    return dataset_dir(tmp_path_factory, "cifar10", 40, 16)
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> Path:
-    from tests.fixtures.nb201_bench import nb201_archs, write_tiny_benchmark
-
-    path = tmp_path_factory.mktemp("bench") / "NAS-Bench-201-tiny.pth"
-    write_tiny_benchmark(path, nb201_archs())
-    return path
+def bench_file(bench) -> Path:
+    return bench[0]
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +231,7 @@ class Runs:
 
     def __init__(self, exp: Path, data: Path, bench: Path) -> None:
         self.exp, self.done = exp, set()
-        nb = ["--data", str(data), "--exp_root", str(exp), "--api_path", str(bench), *NB201]
+        nb = ["--data", str(data), "--exp_root", str(exp), "--api_path", str(bench_file), *NB201]
         sota = ["--data", str(data), "--exp_root", str(exp), *SOTA]
         epochs = ["--epochs", "3", "--ckpt_interval", "1"]
         proj = ["--resume_epoch", "3", "--epochs", "3", "--proj_intv", "1"]
@@ -284,8 +276,8 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(exp, tiny_cifar10, bench) -> Runs:
-    return Runs(exp, tiny_cifar10, bench)
+def runs(exp, tiny_cifar10, bench_file) -> Runs:
+    return Runs(exp, tiny_cifar10, bench_file)
 
 
 SEARCHES = ["nb201-search", "sota-search", "sdarts-rs-search"]
@@ -435,11 +427,11 @@ WRITE_FAULTS = {"disk_full": errno.ENOSPC, "partial_write": errno.ENOSPC, "fsync
 
 
 @pytest.mark.parametrize("mode", sorted(WRITE_FAULTS))
-def test_failed_checkpoint_write_keeps_the_previous_one(exp, tiny_cifar10, bench, monkeypatch, capsys,
+def test_failed_checkpoint_write_keeps_the_previous_one(exp, tiny_cifar10, bench_file, monkeypatch, capsys,
                                                         in_process, mode):
     """The second checkpoint's write fails: one line naming the file and the cause, exit code
     2, checkpoint 1 untouched, no temp file; the run then resumes from checkpoint 1."""
-    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench), *NB201,
+    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench_file), *NB201,
             "--epochs", "3", "--ckpt_interval", "1", "--expid_tag", f"write-{mode}"]
     folder = exp / "nasbench201" / f"search-darts-201-1-write-{mode}"
     seen = inject_write_failure(monkeypatch, mode, "checkpoint_2.pth.tar")
@@ -468,12 +460,12 @@ def test_failed_checkpoint_write_keeps_the_previous_one(exp, tiny_cifar10, bench
     assert [r["epoch"] for r in history(folder)] == [0, 1, 2] and epochs_of(folder) == [1, 2, 3]
 
 
-def test_unwritable_history_ends_with_one_line(exp, tiny_cifar10, bench, monkeypatch, capsys, in_process):
+def test_unwritable_history_ends_with_one_line(exp, tiny_cifar10, bench_file, monkeypatch, capsys, in_process):
     """Any OSError writing the run's files (here the history, folder made read-only) ends the
     run with one line naming the file, not a traceback."""
     import common.search
 
-    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench), *NB201,
+    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench_file), *NB201,
             "--epochs", "2", "--expid_tag", "history-eacces"]
     folder = exp / "nasbench201" / "search-darts-201-1-history-eacces"
     real = common.search.append_jsonl
@@ -533,10 +525,10 @@ def assert_diverged(text: str, folder: Path, seen: dict, epoch: int) -> None:
     assert result["status"] == "failed" and "DivergedError" in result["error"] and "nan" in result["error"]
 
 
-def test_nan_loss_in_search_keeps_the_last_checkpoint(exp, tiny_cifar10, bench, monkeypatch, capsys, in_process):
+def test_nan_loss_in_search_keeps_the_last_checkpoint(exp, tiny_cifar10, bench_file, monkeypatch, capsys, in_process):
     from common.trainer import Trainer
 
-    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench), *NB201,
+    args = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench_file), *NB201,
             "--epochs", "3", "--ckpt_interval", "1", "--expid_tag", "nan"]
     folder = exp / "nasbench201" / "search-darts-201-1-nan"
     seen: dict = {}
@@ -551,11 +543,11 @@ def test_nan_loss_in_search_keeps_the_last_checkpoint(exp, tiny_cifar10, bench, 
     assert read_json(folder / "result.json")["status"] == "finished" and epochs_of(folder) == [1, 2, 3]
 
 
-def test_nan_loss_in_projection_tuning_keeps_the_last_checkpoint(exp, tiny_cifar10, bench, monkeypatch, capsys,
+def test_nan_loss_in_projection_tuning_keeps_the_last_checkpoint(exp, tiny_cifar10, bench_file, monkeypatch, capsys,
                                                                  in_process):
     from common.trainer import Trainer
 
-    common = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench), *NB201]
+    common = ["--data", str(tiny_cifar10), "--exp_root", str(exp), "--api_path", str(bench_file), *NB201]
     assert run_in_process("darts-201.sh", *common, "--epochs", "1", "--expid_tag", "nan-proj") == 0
     folder = exp / "nasbench201" / "search-darts-201-1-nan-proj" / "darts-proj-201-seed1-acc-intv1-ep1"
     seen: dict = {}

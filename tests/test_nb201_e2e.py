@@ -18,14 +18,6 @@ TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--rep
 
 
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory) -> tuple[Path, dict]:
-    from tests.fixtures.nb201_bench import nb201_archs, write_tiny_benchmark
-
-    path = tmp_path_factory.mktemp("bench") / "NAS-Bench-201-tiny.pth"
-    return path, write_tiny_benchmark(path, nb201_archs())
-
-
-@pytest.fixture(scope="module")
 def env(tmp_path_factory, cifar10_dir, bench) -> list[str]:
     exp = tmp_path_factory.mktemp("exp")
     return ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *TINY]

@@ -54,13 +54,9 @@ def assert_png(path: Path) -> None:
 # -- NAS-Bench-201, from real runs -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory, cifar10_dir) -> Path:
-    from tests.fixtures.nb201_bench import nb201_archs, write_tiny_benchmark
-
-    bench = tmp_path_factory.mktemp("bench") / "NAS-Bench-201-tiny.pth"
-    write_tiny_benchmark(bench, nb201_archs())
+def study(tmp_path_factory, cifar10_dir, bench) -> Path:
     exp = tmp_path_factory.mktemp("exp")
-    env = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench), *TINY, "--epochs", "2"]
+    env = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *TINY, "--epochs", "2"]
     one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the runs go side by side
 
     def pipeline(method: str, seed: str) -> None:

@@ -18,24 +18,6 @@ TINY = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report
         "--gpu", TEST_GPU, "--no_tensorboard"]
 
 
-@pytest.fixture(scope="module")
-def small_cifar10(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_cifar10
-
-    root = tmp_path_factory.mktemp("small_cifar10")
-    write_cifar10(root, n_train=32, n_test=16)
-    return root
-
-
-@pytest.fixture(scope="module")
-def small_svhn(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_svhn
-
-    root = tmp_path_factory.mktemp("small_svhn")
-    write_svhn(root, n_train=32, n_test=16)
-    return root
-
-
 @pytest.mark.parametrize("space,dataset,script", [("s3", "cifar10", "darts"), ("s4", "svhn", "sdarts-rs")])
 def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, dataset, script):
     data = str(small_cifar10 if dataset == "cifar10" else small_svhn)

@@ -33,12 +33,8 @@ FAKE_SLURM = {  # sbatch keeps each script and answers with the next job id; squ
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    from tests.fixtures.datasets import write_cifar10
-
-    root = tmp_path_factory.mktemp("study_cifar10")
-    write_cifar10(root, n_train=32, n_test=16)
-    return root
+def data(small_cifar10) -> Path:
+    return small_cifar10
 
 
 def tiny(data: Path, *extra: str) -> list[str]:
