@@ -38,7 +38,7 @@ def test_shards_split_each_batch_as_evenly_as_possible():
             parts = [shard_slice(n, r, processes) for r in range(processes)]
             sizes = [p.stop - p.start for p in parts]
             assert parts[0].start == 0 and parts[-1].stop == n
-            assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))  # contiguous, in rank order
+            assert all(a.stop == b.start for a, b in zip(parts, parts[1:], strict=False))  # contiguous, in rank order
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
 
 
@@ -134,9 +134,9 @@ def test_sync_bn_step_equals_one_process(tmp_path, processes):
     net = _net()
     x, y = _batch()
     nn.functional.cross_entropy(net(x), y).backward()
-    for a, b in zip(got["grads"], [p.grad for p in net.parameters()]):
+    for a, b in zip(got["grads"], [p.grad for p in net.parameters()], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    for a, b in zip(got["buffers"], list(net.buffers())):
+    for a, b in zip(got["buffers"], list(net.buffers()), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
@@ -170,7 +170,7 @@ def test_sync_bn_first_steps_equal_one_process(tmp_path, cifar10_dir):
     one, two = (eval_dir(tmp_path) / f"eval-darts_pt_s5_0-2-{tag}" for tag in ("one", "two"))
     a, b = (step_losses((f / "log.txt").read_text()) for f in (one, two))
     assert len(a) == len(b) == 4  # 96 images: 3 batches of 31 and one of 3
-    for (loss_a, acc_a), (loss_b, acc_b) in zip(a[:2], b[:2]):
+    for (loss_a, acc_a), (loss_b, acc_b) in zip(a[:2], b[:2], strict=True):
         assert loss_b == pytest.approx(loss_a, rel=RTOL) and acc_a == acc_b
     (ha,), (hb,) = history(one), history(two)
     assert hb["test_acc"] == ha["test_acc"] and hb["test_loss"] == pytest.approx(ha["test_loss"], rel=1e-4)
