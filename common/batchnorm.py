@@ -10,10 +10,15 @@ norm exact there: in training mode, on CPU, for float32 channels-last inputs, st
 and gradients are reduced with torch's cascade summation (as accurate as the NCHW kernel,
 about as fast as it). Everything else (eval mode, CUDA, NCHW, other dtypes) is
 `nn.BatchNorm2d` unchanged, with the same parameters, buffers and state_dict keys.
+
+`SyncBatchNorm2d` is its variant for multi-process training (`--sync_bn`): batch statistics
+over the whole batch of all processes, on CPU and CUDA alike (torch's nn.SyncBatchNorm runs
+on GPUs only, and the tests run on CPU).
 """
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 
@@ -84,3 +89,97 @@ class BatchNorm2d(nn.BatchNorm2d):
             self.num_batches_tracked.add_(1)
         return _ChannelsLastBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
                                             self.momentum, self.eps)
+
+
+_CHANNELS = (0, 2, 3)  # the dimensions batch norm reduces: all but the channels
+
+
+def _per_channel(v: Tensor) -> Tensor:
+    return v.view(1, -1, 1, 1)
+
+
+class _SyncBatchNorm(torch.autograd.Function):
+    """Training-mode batch norm with the statistics of every process's shard together: each
+    process reduces its shard, torch.distributed sums the reductions over the processes (in
+    float64), and every process normalises with the same global mean and variance.
+
+    The backward sums the gradient's reductions the same way; the weight and bias gradients
+    stay those of the process's shard, and DistributedDataParallel averages them with the other
+    parameters' (as nn.SyncBatchNorm does)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
+                running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
+        c = x.shape[1]
+        sums = torch.cat([x.sum(_CHANNELS).double(), x.new_full((1,), x.numel() // c, dtype=torch.float64)])
+        dist.all_reduce(sums)
+        count = sums[c]  # values per channel in the global batch, kept on the device (no host sync)
+        mean = (sums[:c] / count).to(x.dtype)
+        xc = x - _per_channel(mean)
+        var_sum = xc.mul(xc).sum(_CHANNELS).double()  # two passes, as accurate as one process's
+        dist.all_reduce(var_sum)
+        invstd = (var_sum / count + eps).rsqrt().to(x.dtype)
+        if running_mean is not None and running_var is not None:
+            with torch.no_grad():  # as the native kernel: unbiased variance in the running estimate
+                running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+                unbiased = (var_sum / (count - 1).clamp(min=1)).to(x.dtype)
+                running_var.mul_(1 - momentum).add_(unbiased, alpha=momentum)
+        y = xc * _per_channel(invstd if weight is None else invstd * weight)
+        if bias is not None:
+            y += _per_channel(bias)
+        ctx.save_for_backward(xc, invstd, weight, count)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        xc, invstd, weight, count = ctx.saved_tensors
+        c = xc.shape[1]
+        sum_g = grad.sum(_CHANNELS)
+        sum_gxc = grad.mul(xc).sum(_CHANNELS)
+        sums = torch.cat([sum_g, sum_gxc]).double()
+        dist.all_reduce(sums)
+        mean_g, mean_gxc = (sums / count).to(grad.dtype).split(c)
+        a = invstd if weight is None else invstd * weight
+        # dx = a * (g - mean(g) - xc * invstd^2 * mean(g * xc)), the means over the global batch
+        gx = (grad - _per_channel(mean_g) - xc * _per_channel(invstd * invstd * mean_gxc)) * _per_channel(a)
+        grad_weight = sum_gxc * invstd if weight is not None and ctx.needs_input_grad[1] else None
+        grad_bias = sum_g if ctx.needs_input_grad[2] else None
+        return gx, grad_weight, grad_bias, None, None, None, None
+
+
+def _synchronised() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class SyncBatchNorm2d(BatchNorm2d):
+    """BatchNorm2d (same arguments, parameters, buffers and state_dict) whose training-mode
+    statistics are those of the global batch of a multi-process run (see _SyncBatchNorm); in
+    one process, or in eval mode, it is BatchNorm2d."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and _synchronised()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        momentum = self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+                momentum = 1.0 / float(self.num_batches_tracked)
+        tracked = self.track_running_stats
+        return _SyncBatchNorm.apply(x, self.weight, self.bias, self.running_mean if tracked else None,
+                                    self.running_var if tracked else None, momentum or 0.0, self.eps)
+
+    @classmethod
+    def convert(cls, module: nn.Module) -> nn.Module:
+        """`module` with every BatchNorm2d replaced by a SyncBatchNorm2d of the same state (call
+        it before an optimizer takes the parameters: the replacements hold new ones)."""
+        if isinstance(module, nn.BatchNorm2d) and not isinstance(module, cls):
+            where = next(({"device": t.device, "dtype": t.dtype} for t in (module.weight, module.running_mean)
+                          if t is not None), {})
+            sync = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                       **where)
+            sync.load_state_dict(module.state_dict())
+            return sync.train(module.training)
+        for name, child in module.named_children():
+            setattr(module, name, cls.convert(child))
+        return module

@@ -319,8 +319,18 @@ def stream_seed(seed: int, key: int | tuple[int, ...]) -> int:
     return h >> 1
 
 
-# Keys of the data streams, so every pass has its own reproducible order and augmentation.
-TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE = range(7)
+# Keys of the data streams, so every pass has its own reproducible order and augmentation;
+# PROCESS seeds the global RNGs of the processes of a multi-process run (common/distributed.py).
+TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE, PROCESS = range(8)
+
+
+def shard_slice(n: int, rank: int, processes: int) -> slice:
+    """Process `rank`'s contiguous part of n items split over `processes` as evenly as possible
+    (the first n % processes parts hold one item more)."""
+    size, extra = divmod(n, processes)
+    start = rank * size + min(rank, extra)
+    return slice(start, start + size + (rank < extra))
+
 
 # Columns of the per-pass random parameter table built by Batches._draw.
 _ORDER, _OFF_Y, _OFF_X, _FLIP, _CUT, _CUT_Y, _CUT_X = range(7)
@@ -331,7 +341,10 @@ class Batches:
 
     ``batches(key)`` yields one pass of ``(images, targets)``: float32 [B, 3, H, W]
     normalised images and int64 targets on ``device``. Order and augmentation depend
-    only on ``(seed, key)``, never on the device.
+    only on ``(seed, key)``, never on the device. With ``shard=(rank, processes)`` every
+    batch is drawn whole, as in one process, and only process ``rank``'s contiguous part of
+    it (``shard_slice``) is yielded: the processes of a multi-process run together see exactly
+    the batches, crops, flips and cutouts of a one-process run.
     """
 
     def __init__(
@@ -348,6 +361,7 @@ class Batches:
         drop_last: bool = False,
         limit: int | None = None,
         memory_format: torch.memory_format = torch.contiguous_format,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -367,6 +381,7 @@ class Batches:
         self.drop_last = drop_last
         self.limit = limit
         self.memory_format = memory_format  # layout of the images yielded (values do not depend on it)
+        self.shard = shard
         self.padding = data.padding
         # torchvision's ToTensor then Normalize of every byte value and channel, computed once on
         # CPU with the same float32 operations: looking the values up gives the same bits on
@@ -398,6 +413,10 @@ class Batches:
         count = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         return count if self.limit is None else min(count, self.limit)
 
+    def batch_size_of(self, step: int) -> int:
+        """Images in batch `step` of a pass, all shards together."""
+        return min(self.batch_size, self.num_samples - step * self.batch_size)
+
     def __call__(
         self, key: int | tuple[int, ...], cutout_prob: float = 0.0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -417,6 +436,7 @@ class Batches:
         return self._batch(self._draw(key, cutout_prob, min(self.batch_size, self.num_samples)))
 
     def _batch(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = p[shard_slice(len(p), *self.shard)]
         order = p[:, _ORDER]
         return self._transform(self.images[order], p), self.labels[order]
 

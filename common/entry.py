@@ -26,19 +26,26 @@ USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, Diverge
                OSError)
 
 
-def exit_code(job: Callable[[], object]) -> int:
+def exit_code(job: Callable[[], object], report: bool = True) -> int:
     """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
-    clear line and exit code 2 instead of a traceback."""
+    clear line (unless not `report`: the other processes of a multi-process run, whose
+    process 0 says it) and exit code 2 instead of a traceback."""
     try:
         job()
     except USER_ERRORS as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        if not report:
+            return 2
         if any(isinstance(h, logging.FileHandler) for h in log.handlers):
-            log.error("error: %s", msg)  # on stdout, and in the run's log file
+            log.error("error: %s", error_message(e))  # on stdout, and in the run's log file
         else:
-            print(f"error: {msg}", file=sys.stderr)
+            print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def error_message(error: BaseException) -> str:
+    """What `error: ...` says about a user error."""
+    return str(error.args[0] if isinstance(error, KeyError) and error.args else error)  # KeyError's str() adds quotes
 
 
 def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:

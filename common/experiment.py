@@ -79,18 +79,20 @@ class _Pending(logging.Handler):
         self.records.append(record)
 
 
-def start_logging() -> logging.Logger:
+def start_logging(main: bool = True) -> logging.Logger:
     """Log to stdout, and keep the records until `log_to_file` names the run's log file (so a
-    run checks everything before it creates its folder, and still logs what it saw)."""
+    run checks everything before it creates its folder, and still logs what it saw). The other
+    processes of a multi-process run (not `main`) log only warnings, to stdout."""
     logger = logging.getLogger(LOGGER)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if main else logging.WARNING)
     for h in list(logger.handlers):
         logger.removeHandler(h)
         h.close()
     stdout = logging.StreamHandler(sys.stdout)
     stdout.setFormatter(_FORMAT)
     logger.addHandler(stdout)
-    logger.addHandler(_Pending())
+    if main:
+        logger.addHandler(_Pending())
     logger.propagate = False
     return logger
 

@@ -25,9 +25,20 @@ class Stats:
         self.n += y.shape[0]
 
     def result(self) -> tuple[float, float]:
-        if self.n == 0:
-            return 0.0, 0.0
-        return 100.0 * self.correct.item() / self.n, self.loss.item() / self.n
+        """Accuracy (%) and mean loss."""
+        return summary(self.loss.item(), self.correct.item(), self.n)
+
+    def totals(self) -> Tensor:
+        """[loss sum, correct, count] as float64 on the device: what the processes of a
+        multi-process run add up (`summary` of the sum is their result)."""
+        return torch.stack([self.loss, self.correct.double(), self.loss.new_tensor(float(self.n))])
+
+
+def summary(loss_sum: float, correct: float, n: float) -> tuple[float, float]:
+    """Accuracy (%) and mean loss of n samples."""
+    if n == 0:
+        return 0.0, 0.0
+    return 100.0 * correct / n, loss_sum / n
 
 
 SEARCH_HINT = ("lower --learning_rate or --arch_learning_rate, or resume from an earlier checkpoint "

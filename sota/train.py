@@ -5,6 +5,11 @@
 `--arch` takes a catalog name (DARTS_V2, the published DARTS-PT cells, or a genotype that
 projection registered) or a genotype literal. exp_scripts/eval*.sh wrap this command.
 Output: <exp_root>/sota/<dataset>/eval/eval-<arch>-<seed>[-<expid_tag>]/.
+
+Under torchrun (`exp_scripts/eval.sh --nproc N`) it trains in N processes with
+DistributedDataParallel (common/distributed.py): `--batch_size` and `--learning_rate` stay
+those of the whole batch, each process trains on its shard of every batch, `--sync_bn`
+normalises over the whole batch, and process 0 alone writes.
 """
 from __future__ import annotations
 
@@ -19,13 +24,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.batchnorm import SyncBatchNorm2d
 from common.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint, \
     set_rng_state
 from common.cli import Parser, add_data_flags, add_kernel_flags, add_optim_flags, add_run_flags, data_config, \
     parse_config, run_config, speed_config
 from common.config import ConfigError, DataConfig, OptimConfig, RunConfig, SpeedConfig, at_least, check, finite
 from common.data import DATASETS, EVAL_TEST, TRAIN, Batches, load_dataset
-from common.device import memory_format, select_device
+from common.device import memory_format
+from common.distributed import Group
 from common.experiment import (LOGGER, Board, Timer, append_jsonl, log_to_file, new_run_dir, run_target,
                                start_logging, truncate_history, write_json)
 from common.entry import exit_code, mark_failed, seed_everything
@@ -54,9 +61,14 @@ class EvalConfig:
     auxiliary: bool = False
     auxiliary_weight: float = 0.4
     drop_path_prob: float = 0.2
+    nproc: int = 1  # processes (torchrun's WORLD_SIZE; the exp_scripts' --nproc)
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         at_least("epochs", self.epochs, 1)
+        at_least("nproc", self.nproc, 1)
+        check(self.data.batch_size >= self.nproc, "batch_size", self.data.batch_size,
+              f"each of the --nproc {self.nproc} processes needs at least one image of every batch")
         at_least("init_channels", self.init_channels, 1)
         check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
         finite("auxiliary_weight", self.auxiliary_weight)
@@ -78,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--auxiliary_weight", type=float, default=0.4)
     g.add_argument("--drop_path_prob", type=float, default=0.2, help="reached at the last epoch, ramped from 0")
     g.add_argument("--epochs", type=int, default=600)
+    g.add_argument("--sync_bn", action="store_true", default=False,
+                   help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
+                        "processes, as one process; off: each process normalises its own shard")
     add_optim_flags(g)
 
     add_kernel_flags(p.add_argument_group("speed (see benchmarks/RESULTS.md)"))
@@ -85,14 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config(args: argparse.Namespace) -> EvalConfig:
+def config(args: argparse.Namespace, nproc: int = 1) -> EvalConfig:
     return EvalConfig(arch=args.arch, data=data_config(args), run=run_config(args),
                       optim=OptimConfig(learning_rate=args.learning_rate, learning_rate_min=0.0,
                                         momentum=args.momentum, weight_decay=args.weight_decay,
                                         grad_clip=args.grad_clip),
                       speed=speed_config(args), epochs=args.epochs, init_channels=args.init_channels,
                       layers=args.layers, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
-                      drop_path_prob=args.drop_path_prob)
+                      drop_path_prob=args.drop_path_prob, nproc=nproc, sync_bn=args.sync_bn)
 
 
 def arch_name(arch: str, genotype: Genotype) -> str:
@@ -110,30 +125,48 @@ def run_folder(cfg: EvalConfig, name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(build_parser(), config, argv)
-    return exit_code(lambda: run(cfg))
+    group = Group.start()
+    try:
+        with group.quiet():
+            cfg = parse_config(build_parser(), lambda args: config(args, group.size), argv)
+        code = exit_code(lambda: run(cfg, group), report=group.main)
+    except SystemExit as e:  # argparse: a refused flag, or --help
+        code = int(e.code or 0)
+    group.close()
+    return code
 
 
 class Run:
-    """Model, optimiser, scheduler and data of one evaluation run."""
+    """Model, optimiser, scheduler and data of one evaluation run (of this process's part of it)."""
 
-    def __init__(self, cfg: EvalConfig, genotype: Genotype, device: torch.device) -> None:
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg: EvalConfig, genotype: Genotype, device: torch.device, group: Group) -> None:
+        self.cfg, self.device, self.group = cfg, device, group
         data = cfg.data
         train_set, test_set = (load_dataset(data.dataset, data.data, train=t, image_size=data.image_size)
                                for t in (True, False))
         common = dict(device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
                       # channels-last on CPU: the same numbers up to summation order, faster
-                      memory_format=memory_format(cfg.speed.memory_format, device))
+                      memory_format=memory_format(cfg.speed.memory_format, device),
+                      shard=(group.rank, group.size))
         self.train_batches = Batches(train_set, None, data.batch_size, augment=True,
                                      cutout_length=data.cutout_size, **common)
         self.test_batches = Batches(test_set, None, data.batch_size, augment=False, shuffle=False, **common)
-        self.model = NetworkCIFAR(cfg.init_channels, train_set.num_classes, cfg.layers, cfg.auxiliary,
-                                  genotype).to(device, memory_format=common["memory_format"])
-        self.optimizer = torch.optim.SGD(self.model.parameters(), cfg.optim.learning_rate,
+        last = self.train_batches.batch_size_of(len(self.train_batches) - 1)
+        check(last >= group.size, "batch_size", data.batch_size,
+              f"the last batch of an epoch holds {last} of the {len(train_set)} training images, fewer than the "
+              f"--nproc {group.size} processes: choose a batch size that leaves at least {group.size}")
+        net = NetworkCIFAR(cfg.init_channels, train_set.num_classes, cfg.layers, cfg.auxiliary, genotype)
+        self.net = (SyncBatchNorm2d.convert(net) if cfg.sync_bn else net).to(device,
+                                                                            memory_format=common["memory_format"])
+        self.model: nn.Module = self.net  # what trains: DistributedDataParallel of the net once `distribute` ran
+        self.optimizer = torch.optim.SGD(self.net.parameters(), cfg.optim.learning_rate,
                                          momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(cfg.epochs), eta_min=0)
         self.criterion = nn.CrossEntropyLoss()
+
+    def distribute(self) -> None:
+        """Wrap the net for multi-process training (a collective: every process, after the checks)."""
+        self.model = self.group.wrap(self.net, self.device)
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, step the schedule, test: the epoch's history row."""
@@ -143,13 +176,13 @@ class Run:
         self.scheduler.step()
         test_acc, test_loss = self.evaluate()
         return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss,
-                "test_acc": test_acc, "test_loss": test_loss, "drop_path_prob": self.model.drop_path_prob}
+                "test_acc": test_acc, "test_loss": test_loss, "drop_path_prob": self.net.drop_path_prob}
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch."""
-        cfg, model = self.cfg, self.model
+        cfg, model, group = self.cfg, self.model, self.group
         model.train()
-        model.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
+        self.net.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
         stats = Stats(self.device)
         cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
         for step, (x, y) in enumerate(self.train_batches((TRAIN, epoch), cutout_prob)):
@@ -158,54 +191,69 @@ class Run:
             loss = self.criterion(logits, y)
             if cfg.auxiliary:
                 loss = loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            group.weighted(loss, len(y), self.train_batches.batch_size_of(step)).backward()
+            nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
             self.optimizer.step()
             stats.add(logits, y, loss)
             if step % cfg.run.report_freq == 0:  # the only host syncs inside an epoch
-                _check_finite(_log_step("train", step, stats), epoch)
-        acc, loss = stats.result()
+                _check_finite(_log_step("train", step, group.result(stats)), epoch)
+        acc, loss = group.result(stats)
         _check_finite(loss, epoch)
         log.info("train_acc %f", acc)
         return acc, loss
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
-        self.model.eval()
+        # Per-process batch norm leaves each process its own running statistics: every process
+        # tests with process 0's, the ones its checkpoint holds.
+        self.group.broadcast(self.net.buffers())
+        self.net.eval()
         stats = Stats(self.device)
         for step, (x, y) in enumerate(self.test_batches((EVAL_TEST,))):
-            logits, _ = self.model(x)
-            stats.add(logits, y, self.criterion(logits, y))
+            if len(y):  # a process's shard of a last batch smaller than --nproc may be empty
+                logits, _ = self.net(x)
+                stats.add(logits, y, self.criterion(logits, y))
             if step % self.cfg.run.report_freq == 0:
-                _log_step("valid", step, stats)
-        acc, loss = stats.result()
+                _log_step("valid", step, self.group.result(stats))
+        acc, loss = self.group.result(stats)
         log.info("valid_acc %f", acc)
         return acc, loss
 
-    def state(self) -> dict[str, Any]:
-        return {"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+    def state(self) -> dict[str, Any] | None:
+        """The checkpoint's model, optimiser, scheduler and RNG states, on process 0 (None on the
+        others; a collective: every process gives its RNG states)."""
+        rngs = self.group.gather(rng_state(self.device))
+        if rngs is None:
+            return None
+        # "rng" is process 0's, what one process saves; "process_rng" every process's, by rank
+        return {"state_dict": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rngs[0], "nproc": self.group.size,
+                **({"process_rng": rngs} if self.group.distributed else {})}
 
     def load(self, state: dict[str, Any], path: Path) -> None:
         epochs = int(state.get("scheduler", {}).get("T_max", -1))
         if epochs != self.cfg.epochs:  # loading the scheduler would silently keep the old schedule
             raise ConfigError("epochs", self.cfg.epochs, f"{path} belongs to a run of {epochs} epochs: "
                                                          f"pass --epochs {epochs} to resume it")
+        nproc = int(state.get("nproc", 1))
+        if nproc != self.group.size:  # each process continues the random state it saved
+            raise ConfigError("nproc", self.group.size, f"{path} was written by a run of {nproc} process(es): "
+                                                        f"pass --nproc {nproc} to resume it")
         try:
-            self.model.load_state_dict(state["state_dict"])
+            self.net.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"], self.device)
+            rng = state["process_rng"][self.group.rank] if self.group.distributed else state["rng"]
+            set_rng_state(rng, self.device)
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
                                   f"--init_channels, --layers and --auxiliary): {e!r}") from e
 
 
-def run(cfg: EvalConfig) -> dict[str, Any]:
-    # Everything that can fail on a bad command runs before the folder is touched.
-    start_logging()
-    device = select_device(cfg.run.gpu)
-    seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)
+def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
+    """Every check a bad command can fail, and the run set up to start or resume; writes nothing."""
+    device = group.device(cfg.run.gpu)
+    seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:
         genotype = resolve_arch(cfg.arch, cfg.run.exp_root / "sota" / "genotypes")
     except (KeyError, ValueError) as e:
@@ -213,24 +261,35 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     name = arch_name(cfg.arch, genotype)
     folder = run_folder(cfg, name)
     resume_epoch = run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite)
-    r = Run(cfg, genotype, device)
+    r = Run(cfg, genotype, device, group)
     state: dict[str, Any] = {}
     if resume_epoch > 0:
         path = checkpoint_path(folder, resume_epoch)
         state = load_checkpoint(path)
         r.load(state, path)
+    return r, folder, name, genotype, state
 
-    new_run_dir(folder, resume=resume_epoch > 0, overwrite=cfg.run.overwrite)
-    log_to_file(folder / "log.txt")
+
+def run(cfg: EvalConfig, group: Group) -> dict[str, Any]:
+    start_logging(main=group.main)
+    # Everything that can fail on a bad command runs, on every process, before the folder is touched.
+    r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group))
+    group.on_main(lambda: new_run_dir(folder, resume=bool(state), overwrite=cfg.run.overwrite))
+    r.distribute()
+    if group.main:
+        log_to_file(folder / "log.txt")
     log.info("config = %s", cfg)
-    log.info("device = %s (%s), experiment folder = %s", device, r.train_batches.memory_format, folder)
+    log.info("device = %s (%s), experiment folder = %s", r.device, r.train_batches.memory_format, folder)
+    if cfg.sync_bn and not group.distributed:
+        log.info("--sync_bn: one process already normalises over the whole batch")
     log.info("genotype = %s", genotype)
-    log.info("param size = %fMB", count_parameters_mb(r.model))
-    board = Board(folder, enabled=cfg.run.tensorboard)
+    log.info("param size = %fMB", count_parameters_mb(r.net))
+    board = Board(folder, enabled=cfg.run.tensorboard and group.main)
     try:
         return train(r, name, folder, genotype, state, board)
     except BaseException as e:
-        mark_failed(folder, e)
+        if group.main:
+            mark_failed(folder, e)
         raise
     finally:
         board.close()
@@ -238,36 +297,43 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
 
 def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, Any],
           board: Board) -> dict[str, Any]:
-    cfg = r.cfg
+    """The epochs; process 0 writes history, checkpoints and result.json (the others train along)."""
+    cfg, main = r.cfg, r.group.main
     start, timer = int(state.get("epoch", 0)), Timer(float(state.get("train_time", 0.0)))
     best_acc, test_acc = state.get("best_acc"), state.get("test_acc")
-    if start:
+    if start and main:
         truncate_history(folder / "history.jsonl", start)
+    if start:
         log.info("resumed from epoch %d", start)
     result = {"status": "running", "kind": "eval", "arch": name, "genotype": genotype_to_dict(genotype),
               "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs, "epochs_done": start,
               "init_channels": cfg.init_channels, "layers": cfg.layers, "auxiliary": cfg.auxiliary,
-              "params_mb": count_parameters_mb(r.model), **_accuracies(best_acc, test_acc, timer)}
-    write_json(folder / "result.json", result)
+              "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, "params_mb": count_parameters_mb(r.net),
+              **_accuracies(best_acc, test_acc, timer)}
+    if main:
+        write_json(folder / "result.json", result)
     for epoch in range(start, cfg.epochs):
         row = r.epoch(epoch)
+        test_acc, best_acc = row["test_acc"], max(row["test_acc"], best_acc or 0.0)
+        checkpoint = r.state() if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs else None
+        if not main:
+            continue
         append_jsonl(folder / "history.jsonl", row)
         board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
-        test_acc, best_acc = row["test_acc"], max(row["test_acc"], best_acc or 0.0)
-        if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs:
-            save_checkpoint({"epoch": epoch + 1, **r.state(), "best_acc": best_acc, "test_acc": test_acc,
-                             "rng": rng_state(r.device), "train_time": timer.elapsed()},
-                            checkpoint_path(folder, epoch + 1))
+        if checkpoint is not None:
+            save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
+                             "train_time": timer.elapsed()}, checkpoint_path(folder, epoch + 1))
         result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run
     result.update(status="finished", **_accuracies(best_acc, test_acc, timer))
-    write_json(folder / "result.json", result)
+    if main:
+        write_json(folder / "result.json", result)
     log.info("finished: test accuracy %.2f%% (best %.2f%%), %.0f s", test_acc, best_acc, timer.elapsed())
     return result
 
 
-def _log_step(what: str, step: int, stats: Stats) -> float:
-    acc, loss = stats.result()
+def _log_step(what: str, step: int, result: tuple[float, float]) -> float:
+    acc, loss = result
     log.info("%s %03d %e %f", what, step, loss, acc)
     return loss
 

@@ -3,7 +3,9 @@
 A flag goes to every run whose script takes it (`--epochs 2` to searches, projections and
 evaluations; `--num_cells 1` only to NAS-Bench-201 runs). `--STAGE.name value` (STAGE one of
 search, proj, eval) limits it to one stage: `--eval.epochs 100`. A flag no script takes is a
-typo and refused, as are the flags the study itself sets for each run.
+typo and refused, as are the flags the study itself sets for each run. A few flags are the
+scripts' own, not their module's (`--nproc N`: the evaluations train in N processes); they
+go on the script's command line and never reach the module's parser.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ STAGE_MODULES = {"search": ("nasbench201.train_search", "sota.train_search"),
 OWNED = ("--seed", "--dataset", "--space", "--method", "--exp_root", "--save", "--resume_expid",
          "--resume_epoch", "--arch", "--overwrite", "--dev", "--genotype_name", "--perturb_alpha",
          "--no_resume", "--dev_resume_epoch")
+# Flags of a stage's exp_scripts themselves (exp_scripts/common.sh), not of their module -> takes a value.
+SCRIPT_FLAGS = {"search": {}, "proj": {}, "eval": {"--nproc": True}}
 
 
 class FlagError(ValueError):
@@ -55,10 +59,11 @@ class RunFlags:
         """The flags as the user gives them (what study.json records and compares)."""
         return [t for f in self.flags for t in f.tokens()]
 
-    def for_run(self, stage: str, module: str) -> list[str]:
-        """The flags a run of `stage` through `module` takes; a stage's own flags come last, so
-        they win over general ones (argparse keeps the last value)."""
-        known = module_flags(module)
+    def for_run(self, stage: str, module: str, script: bool = True) -> list[str]:
+        """The flags a run of `stage` through `module` takes, with those of its script unless
+        not `script` (what the module itself parses); a stage's own flags come last, so they
+        win over general ones (argparse keeps the last value)."""
+        known = module_flags(module) | (SCRIPT_FLAGS[stage] if script else {})
         chosen = [f for f in self.flags if f.stage is None] + [f for f in self.flags if f.stage == stage]
         return [t for f in chosen if f.flag in known for t in ([f.flag] if f.value is None else [f.flag, f.value])]
 
@@ -82,7 +87,8 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, in
                         f"--method, --seed; folders: --exp_root)")
     modules = STAGE_MODULES[stage] if stage else tuple(dict.fromkeys(m for ms in STAGE_MODULES.values()
                                                                    for m in ms))
-    takes_value = next((module_flags(m)[flag] for m in modules if flag in module_flags(m)), None)
+    flags = [module_flags(m) for m in modules] + [SCRIPT_FLAGS[s] for s in ([stage] if stage else STAGES)]
+    takes_value = next((f[flag] for f in flags if flag in f), None)
     if takes_value is None:
         where = f"the {stage} scripts" if stage else "any exp_script"
         raise FlagError(f"unknown run flag {name}: not a flag of {where}")

@@ -131,8 +131,9 @@ def plan_runs(spaces: tuple[str, ...], datasets: tuple[str, ...], methods: tuple
 
 # -- commands ----------------------------------------------------------------------------------
 
-def study_args(run: Run, ctx: Context, arch: str | None) -> list[str]:
-    """The script arguments of a run, before resume flags; `arch` fills an evaluation's --arch."""
+def study_args(run: Run, ctx: Context, arch: str | None, script: bool = True) -> list[str]:
+    """The script arguments of a run, before resume flags (not `script`: without the script's
+    own flags, what its module parses); `arch` fills an evaluation's --arch."""
     args = ["--seed", str(run.seed), "--dataset", run.dataset]
     if run.kind == "sota" and run.stage != "eval":
         args += ["--space", run.space]
@@ -142,7 +143,7 @@ def study_args(run: Run, ctx: Context, arch: str | None) -> list[str]:
         args += ["--resume_expid", run_config(search, ctx).name, "--resume_epoch", "-1"]
     elif run.stage == "eval":
         args += ["--arch", arch or f"<genotype_name of {run.upstream.id}>"]
-    return args + ctx.run_flags.for_run(run.stage, script_command(run.script.file)[0])
+    return args + ctx.run_flags.for_run(run.stage, script_command(run.script.file)[0], script)
 
 
 def command(run: Run, ctx: Context, arch: str | None = None) -> list[str]:
@@ -185,7 +186,7 @@ def run_config(run: Run, ctx: Context, arch: str | None = None) -> ResolvedRun:
     module, defaults = script_command(run.script.file)
     entry = importlib.import_module(module)
     try:
-        cfg = entry.config(build_parser(module).parse_args([*defaults, *study_args(run, ctx, arch)]))
+        cfg = entry.config(build_parser(module).parse_args([*defaults, *study_args(run, ctx, arch, script=False)]))
     except (FlagError, argparse.ArgumentError, ConfigError) as e:
         raise PlanError(f"{run.id}: {e}") from None
     name = entry.LAYOUT.search_name(cfg) if run.stage == "search" else ""

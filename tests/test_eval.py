@@ -17,8 +17,8 @@ pytestmark = pytest.mark.slow  # end to end through the exp_scripts
 TINY = ["--init_channels", "4", "--layers", "3", "--batch_size", "16", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
 RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "epochs", "epochs_done",
-               "init_channels", "layers", "auxiliary", "params_mb", "best_test_acc", "final_test_acc",
-               "final_test_error", "train_time_s"}
+               "init_channels", "layers", "auxiliary", "nproc", "sync_bn", "params_mb", "best_test_acc",
+               "final_test_acc", "final_test_error", "train_time_s"}
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,7 @@ def test_published_genotype_trains_and_reports(published_run):
     assert result["genotype"] == genotype_to_dict(genotype)
     assert (result["dataset"], result["seed"], result["epochs"], result["epochs_done"]) == ("cifar10", 2, 2, 2)
     assert (result["init_channels"], result["layers"], result["auxiliary"]) == (4, 3, True)
+    assert (result["nproc"], result["sync_bn"]) == (1, False)
     assert 0 <= result["final_test_acc"] <= result["best_test_acc"] <= 100
     assert result["final_test_error"] == pytest.approx(100 - result["final_test_acc"])
     assert result["train_time_s"] > 0

@@ -1,0 +1,163 @@
+"""Training in several processes under torchrun (DistributedDataParallel).
+
+torchrun starts the processes and tells each its place (WORLD_SIZE, RANK, LOCAL_RANK). Every
+global batch is drawn whole, as by one process, and each process trains on its contiguous
+shard of it (common.data.Batches); DistributedDataParallel averages the gradients, and each
+process weights its loss by its share of the batch, so that the average is the gradient of
+the global batch's mean loss: the batch size and learning rate of one process stay right.
+Process 0 alone writes (logs, checkpoints, results); a user error ends every process with
+process 0's one line and exit code 2.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, TypeVar, cast
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from .config import ConfigError
+from .data import PROCESS, stream_seed
+from .device import select_device
+from .entry import USER_ERRORS, error_message
+from .experiment import ExperimentError
+from .metrics import Stats, summary
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place among the processes of a run; one process is process 0 of 1."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def start(cls) -> Group:
+        """The group torchrun's environment describes, its process group initialised."""
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size == 1:
+            return cls()
+        # gloo for CPU tensors and the object collectives, NCCL for CUDA tensors: one group
+        # serves GPU runs and `--gpu cpu` runs, and is there before the flags are parsed.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def close(self) -> None:
+        """Wait for every process (so that process 0 has said everything before torchrun sees
+        one end and stops the others), then leave the process group."""
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Only process 0 prints inside the block (argparse's errors and --help)."""
+        if self.main:
+            yield
+            return
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+            yield
+
+    def device(self, gpu: str) -> torch.device:
+        """`--gpu` in one process. In several, the k-th process of a machine takes the k-th
+        visible GPU (`--gpu auto` or an index alike), or the CPU with `--gpu cpu` or without CUDA."""
+        if not self.distributed or gpu.strip().lower() == "cpu" or not torch.cuda.is_available():
+            return select_device(gpu)
+        count = torch.cuda.device_count()
+        if self.local_rank >= count:
+            raise ConfigError("nproc", self.size, f"{count} GPU(s) visible, and each process needs one of its own: "
+                                                  f"start at most {count} processes per machine, or pass --gpu cpu")
+        torch.cuda.set_device(self.local_rank)
+        return torch.device("cuda", self.local_rank)
+
+    def seed(self, seed: int) -> int:
+        """The seed of this process's global RNGs (drop path): process 0 keeps the run's seed,
+        as one process does; the others draw masks of their own, reproducibly."""
+        return seed if self.main else stream_seed(seed, (PROCESS, self.rank)) % 2**32
+
+    def agree(self, job: Callable[[], T]) -> T:
+        """Run `job` (a run's checks and set-up: nothing written yet) on every process, process
+        0 first (it alone downloads missing data). A user error on any process is raised on
+        every process (process 0 reports it), so that all end together."""
+        if not self.distributed:
+            return job()
+        first = self._settle(job if self.main else None)
+        rest = self._settle(None if self.main else job)
+        return cast(T, first if self.main else rest)
+
+    def on_main(self, job: Callable[[], object]) -> None:
+        """Run `job` (the first write) on process 0 alone; the others learn whether a user
+        error ended it, and end with it."""
+        if not self.distributed:
+            job()
+            return
+        self._settle(job if self.main else None)
+
+    def _settle(self, job: Callable[[], T] | None) -> T | None:
+        """`job`'s result (None without a job), once every process has said whether its job
+        failed: the first user error of any process is raised on all of them."""
+        result, error = None, None
+        if job is not None:
+            try:
+                result = job()
+            except USER_ERRORS as e:
+                error = e
+        messages: list[str | None] = [None] * self.size
+        dist.all_gather_object(messages, None if error is None else error_message(error))
+        if error is not None:
+            raise error
+        failed = next((r for r, m in enumerate(messages) if m is not None), None)
+        if failed is not None:
+            raise ExperimentError(f"process {failed}: {messages[failed]}")
+        return result
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """DistributedDataParallel of `model` in several processes (it broadcasts process 0's
+        parameters and buffers, and before every training forward its buffers: with per-process
+        batch norm the running statistics are process 0's); `model` itself in one."""
+        if not self.distributed:
+            return model
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def weighted(self, loss: Tensor, shard: int, batch: int) -> Tensor:
+        """A process's mean loss over its `shard` images, weighted so that DDP's average of the
+        processes' gradients is the gradient of the mean loss over the `batch` (exactly 1 when
+        the shards are equal)."""
+        return loss * (shard * self.size / batch) if self.distributed else loss
+
+    def result(self, stats: Stats) -> tuple[float, float]:
+        """Accuracy (%) and mean loss over every process's images."""
+        if not self.distributed:
+            return stats.result()
+        totals = stats.totals()
+        dist.all_reduce(totals)
+        return summary(*totals.tolist())
+
+    def broadcast(self, tensors: Iterable[Tensor]) -> None:
+        """Process 0's values of `tensors` on every process."""
+        if self.distributed:
+            for t in tensors:
+                dist.broadcast(t, 0)
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """Every process's `obj`, in rank order, on process 0 (None on the others)."""
+        if not self.distributed:
+            return [obj]
+        objects = [None] * self.size if self.main else None
+        dist.gather_object(obj, objects, dst=0)
+        return objects
