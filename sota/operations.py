@@ -110,7 +110,15 @@ class NoiseOp(nn.Module):
 
 class FactorizedReduce(nn.Module):
     """Halves the resolution with two 1x1 stride-2 convs on pixel grids offset by one,
-    so that every input pixel is seen; used for skip_connect at stride 2."""
+    so that every input pixel is seen; used for skip_connect at stride 2.
+
+    The original's `conv_1(x)` and `conv_2(x[:, :, 1:, 1:])` (1x1, stride 2) are computed
+    as stride-1 1x1 convs of the grids they sample, `x[:, :, ::2, ::2]` and
+    `x[:, :, 1::2, 1::2]`: the same products and sums with the same weights (and state_dict),
+    and 4x less input to convolve. Why: torch 2.14.1's CPU kernel for 1x1 stride-2 convs
+    corrupts the heap in backward on channels-last inputs, the CPU default, at odd batch
+    sizes (benchmarks/RESULTS.md, "Native kernel crashes"); the stride-1 kernel does not.
+    """
 
     relu_first = True
 
@@ -119,13 +127,13 @@ class FactorizedReduce(nn.Module):
         if C_out % 2:
             raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, padding=0, bias=False)
+        self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
+        self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
         self.bn = BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
         x = self.relu(x) if relu_x is None else relu_x
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
+        return self.bn(torch.cat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(x[:, :, 1::2, 1::2])], dim=1))
 
 
 Identity = nn.Identity

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nasbench201 import model_search
 from nasbench201.genotypes import arch_to_edge_ops, arch_to_weights, genotype_from_weights, parse_arch
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet, SearchCell, active_ops
-from nasbench201.operations import NB201_OPS, OPS, ResNetBasicblock, Zero
+from nasbench201.operations import NB201_OPS, OPS, FactorizedReduce, ResNetBasicblock, Zero
+from tests.fixtures.equivalence import assert_same_forward
 from tests.fixtures.reference import read_reference
 
 ARCH = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
@@ -77,6 +79,22 @@ def test_none_is_zero_and_skip_is_identity() -> None:
     assert isinstance(OPS["none"](4, 4, 1, False, True), Zero)
     assert torch.equal(OPS["none"](4, 4, 1, False, True)(x), torch.zeros_like(x))
     assert OPS["skip_connect"](4, 4, 1, False, True)(x) is x
+
+
+def stride2_factorized_reduce(op: FactorizedReduce, x: Tensor) -> Tensor:
+    """The original forward: 1x1 stride-2 convs of x and of pad(x)[:, :, 1:, 1:]."""
+    x = torch.relu(x)
+    shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
+    halves = [F.conv2d(x, op.convs[0].weight, stride=2), F.conv2d(shifted, op.convs[1].weight, stride=2)]
+    return op.bn(torch.cat(halves, dim=1))
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (5, 8), (2, 3), (1, 1)])
+def test_factorized_reduce_equals_stride2_convs(hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    op = FactorizedReduce(6, 7, 2, affine=True).double()  # odd C_out: halves of 3 and 4 channels
+    x = torch.randn(3, 6, *hw, dtype=torch.float64)
+    assert_same_forward(op, lambda x: stride2_factorized_reduce(op, x), op, x)
 
 
 def test_resnet_block() -> None:

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from sota.genotypes import get_genotype
 from sota.model_eval import NetworkCIFAR, count_parameters_mb
 from sota.model_search import DartsSupernet, MixedOp, active_ops
 from sota.operations import OPS, FactorizedReduce
 from sota.spaces import NODE_EDGES, SPACES, space
+from tests.fixtures.equivalence import assert_same_forward
 from tests.fixtures.reference import read_reference, reference_file
 
 KINDS = ("normal", "reduce")
@@ -46,6 +48,29 @@ def test_op_output_shape(name: str, stride: int) -> None:
 def test_skip_connect_reduces_with_factorized_reduce() -> None:
     assert isinstance(OPS["skip_connect"](8, 1, True), nn.Identity)
     assert isinstance(OPS["skip_connect"](8, 2, True), FactorizedReduce)
+
+
+def stride2_factorized_reduce(op: FactorizedReduce, x: Tensor) -> Tensor:
+    """The original FactorizedReduce forward: 1x1 stride-2 convs of x and of x[:, :, 1:, 1:]."""
+    x = torch.relu(x)
+    halves = [F.conv2d(x, op.conv_1.weight, stride=2), F.conv2d(x[:, :, 1:, 1:], op.conv_2.weight, stride=2)]
+    return op.bn(torch.cat(halves, dim=1))
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (2, 6), (10, 4)])
+def test_factorized_reduce_equals_stride2_convs(hw: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    op = FactorizedReduce(6, 8).double()
+    x = torch.randn(3, 6, *hw, dtype=torch.float64)
+    assert_same_forward(op, lambda x: stride2_factorized_reduce(op, x), op, x)
+
+
+def test_factorized_reduce_odd_size_fails_as_before() -> None:
+    op = FactorizedReduce(4, 4)
+    x = torch.randn(2, 4, 7, 7)  # the halves are 4x4 and 3x3: the original could not concatenate them
+    for forward in (op, lambda x: stride2_factorized_reduce(op, x)):
+        with pytest.raises(RuntimeError):
+            forward(x)
 
 
 def test_noise_op_is_random_standard_normal() -> None:
