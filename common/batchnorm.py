@@ -10,6 +10,8 @@ norm exact there: in training mode, on CPU, for float32 channels-last inputs, st
 and gradients are reduced with torch's cascade summation (as accurate as the NCHW kernel,
 about as fast as it). Everything else (eval mode, CUDA, NCHW, other dtypes) is
 `nn.BatchNorm2d` unchanged, with the same parameters, buffers and state_dict keys.
+On that path `scaled_add` also computes `acc + scale * bn(x)` in place, for the supernet
+cells' weighted sums (common/cellops.py).
 
 `SyncBatchNorm2d` is its variant for multi-process training (`--sync_bn`): batch statistics
 over the whole batch of all processes, on CPU and CUDA alike (torch's nn.SyncBatchNorm runs
@@ -23,51 +25,74 @@ from torch import Tensor, nn
 
 
 class _ChannelsLastBatchNorm(torch.autograd.Function):
-    """Training-mode batch norm of a channels-last [N, C, H, W] tensor seen as [N*H*W, C]."""
+    """Training-mode batch norm of a channels-last [N, C, H, W] tensor seen as [N*H*W, C].
+
+    With `scale` (a 0-d tensor) and `acc`, it computes `acc + scale * bn(x)` into `acc` in place:
+    a supernet cell adding a weighted op into its node (common/cellops.py). The scale folds into
+    the per-channel factor, and its gradient is a sum the backward computes anyway:
+    d/d scale = sum_c invstd_c * weight_c * sum(g * xc)_c + bias_c * sum(g)_c."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, running_mean: Tensor | None,
-                running_var: Tensor | None, momentum: float, eps: float) -> Tensor:
+                running_var: Tensor | None, momentum: float, eps: float, scale: Tensor | None = None,
+                acc: Tensor | None = None) -> Tensor:
         n, c, h, w = x.shape
         m = n * h * w
         v = x.permute(0, 2, 3, 1).reshape(m, c)  # a view: channels-last memory is [N, H, W, C]
         mean = v.sum(0).div_(m)
         xc = v - mean
-        # The output, a tensor of its own (not a view: in-place ops on it must be allowed),
-        # holds xc^2 first.
-        y = torch.empty_like(x, memory_format=torch.channels_last)
+        # The output (a tensor of its own, not a view: in-place ops on it must be allowed) holds
+        # xc^2 first; an accumulated output needs a scratch tensor for it.
+        y = torch.empty_like(x, memory_format=torch.channels_last) if acc is None else acc
         y2 = y.permute(0, 2, 3, 1).view(m, c)
-        var_sum = torch.mul(xc, xc, out=y2).sum(0)
+        var_sum = (xc * xc if acc is not None else torch.mul(xc, xc, out=y2)).sum(0)
         invstd = var_sum.div(m).add_(eps).rsqrt_()
         if running_mean is not None and running_var is not None:
             with torch.no_grad():  # as the native kernel: unbiased variance in the running estimate
                 running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
                 running_var.mul_(1 - momentum).add_(var_sum, alpha=momentum / max(m - 1, 1))
-        scale = invstd if weight is None else invstd * weight
-        if bias is None:
-            torch.mul(xc, scale, out=y2)
+        a = _factor(invstd, weight, scale)
+        shift = None if bias is None else bias if scale is None else bias * scale
+        if acc is None:
+            torch.mul(xc, a, out=y2) if shift is None else torch.addcmul(shift, xc, a, out=y2)
         else:
-            torch.addcmul(bias, xc, scale, out=y2)
-        ctx.save_for_backward(xc, invstd, weight)
+            y2.addcmul_(xc, a)
+            if shift is not None:
+                y2.add_(shift)
+            ctx.mark_dirty(acc)
+        ctx.save_for_backward(xc, invstd, weight, bias, scale)
+        ctx.accumulated = acc is not None
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        xc, invstd, weight = ctx.saved_tensors
+        xc, invstd, weight, bias, scale = ctx.saved_tensors
         m, c = xc.shape
-        n, _, h, w = grad.shape
         g = grad.permute(0, 2, 3, 1).reshape(m, c)
         gx = torch.empty_like(grad, memory_format=torch.channels_last)
         gx2 = gx.permute(0, 2, 3, 1).view(m, c)
         sum_g = g.sum(0)
         sum_gxc = torch.mul(g, xc, out=gx2).sum(0)
-        a = invstd if weight is None else invstd * weight
+        a = _factor(invstd, weight, scale)
         # dx = a * (g - mean(g) - xc * invstd^2 * mean(g * xc))
         torch.addcmul(a * sum_g / -m, g, a, out=gx2)
         gx2.addcmul_(xc, a * invstd * invstd * sum_gxc / -m)
-        grad_weight = sum_gxc * invstd if weight is not None and ctx.needs_input_grad[1] else None
-        grad_bias = sum_g if ctx.needs_input_grad[2] else None
-        return gx, grad_weight, grad_bias, None, None, None, None
+        s = 1.0 if scale is None else scale
+        grad_weight = s * sum_gxc * invstd if weight is not None and ctx.needs_input_grad[1] else None
+        grad_bias = s * sum_g if bias is not None and ctx.needs_input_grad[2] else None
+        grad_scale = None
+        if scale is not None and ctx.needs_input_grad[7]:
+            grad_scale = (sum_gxc * _factor(invstd, weight, None)).sum()
+            if bias is not None:
+                grad_scale = grad_scale + (bias * sum_g).sum()
+        grad_acc = grad if ctx.accumulated else None
+        return gx, grad_weight, grad_bias, None, None, None, None, grad_scale, grad_acc
+
+
+def _factor(invstd: Tensor, weight: Tensor | None, scale: Tensor | None) -> Tensor:
+    """The per-channel factor of xc in the output: invstd (* weight) (* scale)."""
+    a = invstd if weight is None else invstd * weight
+    return a if scale is None else a * scale
 
 
 def _accurate_path(bn: nn.BatchNorm2d, x: Tensor) -> bool:
@@ -84,11 +109,23 @@ class BatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         if not _accurate_path(self, x):
             return super().forward(x)
+        return self._channels_last(x)
+
+    def fuses(self, x: Tensor, acc: Tensor | None) -> bool:
+        """Whether `scaled_add(x, scale, acc)` runs fused: on the channels-last CPU training path."""
+        return _accurate_path(self, x) and (acc is None or (acc.shape == x.shape and acc.dtype == x.dtype
+                                                             and acc.is_contiguous(memory_format=torch.channels_last)))
+
+    def scaled_add(self, x: Tensor, scale: Tensor, acc: Tensor | None) -> Tensor:
+        """`acc + scale * self(x)` into acc, in one pass over the output (see `fuses`)."""
+        return self._channels_last(x, scale, acc)
+
+    def _channels_last(self, x: Tensor, scale: Tensor | None = None, acc: Tensor | None = None) -> Tensor:
         self._check_input_dim(x)
         if self.track_running_stats and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
         return _ChannelsLastBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
-                                            self.momentum, self.eps)
+                                            self.momentum, self.eps, scale, acc)
 
 
 _CHANNELS = (0, 2, 3)  # the dimensions batch norm reduces: all but the channels
@@ -155,6 +192,9 @@ class SyncBatchNorm2d(BatchNorm2d):
     """BatchNorm2d (same arguments, parameters, buffers and state_dict) whose training-mode
     statistics are those of the global batch of a multi-process run (see _SyncBatchNorm); in
     one process, or in eval mode, it is BatchNorm2d."""
+
+    def fuses(self, x: Tensor, acc: Tensor | None) -> bool:
+        return not (self.training and _synchronised()) and super().fuses(x, acc)
 
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and _synchronised()):

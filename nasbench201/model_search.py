@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
+from common.cellops import StateInputs, mix_into, op_weights
 
 from .operations import NB201_OPS, OPS, ResNetBasicblock
 
@@ -21,16 +22,13 @@ NUM_NODES = 4
 EDGE_KEYS: tuple[str, ...] = ("1<-0", "2<-0", "2<-1", "3<-0", "3<-1", "3<-2")
 EDGE_INDEX: dict[str, int] = {key: e for e, key in enumerate(EDGE_KEYS)}
 
-def _total(tensors: list[Tensor]) -> Tensor:
-    """Left-to-right sum (like Python's sum, without its extra `0 +` copy)."""
-    out = tensors[0]
-    for t in tensors[1:]:
-        out = out + t
-    return out
-
 
 class SearchCell(nn.Module):
-    """4-node cell; every edge is a mixture of all candidate ops (stride 1, C -> C)."""
+    """4-node cell; every edge is a mixture of all candidate ops (stride 1, C -> C).
+
+    Node i is sum over j < i of sum_k w[i<-j, k] * op_k(node j), computed as one running sum per
+    node (common/cellops.py): what the ops leaving node j share (relu(node j), its 3x3 average
+    pool) is computed once for all of them, and each op's final batch norm takes its weight."""
 
     def __init__(self, C: int, ops: Sequence[str] = NB201_OPS) -> None:
         super().__init__()
@@ -39,38 +37,23 @@ class SearchCell(nn.Module):
             {key: nn.ModuleList([OPS[name](C, C, 1, False, True) for name in ops]) for key in EDGE_KEYS})
         # `none` outputs zeros: computing it would only add 0.
         self._skipped = frozenset(k for k, name in enumerate(ops) if name == "none")
-        # Ops that start with ReLU: relu(node) is computed once per node for all of them.
-        first = self.edges[EDGE_KEYS[0]]
-        self._relu_first = frozenset(k for k, op in enumerate(first) if getattr(op, "relu_first", False))
-        # (node i, input node j, edge index, ops of the edge), in the order the cell sums them
-        self._plan = [(i, j, EDGE_INDEX[f"{i}<-{j}"], self.edges[f"{i}<-{j}"])
-                      for i in range(1, NUM_NODES) for j in range(i)]
+        # per node i: (input node j, edge index, ops of the edge), in the original's order
+        self._inputs = [[(j, EDGE_INDEX[f"{i}<-{j}"], self.edges[f"{i}<-{j}"]) for j in range(i)]
+                        for i in range(1, NUM_NODES)]
 
     def forward(self, x: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
         """weights: [6, num_ops] mixing weights; active[e]: ops of edge e to compute."""
-        nodes: list[Tensor] = [x]
-        relus: list[Tensor | None] = [None] * NUM_NODES
-        edge_outs: list[Tensor] = []
-        for i, j, e, edge_ops in self._plan:
-            # Sum per edge, then over edges, as the original does (same rounding).
-            terms = []
-            for k in active[e]:
-                if k in self._skipped:
-                    continue
-                if k in self._relu_first:
-                    if relus[j] is None:
-                        relus[j] = torch.relu(nodes[j])
-                    out = edge_ops[k](nodes[j], relus[j])
-                else:
-                    out = edge_ops[k](nodes[j])
-                terms.append(out * weights[e, k])
-            if terms:
-                edge_outs.append(_total(terms))
-            if j == i - 1:  # the last input of node i
-                # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
-                nodes.append(_total(edge_outs) if edge_outs else torch.zeros_like(x))
-                edge_outs = []
-        return nodes[-1]
+        w = op_weights(weights)
+        nodes = [StateInputs(x)]
+        for inputs in self._inputs:
+            acc = None
+            for j, e, edge_ops in inputs:
+                for k in active[e]:
+                    if k not in self._skipped:
+                        acc = mix_into(acc, edge_ops[k], nodes[j], w[e][k])
+            # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
+            nodes.append(StateInputs(torch.zeros_like(x) if acc is None else acc))
+        return nodes[-1].x
 
 
 class NB201Supernet(nn.Module):

@@ -12,14 +12,15 @@ import torch
 from torch import Tensor, nn
 
 from common.batchnorm import BatchNorm2d
+from common.cellops import CellOp, Pool, Relu
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 
-class ReLUConvBN(nn.Module):
-    # Reads relu(x) first: a cell computes that once for all the ops that share an input
-    # and hands it over (`relu_x`); the result is the same, only the ReLU is not repeated.
-    relu_first = True
+class ReLUConvBN(CellOp):
+    # Reads relu(x) first: a cell computes that once for all the ops on the edges leaving a
+    # node (common/cellops.py); the result is the same, only the ReLU is not repeated.
+    reads = Relu()
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool, track_running_stats: bool = True) -> None:
@@ -30,31 +31,40 @@ class ReLUConvBN(nn.Module):
             BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats),
         )
 
-    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
-        if relu_x is None:
-            return self.op(x)
-        return self.op[2](self.op[1](relu_x))
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+    def body(self, relu_x: Tensor) -> Tensor:
+        return self.op[1](relu_x)
+
+    def final_bn(self) -> BatchNorm2d:
+        return self.op[2]
 
 
-class Identity(nn.Module):
+class Identity(CellOp):
+    """skip_connect (same shape): the cell adds w * x."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
-class Zero(nn.Module):
-    """The `none` op: zeros of the output shape."""
+class Zero(CellOp):
+    """The `none` op: zeros of the output shape (cells skip it: it would only add 0)."""
 
     def __init__(self, C_out: int, stride: int) -> None:
         super().__init__()
         self.C_out, self.stride = C_out, stride
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def body(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         s = self.stride
         return x.new_zeros(n, self.C_out, -(-h // s), -(-w // s))
 
 
-class FactorizedReduce(nn.Module):
+class FactorizedReduce(CellOp):
     """skip_connect when the shape changes: two offset 1x1 stride-2 convs (or one 1x1 conv).
 
     The original's stride-2 `convs[0](x)` and `convs[1](pad(x)[:, :, 1:, 1:])` are computed
@@ -71,7 +81,6 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         self.stride = stride
         if stride == 2:
-            self.relu = nn.ReLU(inplace=False)
             halves = [C_out // 2, C_out - C_out // 2]
             self.convs = nn.ModuleList(nn.Conv2d(C_in, c, 1, stride=1, padding=0, bias=False) for c in halves)
             self.pad = nn.ConstantPad2d((0, 1, 0, 1), 0)
@@ -80,19 +89,27 @@ class FactorizedReduce(nn.Module):
         else:
             raise ValueError(f"FactorizedReduce: invalid stride {stride}")
         self.bn = BatchNorm2d(C_out, affine=affine, track_running_stats=track_running_stats)
+        self.reads = Relu() if stride == 2 else None
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.body(torch.relu(x) if self.stride == 2 else x))
+
+    def body(self, x: Tensor) -> Tensor:
+        """The convolutions, of relu(x) at stride 2 (of x at stride 1)."""
         if self.stride == 2:
-            x = self.relu(x)
             y = self.pad(x)
-            out = torch.cat([self.convs[0](x[:, :, ::2, ::2]), self.convs[1](y[:, :, 1::2, 1::2])], dim=1)
-        else:
-            out = self.conv(x)
-        return self.bn(out)
+            return torch.cat([self.convs[0](x[:, :, ::2, ::2]), self.convs[1](y[:, :, 1::2, 1::2])], dim=1)
+        return self.conv(x)
+
+    def final_bn(self) -> BatchNorm2d:
+        return self.bn
 
 
-class AvgPool(nn.Module):
-    """avg_pool_3x3, with a 1x1 ReLUConvBN in front only when the channel count changes."""
+class AvgPool(CellOp):
+    """avg_pool_3x3, with a 1x1 ReLUConvBN in front only when the channel count changes.
+
+    Without it (inside the cells) the pool has no parameters: the cell computes it once per
+    node for all the edges leaving it (`reads`)."""
 
     def __init__(self, C_in: int, C_out: int, stride: int, affine: bool,
                  track_running_stats: bool = True) -> None:
@@ -100,11 +117,15 @@ class AvgPool(nn.Module):
         self.preprocess = (None if C_in == C_out
                            else ReLUConvBN(C_in, C_out, 1, 1, 0, affine, track_running_stats))
         self.op = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
+        self.reads = Pool.of(self.op) if self.preprocess is None else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.preprocess is not None:
             x = self.preprocess(x)
         return self.op(x)
+
+    def body(self, x: Tensor) -> Tensor:
+        return x if self.preprocess is None else self.forward(x)
 
 
 def _skip(C_in: int, C_out: int, stride: int, affine: bool, track: bool) -> nn.Module:

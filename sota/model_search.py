@@ -6,22 +6,27 @@ rows replaced, so the state_dict keeps DARTS-PT's layout and alpha handling stay
 the caller.
 
 A mixed op computes only the ops whose weight is not exactly 0 (projection sets removed
-ops and dropped edges to 0) and never the `none` op, whose output is zero anyway. The
-ReLU that most ops start with is computed once per cell state, not once per op and edge. Which
-ops may be non-zero is passed as host-side lists (`active`), so the forward needs no
-device-to-host synchronisation; `active_ops` derives them from the weights with a single
-transfer when the caller does not track them.
+ops and dropped edges to 0) and never the `none` op, whose output is zero anyway. What the
+ops on the edges leaving a cell state share (the ReLU most ops start with; each pool at each
+stride, before the per-edge BatchNorm) is computed once per state, not once per op and edge
+(common/cellops.py). Which ops may be non-zero is passed as host-side lists (`active`), so the
+forward needs no device-to-host synchronisation; `active_ops` derives them from the weights
+with a single transfer when the caller does not track them.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
+from common.cellops import StateInputs, mix_into, op_weights
 from sota.genotypes import Genotype, parse_genotype
-from sota.operations import OPS, FactorizedReduce, ReLUConvBN
+from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
+
 
 class MixedOp(nn.Module):
     """One edge: sum_k w_k * op_k(x) over the edge's candidate ops."""
@@ -33,36 +38,31 @@ class MixedOp(nn.Module):
         for name in primitives:
             op = OPS[name](C, stride, False)
             if "pool" in name:  # parameter-free pools get a BN so their scale matches the convs
-                op = nn.Sequential(op, BatchNorm2d(C, affine=False))
+                op = PoolBN(op, C)
             self._ops.append(op)
         self._skipped = frozenset(k for k, name in enumerate(primitives) if name == "none")
-        # ops that start with relu(x): they share one relu(x) per input (see operations.py)
-        self._relu_first = frozenset(k for k, op in enumerate(self._ops) if getattr(op, "relu_first", False))
 
-    def needs_relu(self, active: list[int]) -> bool:
-        """Whether an op among `active` reads relu(x)."""
-        return any(k in self._relu_first for k in active)
-
-    def forward(self, x: Tensor, weights: Tensor, active: list[int],
-                relu_x: Tensor | None = None) -> Tensor | None:
-        """`weights`: [num_ops]; `active`: indices that may be non-zero; `relu_x`: relu(x) if
-        the caller has it. None when the edge contributes nothing (all active ops are
-        `none`, or no op is active)."""
-        terms = []
+    def mix_into(self, acc: Tensor | None, inputs: StateInputs, weights: Sequence[Tensor],
+                 active: list[int]) -> Tensor | None:
+        """`acc` plus this edge's weighted ops of the state `inputs` (common/cellops.py);
+        `weights`: 0-d tensors per op; `active`: indices that may be non-zero. None when nothing
+        was added to a None `acc` (all active ops are `none`, or no op is active)."""
         for k in active:
-            if k in self._skipped:
-                continue
-            op = self._ops[k]
-            if k in self._relu_first:
-                if relu_x is None:
-                    relu_x = torch.relu(x)
-                terms.append(weights[k] * op(x, relu_x))
-            else:
-                terms.append(weights[k] * op(x))
-        return sum(terms[1:], terms[0]) if terms else None
+            if k not in self._skipped:
+                acc = mix_into(acc, self._ops[k], inputs, weights[k])
+        return acc
+
+    def forward(self, x: Tensor, weights: Tensor, active: list[int]) -> Tensor | None:
+        """The edge alone: sum_k weights[k] * op_k(x) over `active`, None if nothing is computed."""
+        return self.mix_into(None, StateInputs(x), weights.unbind(0), active)
 
 
 class SearchCell(nn.Module):
+    """Node i is the sum, over the states j before it, of the mixed edge j -> i, computed as one
+    running sum per node (common/cellops.py): what the ops leaving a state share (its ReLU, its
+    pools at each stride) is computed once for all of them, and each op's final batch norm takes
+    its mixing weight."""
+
     def __init__(self, primitives: list[list[str]], steps: int, multiplier: int, C_prev_prev: int,
                  C_prev: int, C: int, reduction: bool, reduction_prev: bool) -> None:
         super().__init__()
@@ -81,26 +81,19 @@ class SearchCell(nn.Module):
                 self._ops.append(MixedOp(C, stride, primitives[len(self._ops)]))
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        w = op_weights(weights)
+        states = [StateInputs(self.preprocess0(s0)), StateInputs(self.preprocess1(s1))]
         stride = 2 if self.reduction else 1
-        relus: list[Tensor | None] = [None, None]  # relu of each state, computed once if needed
         edge = 0
         for _ in range(self._steps):
-            terms = []
-            for j, h in enumerate(states):
-                mixed, act = self._ops[edge], active[edge]
-                if relus[j] is None and mixed.needs_relu(act):
-                    relus[j] = torch.relu(h)
-                out = mixed(h, weights[edge], act, relus[j])
-                if out is not None:
-                    terms.append(out)
+            acc = None
+            for inputs in states:
+                acc = self._ops[edge].mix_into(acc, inputs, w[edge], active[edge])
                 edge += 1
-            if terms:
-                states.append(sum(terms[1:], terms[0]))
-            else:  # every incoming edge was dropped: the node is zero
-                states.append(torch.zeros_like(states[0][:, :, ::stride, ::stride]))
-            relus.append(None)
-        return torch.cat(states[-self._multiplier:], dim=1)
+            if acc is None:  # every incoming edge was dropped: the node is zero
+                acc = torch.zeros_like(states[0].x[:, :, ::stride, ::stride])
+            states.append(StateInputs(acc))
+        return torch.cat([s.x for s in states[-self._multiplier:]], dim=1)
 
 
 class DartsSupernet(nn.Module):

@@ -4,9 +4,10 @@ Module structure and attribute names follow the original so that state_dicts sav
 DARTS / DARTS-PT load unchanged. Every ReLU is out-of-place: in the supernet all ops of
 an edge read the same input tensor, and an in-place ReLU would corrupt it for the others.
 
-Ops that start with that ReLU (`relu_first`) accept it precomputed (`relu_x`): the
-supernet computes relu(x) once per input state instead of once per op and edge. The
-result is the same; only the repeated ReLU (and its backward) is saved.
+Each op is a `CellOp` (common/cellops.py): its parameter-free first step (`reads`: the ReLU
+most ops start with, or the pool of a pool op) is computed by the supernet cell once per
+state for all the ops on the edges leaving it, and its final BatchNorm takes the op's mixing
+weight. As standalone modules (the evaluation network) they compute what the original did.
 """
 from __future__ import annotations
 
@@ -16,19 +17,32 @@ import torch
 from torch import Tensor, nn
 
 from common.batchnorm import BatchNorm2d
+from common.cellops import CellOp, Pool, Relu
 
 
-def _after_relu(seq: nn.Sequential, y: Tensor) -> Tensor:
-    """`seq` (which starts with a ReLU) applied to an input whose ReLU is already taken."""
-    for i, layer in enumerate(seq):
-        if i:
-            y = layer(y)
+def _after_first(seq: nn.Sequential, y: Tensor) -> Tensor:
+    """`seq` without its first layer (the ReLU a cell shares) and its last (the final batch norm)."""
+    for layer in list(seq)[1:-1]:
+        y = layer(y)
     return y
 
 
-class ReLUConvBN(nn.Module):
-    relu_first = True
+class _ReLUThenBN(CellOp):
+    """`self.op`: ReLU, own layers, BatchNorm."""
 
+    reads = Relu()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.op(x)
+
+    def body(self, relu_x: Tensor) -> Tensor:
+        return _after_first(self.op, relu_x)
+
+    def final_bn(self) -> BatchNorm2d:
+        return self.op[-1]
+
+
+class ReLUConvBN(_ReLUThenBN):
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True) -> None:
         super().__init__()
@@ -38,14 +52,9 @@ class ReLUConvBN(nn.Module):
             BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
-        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
 
-
-class DilConv(nn.Module):
+class DilConv(_ReLUThenBN):
     """ReLU -> dilated depthwise conv -> pointwise conv -> BN."""
-
-    relu_first = True
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  dilation: int, affine: bool = True) -> None:
@@ -58,14 +67,9 @@ class DilConv(nn.Module):
             BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
-        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
 
-
-class SepConv(nn.Module):
+class SepConv(_ReLUThenBN):
     """Two stacked ReLU -> depthwise -> pointwise -> BN blocks; only the first is strided."""
-
-    relu_first = True
 
     def __init__(self, C_in: int, C_out: int, kernel_size: int, stride: int, padding: int,
                  affine: bool = True) -> None:
@@ -81,22 +85,39 @@ class SepConv(nn.Module):
             BatchNorm2d(C_out, affine=affine),
         )
 
-    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
-        return self.op(x) if relu_x is None else _after_relu(self.op, relu_x)
+
+class PoolBN(CellOp, nn.Sequential):
+    """A supernet pool op: the pool, then a BatchNorm (affine=False) so that its scale matches
+    the convs'; the original's nn.Sequential (its forward, children 0 and 1). The pool is the
+    shared step."""
+
+    def __init__(self, pool: nn.MaxPool2d | nn.AvgPool2d, C: int) -> None:
+        nn.Sequential.__init__(self, pool, BatchNorm2d(C, affine=False))
+        self.reads = Pool.of(pool)
+
+    def final_bn(self) -> BatchNorm2d:
+        return self[1]
 
 
-class Zero(nn.Module):
-    """The `none` op: zeros of the (strided) output shape."""
+class Identity(CellOp, nn.Identity):
+    """skip_connect at stride 1: the cell adds w * x."""
+
+
+class Zero(CellOp):
+    """The `none` op: zeros of the (strided) output shape (cells skip it: it would only add 0)."""
 
     def __init__(self, stride: int) -> None:
         super().__init__()
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def body(self, x: Tensor) -> Tensor:
         return torch.zeros_like(x[:, :, ::self.stride, ::self.stride])
 
 
-class NoiseOp(nn.Module):
+class NoiseOp(CellOp):
     """The `noise` op of RobustDARTS space S4: standard normal noise of the output shape,
     drawn from the global torch RNG (so seeding torch makes it reproducible)."""
 
@@ -105,10 +126,13 @@ class NoiseOp(nn.Module):
         self.stride = stride
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def body(self, x: Tensor) -> Tensor:
         return torch.randn_like(x[:, :, ::self.stride, ::self.stride])
 
 
-class FactorizedReduce(nn.Module):
+class FactorizedReduce(CellOp):
     """Halves the resolution with two 1x1 stride-2 convs on pixel grids offset by one,
     so that every input pixel is seen; used for skip_connect at stride 2.
 
@@ -120,23 +144,24 @@ class FactorizedReduce(nn.Module):
     sizes (benchmarks/RESULTS.md, "Native kernel crashes"); the stride-1 kernel does not.
     """
 
-    relu_first = True
+    reads = Relu()
 
     def __init__(self, C_in: int, C_out: int, affine: bool = True) -> None:
         super().__init__()
         if C_out % 2:
             raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
-        self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=1, padding=0, bias=False)
         self.bn = BatchNorm2d(C_out, affine=affine)
 
-    def forward(self, x: Tensor, relu_x: Tensor | None = None) -> Tensor:
-        x = self.relu(x) if relu_x is None else relu_x
-        return self.bn(torch.cat([self.conv_1(x[:, :, ::2, ::2]), self.conv_2(x[:, :, 1::2, 1::2])], dim=1))
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.body(torch.relu(x)))
 
+    def body(self, relu_x: Tensor) -> Tensor:
+        return torch.cat([self.conv_1(relu_x[:, :, ::2, ::2]), self.conv_2(relu_x[:, :, 1::2, 1::2])], dim=1)
 
-Identity = nn.Identity
+    def final_bn(self) -> BatchNorm2d:
+        return self.bn
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 

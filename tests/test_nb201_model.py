@@ -22,24 +22,29 @@ def random_weights(seed: int = 0, ops: int = len(NB201_OPS)) -> Tensor:
     return torch.softmax(torch.randn(len(EDGE_KEYS), ops, generator=g), dim=-1)
 
 
+def on_body(op: nn.Module, fn) -> None:
+    """Call fn(input) whenever a cell computes `op` (cells run an op's body, not its forward)."""
+    body = op.body
+    op.body = lambda x: (fn(x), body(x))[1]
+
+
 def count_op_calls(module: nn.Module) -> dict[tuple[str, int], int]:
-    """Counts forward calls per (edge key, op index) of every SearchCell op, via hooks."""
+    """Counts computations per (edge key, op index) of every SearchCell op."""
     calls: dict[tuple[str, int], int] = {}
     for cell in module.modules():
         if isinstance(cell, SearchCell):
             for key, edge_ops in cell.edges.items():
                 for k, op in enumerate(edge_ops):
-                    op.register_forward_hook(
-                        lambda *_, key=key, k=k: calls.__setitem__((key, k), calls.get((key, k), 0) + 1))
+                    on_body(op, lambda _, key=key, k=k: calls.__setitem__((key, k), calls.get((key, k), 0) + 1))
     return calls
 
 
 def capture_nodes(cell: SearchCell) -> dict[int, Tensor]:
-    """Records nodes 1 and 2 as the cell computes them: the inputs of edges 2<-1 and 3<-2."""
+    """Records nodes 1 and 2 as the cell computes them: what skip_connect reads on edges 2<-1 and 3<-2."""
     nodes: dict[int, Tensor] = {}
+    skip = NB201_OPS.index("skip_connect")
     for key, node in (("2<-1", 1), ("3<-2", 2)):
-        for op in cell.edges[key]:
-            op.register_forward_pre_hook(lambda _, args, node=node: nodes.__setitem__(node, args[0]))
+        on_body(cell.edges[key][skip], lambda x, node=node: nodes.__setitem__(node, x))
     return nodes
 
 

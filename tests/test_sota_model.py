@@ -125,10 +125,12 @@ def test_space_lookup() -> None:
 
 # -- supernet --------------------------------------------------------------------------------
 
-def count_calls(modules: list[nn.Module]) -> list[int]:
-    calls = [0] * len(modules)
-    for i, m in enumerate(modules):
-        m.register_forward_hook(lambda *_, i=i: calls.__setitem__(i, calls[i] + 1))
+def count_calls(ops: list[nn.Module]) -> list[int]:
+    """Computations per op (cells run an op's body, not its forward)."""
+    calls = [0] * len(ops)
+    for i, op in enumerate(ops):
+        body = op.body
+        op.body = lambda x, i=i, body=body: (calls.__setitem__(i, calls[i] + 1), body(x))[1]
     return calls
 
 

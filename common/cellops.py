@@ -1,0 +1,137 @@
+"""How a supernet cell computes its mixed edges: shared steps per state, weights folded into the node.
+
+Every edge leaving a cell state reads the same tensor, and many candidate ops begin with the same
+parameter-free step: ReLU (the convolutions, FactorizedReduce) or a pool (NAS-Bench-201's
+avg_pool_3x3; the DARTS space's max and avg pools, which come before their per-edge BatchNorm).
+`StateInputs` is the node plan of one state: it computes each such step once, when the first op
+on an edge leaving the state asks for it, and hands the same tensor to every other op that reads
+it (a step equals another if it is the same function with the same settings, e.g. a 3x3 max pool
+of stride 2). A step no active op reads (masked, zero weight) is never computed.
+
+Each candidate op is a `CellOp`: `final_bn(body(reads(x)))`. A cell adds it into its node with
+`mix_into`: `acc + w * op(x)`, where `acc` is the node's running sum. On the channels-last CPU
+path the op's final batch norm scales by w and adds into `acc` itself (`BatchNorm2d.scaled_add`):
+no `w * op(x)` tensor, no separate sum, and alpha's gradient comes from the sums the batch norm's
+backward computes anyway. Elsewhere (NCHW, CUDA, float64, eval mode) the sum is accumulated in
+place with `addcmul_`. The math is the original's `sum_j sum_k w[e, k] * op_k(state_j)`; only
+the order of the float additions differs (one running sum per node instead of one per edge).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .batchnorm import BatchNorm2d
+
+SharedStep = Callable[[Tensor], Tensor]  # hashable: equal steps of one state are computed once
+
+
+@dataclass(frozen=True)
+class Relu:
+    """relu(state): the first step of every op that starts with ReLU."""
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.relu(x)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A parameter-free pool; pools of the same settings on one state give the same tensor."""
+
+    max: bool
+    kernel: int
+    stride: int
+    padding: int
+    count_include_pad: bool = True
+
+    @staticmethod
+    def of(pool: nn.MaxPool2d | nn.AvgPool2d) -> "Pool":
+        if isinstance(pool, nn.MaxPool2d):
+            if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
+                raise ValueError(f"unsupported max pool {pool}")
+            return Pool(True, pool.kernel_size, pool.stride, pool.padding)
+        if pool.ceil_mode or pool.divisor_override is not None:
+            raise ValueError(f"unsupported average pool {pool}")
+        return Pool(False, pool.kernel_size, pool.stride, pool.padding, pool.count_include_pad)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.max:
+            return F.max_pool2d(x, self.kernel, self.stride, self.padding)
+        if x.device.type == "cpu" and not self.count_include_pad and not torch.compiler.is_compiling():
+            return self._avg_as_conv(x)
+        return F.avg_pool2d(x, self.kernel, self.stride, self.padding, count_include_pad=self.count_include_pad)
+
+    def _avg_as_conv(self, x: Tensor) -> Tensor:
+        """The average pool as its sums (a depthwise convolution with a kernel of ones) divided by
+        the number of input pixels in each window, as torch's pool divides them: the same math,
+        2-3x faster on the CPU for the supernets' channel counts than torch's channels-last pool."""
+        c = x.shape[1]
+        ones = x.new_ones(c, 1, self.kernel, self.kernel)
+        sums = F.conv2d(x, ones, stride=self.stride, padding=self.padding, groups=c)
+        return sums.div_(_window_counts(tuple(x.shape[-2:]), self.kernel, self.stride, self.padding, x.dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_counts(size: tuple[int, int], kernel: int, stride: int, padding: int, dtype: torch.dtype) -> Tensor:
+    """[1, 1, H', W']: input pixels (padding excluded) in each pooling window of a CPU tensor."""
+    with torch.inference_mode(False):  # cached: a training step may need it for backward
+        ones = torch.ones(1, 1, *size, dtype=dtype)
+        return F.conv2d(ones, torch.ones(1, 1, kernel, kernel, dtype=dtype), stride=stride, padding=padding)
+
+
+class CellOp(nn.Module):
+    """A candidate op, as a cell computes it: `final_bn(body(reads(x)))`, which equals its
+    `forward(x)` (the original's computation, which standalone use and the reference keep).
+
+    `reads`: the shared first step (None: the state itself), computed once per state for all the
+    ops on the edges leaving it; `body`: the op's own layers after that step, up to its final
+    batch norm; `final_bn()`: that batch norm (None if the op has none), which the cell fuses
+    with the mixing weight. Subclasses keep the original module layout (state_dict keys)."""
+
+    reads: SharedStep | None = None
+
+    def body(self, x: Tensor) -> Tensor:
+        return x
+
+    def final_bn(self) -> BatchNorm2d | None:
+        return None
+
+
+class StateInputs:
+    """A cell state and the shared first steps of the ops that read it, each computed on first use."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+        self._steps: dict[SharedStep, Tensor] = {}
+
+    def get(self, step: SharedStep | None) -> Tensor:
+        if step is None:
+            return self.x
+        out = self._steps.get(step)
+        if out is None:
+            out = self._steps[step] = step(self.x)
+        return out
+
+
+def mix_into(acc: Tensor | None, op: CellOp, inputs: StateInputs, w: Tensor) -> Tensor:
+    """`acc + w * op(state)` (`w * op(state)` when acc is None); may update acc in place.
+
+    acc is a node's running sum, made here: nothing else holds it or saved it for backward."""
+    y = op.body(inputs.get(op.reads))
+    bn = op.final_bn()
+    if bn is not None:
+        if bn.fuses(y, acc):
+            return bn.scaled_add(y, w, acc)
+        y = bn(y)
+    return w * y if acc is None else acc.addcmul_(y, w)
+
+
+def op_weights(weights: Tensor) -> list[Sequence[Tensor]]:
+    """The [edges, ops] mixing weights as 0-d tensors per edge and op: one autograd node for all
+    of them, instead of one indexing node per op computed."""
+    return [row.unbind(0) for row in weights.unbind(0)]
