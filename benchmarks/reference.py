@@ -19,7 +19,9 @@ mixed-op forward passes, the optimizer steps and the data pipeline:
 - data: torchvision transforms on PIL images through a `DataLoader` with a
   `SubsetRandomSampler`; every search step draws its weight batch and its alpha batch
   from a new iterator (`next(iter(queue))`), `len(train_queue)` steps per epoch, and loss
-  and accuracy are read back (`.item()`) every step.
+  and accuracy are read back (`.item()`) every step;
+- evaluation (`infer`): per-epoch passes in eval mode and projection scoring passes in train
+  mode, loss and accuracy read back every batch.
 """
 from __future__ import annotations
 
@@ -207,10 +209,21 @@ def search_batches(train_queue, valid_queue, device: torch.device) -> Iterator[t
                xs.to(device, non_blocking=True), ys.to(device, non_blocking=True))
 
 
+def tuning_batches(train_queue, valid_queue, device: torch.device) -> Iterator[tuple[Tensor, ...]]:
+    """(x, y, x_search, y_search) per step of one projection tuning epoch, as the original: an
+    epoch of the weight half, each alpha batch from a fresh iterator."""
+    for x, y in train_queue:
+        xs, ys = next(iter(valid_queue))
+        yield (x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+               xs.to(device, non_blocking=True), ys.to(device, non_blocking=True))
+
+
 @torch.no_grad()
-def scoring_pass(model: nn.Module, batches, weights: Weights, device: torch.device) -> tuple[float, float]:
-    """The original's `infer` in train mode: accuracy and loss read back every batch."""
-    model.train()
+def infer(model: nn.Module, batches, weights: Weights, device: torch.device, train: bool = False
+          ) -> tuple[float, float]:
+    """The original's `infer`: accuracy and loss over a pass, read back every batch; in eval mode
+    (the per-epoch evaluations) or, `train`, in train mode (BatchNorm batch statistics)."""
+    model.train(train)
     total_loss = total_acc = n = 0.0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
@@ -219,4 +232,10 @@ def scoring_pass(model: nn.Module, batches, weights: Weights, device: torch.devi
         total_loss += loss.item() * len(y)
         total_acc += accuracy(logits, y) * len(y)
         n += len(y)
+    model.train()
     return total_acc / n, total_loss / n
+
+
+def scoring_pass(model: nn.Module, batches, weights: Weights, device: torch.device) -> tuple[float, float]:
+    """A projection scoring pass: the original's `infer` in train mode."""
+    return infer(model, batches, weights, device, train=True)
