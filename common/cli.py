@@ -7,11 +7,23 @@ users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from .config import (COMPILE_MODES, MEMORY_FORMATS, SAMPLINGS, AlphaConfig, ConfigError, DataConfig, OptimConfig,
-                     ProjectionConfig, RunConfig, SearchConfig, SpeedConfig)
+from .config import (
+    COMPILE_MODES,
+    MEMORY_FORMATS,
+    SAMPLINGS,
+    AlphaConfig,
+    ConfigError,
+    DataConfig,
+    OptimConfig,
+    ProjectionConfig,
+    RunConfig,
+    SearchConfig,
+    SpeedConfig,
+)
 from .data import DATASETS
 from .experiment import REPO_ROOT
 

@@ -16,9 +16,9 @@ import copy
 import math
 import os
 import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -395,7 +395,7 @@ class Batches:
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
 
-    def with_batch_size(self, batch_size: int) -> "Batches":
+    def with_batch_size(self, batch_size: int) -> Batches:
         """The same images (not copied) in batches of another size."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

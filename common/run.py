@@ -9,9 +9,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -21,11 +22,26 @@ from .config import ConfigError, SearchConfig
 from .data import Batches, ImageSet, load_dataset, split_indices
 from .device import memory_format, select_device
 from .entry import exit_code, mark_failed, read_result, seed_everything
-from .experiment import (LOGGER, Board, ExperimentError, log_to_file, new_run_dir, resolve_epoch, run_target,
-                         start_logging)
+from .experiment import (
+    LOGGER,
+    Board,
+    ExperimentError,
+    log_to_file,
+    new_run_dir,
+    resolve_epoch,
+    run_target,
+    start_logging,
+)
 from .projection import run_projection
-from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_identity,
-                     run_search, scheduler_for)
+from .search import (
+    SUPERNET,
+    continue_search,
+    load_resumed_search,
+    load_search_checkpoint,
+    run_identity,
+    run_search,
+    scheduler_for,
+)
 from .space import SearchSpace, Space
 from .trainer import SearchData, Trainer
 

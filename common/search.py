@@ -8,11 +8,18 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state, split_model_state)
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    split_model_state,
+)
 from .config import SearchConfig
-from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .data import EVAL_TEST, EVAL_VALID
+from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .space import Space
 from .trainer import Trainer
 

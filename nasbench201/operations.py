@@ -6,7 +6,7 @@ checkpoints of the original code load unchanged.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -17,9 +17,10 @@ import json
 import os
 import re
 from collections import namedtuple
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -21,7 +21,9 @@ from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, ReLUConvBN
-from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
+from sota.spaces import KIND_KEYS, NUM_EDGES
+from sota.spaces import space as get_space
+
 
 class MixedOp(nn.Module):
     """One edge: sum_k w_k * op_k(x) over the edge's candidate ops."""

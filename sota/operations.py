@@ -10,7 +10,7 @@ result is the same; only the repeated ReLU (and its backward) is saved.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

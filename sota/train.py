@@ -25,17 +25,42 @@ import torch
 from torch import nn
 
 from common.batchnorm import SyncBatchNorm2d
-from common.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint, \
-    set_rng_state
-from common.cli import Parser, add_data_flags, add_kernel_flags, add_optim_flags, add_run_flags, data_config, \
-    parse_config, run_config, speed_config
+from common.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from common.cli import (
+    Parser,
+    add_data_flags,
+    add_kernel_flags,
+    add_optim_flags,
+    add_run_flags,
+    data_config,
+    parse_config,
+    run_config,
+    speed_config,
+)
 from common.config import ConfigError, DataConfig, OptimConfig, RunConfig, SpeedConfig, at_least, check, finite
 from common.data import DATASETS, EVAL_TEST, TRAIN, Batches, load_dataset
 from common.device import memory_format
 from common.distributed import Group
-from common.experiment import (LOGGER, Board, Timer, append_jsonl, log_to_file, new_run_dir, run_target,
-                               start_logging, truncate_history, write_json)
 from common.entry import exit_code, mark_failed, seed_everything
+from common.experiment import (
+    LOGGER,
+    Board,
+    Timer,
+    append_jsonl,
+    log_to_file,
+    new_run_dir,
+    run_target,
+    start_logging,
+    truncate_history,
+    write_json,
+)
 from common.metrics import Stats, check_finite
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch

@@ -7,10 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from sota.genotypes import (DARTS_V2, Genotype, all_genotype_names, genotype_from_dict, genotype_from_string,
-                            genotype_to_dict, get_genotype, parse_genotype, register_genotype, resolve_arch)
+from sota.genotypes import (
+    DARTS_V2,
+    Genotype,
+    all_genotype_names,
+    genotype_from_dict,
+    genotype_from_string,
+    genotype_to_dict,
+    get_genotype,
+    parse_genotype,
+    register_genotype,
+    resolve_arch,
+)
 from sota.spaces import space
-from sota.visualize import main as visualize_main, plot_genotype
+from sota.visualize import main as visualize_main
+from sota.visualize import plot_genotype
 
 
 def edge_ops(name: str) -> dict[str, list[list[str]]]:
