@@ -271,7 +271,7 @@ def _read_resized(files: Sequence[tuple[str, int]], size: int) -> torch.Tensor:
     for i, (path, _) in enumerate(files):
         try:
             with Image.open(path) as img:
-                out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+                out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
         except Exception as err:  # unreadable or not an image
             raise DataError(f"could not read image {path}: {err}") from err
     return torch.from_numpy(out)
