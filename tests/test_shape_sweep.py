@@ -25,6 +25,8 @@ import pytest
 from tests.conftest import REPO
 from tests.fixtures.shape_sweep import MODELS
 
+pytestmark = pytest.mark.slow  # one subprocess per (model, channels): minutes on 2 cores
+
 CHANNELS = range(1, 9)
 BATCHES = range(1, 10)
 PARALLEL = 2  # cases run at the same time: one per core of a small machine
