@@ -62,9 +62,13 @@ def started(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, int], Fu
 
 
 def failed_shape(stdout: str) -> str:
-    """The shape the subprocess had started and not finished."""
+    """The shape the subprocess had started and not finished (or, when heap corruption surfaced
+    only as it exited, the last one it ran)."""
     lines = stdout.splitlines()
-    return lines[-1] if lines and lines[-1].startswith("shape ") else "before the first shape"
+    shapes = [line for line in lines if line.startswith("shape ")]
+    if not shapes:
+        return "before the first shape"
+    return f"after {shapes[-1]}, at exit" if lines[-1] == "ok" else shapes[-1]
 
 
 def describe(returncode: int) -> str:
