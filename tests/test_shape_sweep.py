@@ -2,7 +2,7 @@
 forward, backward and a masked scoring pass must not crash.
 
 Some native CPU kernels of torch 2.14.1 corrupt the heap at small shapes (the 1x1 stride-2
-conv that FactorizedReduce used to run aborted at odd batch sizes; benchmarks/RESULTS.md,
+conv that FactorizedReduce used to run aborted at odd batch sizes with 2 threads; benchmarks/RESULTS.md,
 "Native kernel crashes"). Such a crash kills the process it happens in, so every case runs
 in a subprocess of its own (tests/fixtures/shape_sweep.py): an abort fails that case and
 names the shape, and pytest goes on. The subprocess runs with glibc's heap checks on, so
