@@ -63,7 +63,7 @@ from common.experiment import (
 )
 from common.metrics import Stats, check_finite
 
-from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch
+from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
 
 log = logging.getLogger(LOGGER)
@@ -280,7 +280,7 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:
-        genotype = resolve_arch(cfg.arch, cfg.run.exp_root / "sota" / "genotypes")
+        genotype = resolve_arch(cfg.arch, registry(cfg.run.exp_root))
     except (KeyError, ValueError) as e:
         raise ConfigError("arch", cfg.arch[:60], e.args[0] if e.args else str(e)) from e
     name = arch_name(cfg.arch, genotype)
