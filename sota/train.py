@@ -24,15 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from common import checkpoint as ckpt
 from common.batchnorm import SyncBatchNorm2d
-from common.checkpoint import (
-    CheckpointError,
-    checkpoint_path,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
 from common.cli import (
     Parser,
     add_data_flags,
@@ -247,7 +240,7 @@ class Run:
     def state(self) -> dict[str, Any] | None:
         """The checkpoint's model, optimiser, scheduler and RNG states, on process 0 (None on the
         others; a collective: every process gives its RNG states)."""
-        rngs = self.group.gather(rng_state(self.device))
+        rngs = self.group.gather(ckpt.rng_state(self.device))
         if rngs is None:
             return None
         # "rng" is process 0's, what one process saves; "process_rng" every process's, by rank
@@ -269,9 +262,9 @@ class Run:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             rng = state["process_rng"][self.group.rank] if self.group.distributed else state["rng"]
-            set_rng_state(rng, self.device)
+            ckpt.set_rng_state(rng, self.device)
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
+            raise ckpt.CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
                                   f"--init_channels, --layers and --auxiliary): {e!r}") from e
 
 
@@ -289,8 +282,8 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     r = Run(cfg, genotype, device, group)
     state: dict[str, Any] = {}
     if resume_epoch > 0:
-        path = checkpoint_path(folder, resume_epoch)
-        state = load_checkpoint(path)
+        path = ckpt.checkpoint_path(folder, resume_epoch)
+        state = ckpt.load_checkpoint(path)
         r.load(state, path)
     return r, folder, name, genotype, state
 
@@ -346,8 +339,8 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
         append_jsonl(folder / "history.jsonl", row)
         board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
         if checkpoint is not None:
-            save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
-                             "train_time": timer.elapsed()}, checkpoint_path(folder, epoch + 1))
+            ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
+                                  "train_time": timer.elapsed()}, ckpt.checkpoint_path(folder, epoch + 1))
         result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run
     result.update(status="finished", **_accuracies(best_acc, test_acc, timer))
