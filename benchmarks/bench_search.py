@@ -39,9 +39,10 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ class Memory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
 
-    def __enter__(self) -> "Memory":
+    def __enter__(self) -> Memory:
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

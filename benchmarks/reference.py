@@ -25,7 +25,8 @@ mixed-op forward passes, the optimizer steps and the data pipeline:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.config import SearchConfig
-from nasbench201.model_search import EDGE_INDEX, NUM_NODES, NB201Supernet, SearchCell as NB201Cell
-from sota.model_search import DartsSupernet, SearchCell as DartsCell
+from nasbench201.model_search import EDGE_INDEX, NUM_NODES, NB201Supernet
+from nasbench201.model_search import SearchCell as NB201Cell
+from sota.model_search import DartsSupernet
+from sota.model_search import SearchCell as DartsCell
 
 Weights = dict[str, Tensor]
 

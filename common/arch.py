@@ -7,11 +7,10 @@ outside the model keeps the model's state_dict in the original layout.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
-
 
 # Per cell kind, per edge: the indices of the ops whose mixing weight may be non-zero.
 Active = dict[str, list[list[int]]]

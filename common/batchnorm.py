@@ -19,6 +19,8 @@ on GPUs only, and the tests run on CPU).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -214,8 +216,8 @@ class SyncBatchNorm2d(BatchNorm2d):
         """`module` with every BatchNorm2d replaced by a SyncBatchNorm2d of the same state (call
         it before an optimizer takes the parameters: the replacements hold new ones)."""
         if isinstance(module, nn.BatchNorm2d) and not isinstance(module, cls):
-            where = next(({"device": t.device, "dtype": t.dtype} for t in (module.weight, module.running_mean)
-                          if t is not None), {})
+            where: dict[str, Any] = next(({"device": t.device, "dtype": t.dtype}
+                                          for t in (module.weight, module.running_mean) if t is not None), {})
             sync = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
                        **where)
             sync.load_state_dict(module.state_dict())

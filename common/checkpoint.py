@@ -95,7 +95,8 @@ def split_model_state(state: dict[str, Any], alpha_keys: tuple[str, ...]) -> tup
 def rng_state(device: torch.device | str = "cpu") -> dict[str, Any]:
     """All global RNG states a run on `device` uses, as weights_only-loadable values (on CUDA
     the generator of that GPU only, so the run can resume on another GPU or machine)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)  # the legacy form: (name, keys, pos, has_gauss, cached)
     py = random.getstate()
     state = {
         "torch": torch.get_rng_state(),

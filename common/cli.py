@@ -7,11 +7,23 @@ users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn
 
-from .config import (COMPILE_MODES, MEMORY_FORMATS, SAMPLINGS, AlphaConfig, ConfigError, DataConfig, OptimConfig,
-                     ProjectionConfig, RunConfig, SearchConfig, SpeedConfig)
+from .config import (
+    COMPILE_MODES,
+    MEMORY_FORMATS,
+    SAMPLINGS,
+    AlphaConfig,
+    ConfigError,
+    DataConfig,
+    OptimConfig,
+    ProjectionConfig,
+    RunConfig,
+    SearchConfig,
+    SpeedConfig,
+)
 from .data import DATASETS
 from .experiment import REPO_ROOT
 
@@ -23,7 +35,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, description: str) -> None:
         super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}; see --help\n")
 
 

@@ -16,9 +16,9 @@ import copy
 import math
 import os
 import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -271,7 +271,7 @@ def _read_resized(files: Sequence[tuple[str, int]], size: int) -> torch.Tensor:
     for i, (path, _) in enumerate(files):
         try:
             with Image.open(path) as img:
-                out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+                out[i] = np.asarray(img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
         except Exception as err:  # unreadable or not an image
             raise DataError(f"could not read image {path}: {err}") from err
     return torch.from_numpy(out)
@@ -395,7 +395,7 @@ class Batches:
         self._rows = torch.arange(self.height, device=self.device)
         self._cols = torch.arange(self.width, device=self.device)
 
-    def with_batch_size(self, batch_size: int) -> "Batches":
+    def with_batch_size(self, batch_size: int) -> Batches:
         """The same images (not copied) in batches of another size."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -8,8 +8,9 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,7 @@ def select_edges(score: Score, kind: str, edges: Sequence[int], crit: str, keep:
             c = _crit(score(kind, e, None), crit)
             if extreme is None or not _hurts_more(c, extreme, crit):
                 weakest, extreme = e, c
+        assert weakest is not None  # `remaining` holds more than `keep` >= 0 edges
         remaining.remove(weakest)
     return remaining
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -21,11 +23,26 @@ from .config import ConfigError, SearchConfig
 from .data import Batches, ImageSet, load_dataset, split_indices
 from .device import memory_format, select_device
 from .entry import exit_code, mark_failed, read_result, seed_everything
-from .experiment import (LOGGER, Board, ExperimentError, log_to_file, new_run_dir, resolve_epoch, run_target,
-                         start_logging)
+from .experiment import (
+    LOGGER,
+    Board,
+    ExperimentError,
+    log_to_file,
+    new_run_dir,
+    resolve_epoch,
+    run_target,
+    start_logging,
+)
 from .projection import run_projection
-from .search import (SUPERNET, continue_search, load_resumed_search, load_search_checkpoint, run_identity,
-                     run_search, scheduler_for)
+from .search import (
+    SUPERNET,
+    continue_search,
+    load_resumed_search,
+    load_search_checkpoint,
+    run_identity,
+    run_search,
+    scheduler_for,
+)
 from .space import SearchSpace, Space
 from .trainer import SearchData, Trainer
 
@@ -124,15 +141,15 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
     if len(weight_idx) == 0 or len(alpha_idx) == 0:
         raise ConfigError("train_portion", cfg.train_portion, f"leaves one half of the {len(train_set)} training "
                                                               "images empty; use a value nearer 0.5")
-    common = dict(device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
-                  memory_format=memory_format(cfg.speed.memory_format, device))
     batch, cutout = cfg.data.batch_size, cfg.data.cutout_size
-    valid = Batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout, **common)
+    batches = functools.partial(Batches, device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
+                                memory_format=memory_format(cfg.speed.memory_format, device))
+    valid = batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout)
     proj_batch = cfg.projection.proj_batch_size
     return SearchData(
-        train=Batches(train_set, weight_idx, batch, augment=True, cutout_length=cutout, **common),
+        train=batches(train_set, weight_idx, batch, augment=True, cutout_length=cutout),
         valid=valid,
-        test=Batches(test_set, None, batch, augment=False, shuffle=False, **common),
+        test=batches(test_set, None, batch, augment=False, shuffle=False),
         proj=valid.with_batch_size(proj_batch) if proj_batch and proj_batch != batch else None)
 
 

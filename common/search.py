@@ -8,11 +8,18 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint,
-                         set_rng_state, split_model_state)
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    split_model_state,
+)
 from .config import SearchConfig
-from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .data import EVAL_TEST, EVAL_VALID
+from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .space import Space
 from .trainer import Trainer
 
@@ -25,7 +32,8 @@ SUPERNET = "supernet"  # checkpoints of the search epochs a projection runs firs
 def scheduler_for(trainer: Trainer) -> Scheduler:
     """The search's learning-rate schedule: cosine from --learning_rate to --learning_rate_min."""
     cfg = trainer.cfg
-    return Scheduler(trainer.w_opt, float(cfg.epochs), eta_min=cfg.optim.learning_rate_min)
+    # float T_max, as the original: its checkpoints' scheduler states hold a float
+    return Scheduler(trainer.w_opt, float(cfg.epochs), eta_min=cfg.optim.learning_rate_min)  # type: ignore[arg-type]
 
 
 def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | None = None,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, Protocol
+from typing import Any, Protocol
 
 from torch import Tensor, nn
 

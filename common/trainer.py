@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,7 +58,7 @@ COMPILE_BACKEND = "inductor"
 class Trainer:
     def __init__(self, space: Space, data: SearchData | None, cfg: SearchConfig, device: torch.device,
                  weight_lr: float | None = None) -> None:
-        self.space, self.data, self.cfg, self.device = space, data, cfg, device
+        self.space, self._data, self.cfg, self.device = space, data, cfg, device
         self.model, self.arch = space.model, space.arch
         self.memory_format = memory_format(cfg.speed.memory_format, device)
         self.model.to(memory_format=self.memory_format)  # in place: parameters keep their identity
@@ -74,6 +75,17 @@ class Trainer:
         self._weight_grads_exist = False
         if cfg.speed.compile:
             self.forward = compile_model(self.model, cfg.speed.compile_mode)
+
+    @property
+    def data(self) -> SearchData:
+        """The run's batches (step-level tests drive a Trainer without any)."""
+        if self._data is None:
+            raise RuntimeError("this Trainer was built without data")
+        return self._data
+
+    @data.setter
+    def data(self, data: SearchData) -> None:
+        self._data = data
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if not self.amp:
@@ -181,7 +193,7 @@ class Trainer:
         Masked scoring passes (explicit `weights`) run the model uncompiled: each mask is a
         new active-op pattern, which torch.compile would have to recompile.
         """
-        forward = self.model
+        forward: Callable[..., Tensor] = self.model
         if weights is None:
             forward = self.forward
             with torch.no_grad():  # outside inference mode: Architecture caches tensors it makes here
@@ -228,5 +240,5 @@ def compile_model(model: nn.Module, mode: str = "default") -> Callable:
     setattr(config, limit, max(getattr(config, limit), 64))  # one graph per projection pattern and mode
     config.suppress_errors = True  # fall back to eager (with a logged warning) rather than stop a search
     log.info("--compile: torch.compile(model, backend=%s, mode=%s); the first steps compile", COMPILE_BACKEND, mode)
-    options = {"mode": mode} if COMPILE_BACKEND == "inductor" and mode != "default" else {}
-    return torch.compile(model, backend=COMPILE_BACKEND, **options)
+    inductor_mode = mode if COMPILE_BACKEND == "inductor" and mode != "default" else None
+    return torch.compile(model, backend=COMPILE_BACKEND, mode=inductor_mode)

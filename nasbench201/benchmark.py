@@ -19,8 +19,8 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -60,7 +60,7 @@ class Benchmark:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path, log: Log = print) -> "Benchmark | None":
+    def open(cls, path: str | Path, log: Log = print) -> Benchmark | None:
         """The benchmark at `path`, or None (after one log line) if it is missing or unreadable."""
         path = Path(path)
         if not path.is_file():
@@ -230,7 +230,7 @@ class _Owned(dict):
     itself: the API builds its ArchResults from it as it would from a copy, minus the copy
     (seconds on big files)."""
 
-    def __deepcopy__(self, memo: dict) -> "_Owned":
+    def __deepcopy__(self, memo: dict) -> _Owned:
         return self
 
 

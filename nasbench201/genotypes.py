@@ -5,7 +5,7 @@ Format (node by node, inputs in order of j, separated by '+'):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -6,7 +6,7 @@ state live elsewhere and the state_dict keeps the original DARTS-PT layout.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn

@@ -6,7 +6,7 @@ checkpoints of the original code load unchanged.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -72,8 +72,9 @@ class FactorizedReduce(CellOp):
     `pad(x)[:, :, 1::2, 1::2]` (for an odd size the last of these is the zero padding, as
     before): the same products and sums with the same weights (and state_dict), and 4x less
     input to convolve. Why: torch 2.14.1's CPU kernel for 1x1 stride-2 convs corrupts the
-    heap in backward on channels-last inputs, the CPU default, at odd batch sizes
-    (benchmarks/RESULTS.md, "Native kernel crashes"); the stride-1 kernel does not.
+    heap in backward on channels-last inputs, the CPU default, when the batch splits unevenly
+    between threads (odd batches with 2; benchmarks/RESULTS.md, "Native kernel crashes"); the
+    stride-1 kernel does not.
     """
 
     def __init__(self, C_in: int, C_out: int, stride: int, affine: bool,

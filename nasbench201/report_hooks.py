@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from common.data import DATASETS, NUM_CLASSES
 from common.space import ReportHooks, RunName

@@ -17,9 +17,10 @@ import json
 import os
 import re
 from collections import namedtuple
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -194,6 +195,17 @@ def default_registry() -> Path:
     return Path(env) if env else _REPO / "experiments" / "sota" / "genotypes"
 
 
+def registry(exp_root: str | Path | None) -> Path:
+    """Where the runs under `exp_root` (--exp_root) register genotypes; the default one if None."""
+    return Path(exp_root) / "sota" / "genotypes" if exp_root else default_registry()
+
+
+def add_exp_root_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--exp_root", default=None,
+                        help="experiments folder whose registered genotypes to include "
+                             f"(default: ${REGISTRY_ENV}, else the repository's experiments/)")
+
+
 def _registry_file(name: str, registry: Path | None) -> Path:
     if not _NAME_RE.match(name):
         raise ValueError(f"invalid genotype name {name!r}: use letters, digits and _ . + - only")
@@ -261,15 +273,17 @@ def register_genotype(name: str, genotype: Genotype, registry: Path | None = Non
     return path
 
 
-def _main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="List the genotype catalog or print genotypes.")
     parser.add_argument("names", nargs="*", help="genotypes to print (default: list all names)")
-    args = parser.parse_args()
+    add_exp_root_flag(parser)
+    args = parser.parse_args(argv)
+    folder = registry(args.exp_root)
     if not args.names:
-        print("\n".join(all_genotype_names()))
+        print("\n".join(all_genotype_names(folder)))
     for name in args.names:
-        print(f"{name}: {get_genotype(name)}")
+        print(f"{name}: {get_genotype(name, folder)}")
 
 
 if __name__ == "__main__":
-    _main()
+    main()

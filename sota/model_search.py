@@ -24,8 +24,15 @@ from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 from common.cellops import StateInputs, mix_into, op_weights
 from sota.genotypes import Genotype, parse_genotype
+<<<<<<< HEAD
 from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
+=======
+from sota.operations import OPS, FactorizedReduce, ReLUConvBN
+from sota.spaces import KIND_KEYS, NUM_EDGES
+from sota.spaces import space as get_space
+
+>>>>>>> main
 
 
 class MixedOp(nn.Module):

@@ -11,7 +11,7 @@ weight. As standalone modules (the evaluation network) they compute what the ori
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -140,8 +140,9 @@ class FactorizedReduce(CellOp):
     as stride-1 1x1 convs of the grids they sample, `x[:, :, ::2, ::2]` and
     `x[:, :, 1::2, 1::2]`: the same products and sums with the same weights (and state_dict),
     and 4x less input to convolve. Why: torch 2.14.1's CPU kernel for 1x1 stride-2 convs
-    corrupts the heap in backward on channels-last inputs, the CPU default, at odd batch
-    sizes (benchmarks/RESULTS.md, "Native kernel crashes"); the stride-1 kernel does not.
+    corrupts the heap in backward on channels-last inputs, the CPU default, when the batch
+    splits unevenly between threads (odd batches with 2; benchmarks/RESULTS.md, "Native kernel
+    crashes"); the stride-1 kernel does not.
     """
 
     reads = Relu()

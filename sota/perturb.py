@@ -6,7 +6,7 @@ weights for the weight step only, which is the original's "restore alpha after t
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -24,21 +24,39 @@ from typing import Any
 import torch
 from torch import nn
 
+from common import checkpoint as ckpt
 from common.batchnorm import SyncBatchNorm2d
-from common.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, rng_state, save_checkpoint, \
-    set_rng_state
-from common.cli import Parser, add_data_flags, add_kernel_flags, add_optim_flags, add_run_flags, data_config, \
-    parse_config, run_config, speed_config
+from common.cli import (
+    Parser,
+    add_data_flags,
+    add_kernel_flags,
+    add_optim_flags,
+    add_run_flags,
+    data_config,
+    parse_config,
+    run_config,
+    speed_config,
+)
 from common.config import ConfigError, DataConfig, OptimConfig, RunConfig, SpeedConfig, at_least, check, finite
 from common.data import DATASETS, EVAL_TEST, TRAIN, Batches, load_dataset
 from common.device import memory_format
 from common.distributed import Group
-from common.experiment import (LOGGER, Board, Timer, append_jsonl, log_to_file, new_run_dir, run_target,
-                               start_logging, truncate_history, write_json)
 from common.entry import exit_code, mark_failed, seed_everything
+from common.experiment import (
+    LOGGER,
+    Board,
+    Timer,
+    append_jsonl,
+    log_to_file,
+    new_run_dir,
+    run_target,
+    start_logging,
+    truncate_history,
+    write_json,
+)
 from common.metrics import Stats, check_finite
 
-from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, resolve_arch
+from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
 
 log = logging.getLogger(LOGGER)
@@ -222,7 +240,7 @@ class Run:
     def state(self) -> dict[str, Any] | None:
         """The checkpoint's model, optimiser, scheduler and RNG states, on process 0 (None on the
         others; a collective: every process gives its RNG states)."""
-        rngs = self.group.gather(rng_state(self.device))
+        rngs = self.group.gather(ckpt.rng_state(self.device))
         if rngs is None:
             return None
         # "rng" is process 0's, what one process saves; "process_rng" every process's, by rank
@@ -244,9 +262,9 @@ class Run:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             rng = state["process_rng"][self.group.rank] if self.group.distributed else state["rng"]
-            set_rng_state(rng, self.device)
+            ckpt.set_rng_state(rng, self.device)
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
+            raise ckpt.CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
                                   f"--init_channels, --layers and --auxiliary): {e!r}") from e
 
 
@@ -255,7 +273,7 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:
-        genotype = resolve_arch(cfg.arch, cfg.run.exp_root / "sota" / "genotypes")
+        genotype = resolve_arch(cfg.arch, registry(cfg.run.exp_root))
     except (KeyError, ValueError) as e:
         raise ConfigError("arch", cfg.arch[:60], e.args[0] if e.args else str(e)) from e
     name = arch_name(cfg.arch, genotype)
@@ -264,8 +282,8 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     r = Run(cfg, genotype, device, group)
     state: dict[str, Any] = {}
     if resume_epoch > 0:
-        path = checkpoint_path(folder, resume_epoch)
-        state = load_checkpoint(path)
+        path = ckpt.checkpoint_path(folder, resume_epoch)
+        state = ckpt.load_checkpoint(path)
         r.load(state, path)
     return r, folder, name, genotype, state
 
@@ -321,8 +339,8 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
         append_jsonl(folder / "history.jsonl", row)
         board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
         if checkpoint is not None:
-            save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
-                             "train_time": timer.elapsed()}, checkpoint_path(folder, epoch + 1))
+            ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
+                                  "train_time": timer.elapsed()}, ckpt.checkpoint_path(folder, epoch + 1))
         result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run
     result.update(status="finished", **_accuracies(best_acc, test_acc, timer))

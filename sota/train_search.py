@@ -24,7 +24,7 @@ from common.projection import random_choice, select_edges, select_op
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space
 
-from .genotypes import Genotype, genotype_to_dict, register_genotype
+from .genotypes import Genotype, genotype_to_dict, register_genotype, registry
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
@@ -163,7 +163,7 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
     name = cfg.space.genotype_name or f"{cfg.data.dataset}_{folder.parent.name}_{folder.name}"
     meta = {"experiment": str(folder), "space": cfg.space.space, "dataset": cfg.data.dataset,
             "method": cfg.method_name}
-    registered = register_genotype(name, genotype, cfg.run.exp_root / "sota" / "genotypes", meta)
+    registered = register_genotype(name, genotype, registry(cfg.run.exp_root), meta)
     write_json(folder / "genotype.json", {"name": name, **genotype_to_dict(genotype)})
     figures = plot_genotype(genotype, folder / "genotype", title=name)
     params = {"init_channels": C, "layers": layers,

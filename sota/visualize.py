@@ -14,7 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend alone
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from sota.genotypes import Genotype, is_genotype_literal, resolve_arch
+from sota.genotypes import Genotype, add_exp_root_flag, is_genotype_literal, registry, resolve_arch
 
 _COLORS = {"input": "#c1e1c1", "node": "#add8e6", "output": "#eee8aa"}
 _GAP = 2.0      # horizontal distance between consecutive states
@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Draw the cells of a genotype (catalog name or literal).")
     parser.add_argument("arch", help="catalog name (see `python -m sota.genotypes`) or Genotype(...) literal")
     parser.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
+    add_exp_root_flag(parser)
     args = parser.parse_args(argv)
-    genotype = resolve_arch(args.arch)
+    genotype = resolve_arch(args.arch, registry(args.exp_root))
     is_literal = is_genotype_literal(args.arch)
     name = "genotype" if is_literal else args.arch
     for path in plot_genotype(genotype, args.out / name, title=None if is_literal else name):

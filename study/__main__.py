@@ -14,8 +14,7 @@ from .config import StudyConfig, StudyError, parse_config
 from .executors import LocalExecutor, Session, SlurmExecutor, slurm_states
 from .flags import RunFlags
 from .manifest import FINISHED, Manifest, ManifestError, StudyBusy, StudyLock, refresh, status_table
-from .plan import (Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_config,
-                   script_command)
+from .plan import Context, NotReady, PlanError, Run, command, launch_command, plan_runs, run_config, script_command
 
 
 def main(argv: list[str] | None = None, cluster: str = "slurm") -> int:

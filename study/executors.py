@@ -21,8 +21,21 @@ from typing import IO, Any
 from common.experiment import REPO_ROOT
 
 from .config import SlurmConfig, StudyError
-from .manifest import (BLOCKED, FAILED, FINISHED, PLANNED, RUNNING, SUBMITTED, Manifest, end_attempt, refresh,
-                       relative, start_attempt, state_counts, submit_attempt)
+from .manifest import (
+    BLOCKED,
+    FAILED,
+    FINISHED,
+    PLANNED,
+    RUNNING,
+    SUBMITTED,
+    Manifest,
+    end_attempt,
+    refresh,
+    relative,
+    start_attempt,
+    state_counts,
+    submit_attempt,
+)
 from .plan import Context, NotReady, PlanError, Run, command, launch_command, read_result, run_folder
 
 START, WAIT, SKIP, BLOCK = "start", "wait", "skip", "block"
@@ -84,7 +97,7 @@ def failure_reason(run: Run, ctx: Context, exit_code: int) -> str:
     if error:
         return str(error)[:300]
     try:
-        lines = [l.strip() for l in ctx.log_path(run).read_text(errors="replace").splitlines() if l.strip()]
+        lines = [line.strip() for line in ctx.log_path(run).read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
     return lines[-1][:300] if lines and not lines[-1].startswith("====") else f"exit code {exit_code}"
@@ -191,7 +204,7 @@ class LocalExecutor:
                 time.sleep(0.2)
 
     def _free_slot(self) -> int | None:
-        busy = {l.slot for l in self.running.values()}
+        busy = {launched.slot for launched in self.running.values()}
         return next((i for i in range(len(self.slots)) if i not in busy), None)
 
     def _start(self, run: Run, slot_index: int) -> None:

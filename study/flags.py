@@ -48,7 +48,7 @@ class RunFlags:
     flags: tuple[RunFlag, ...] = ()
 
     @classmethod
-    def parse(cls, tokens: list[str] | tuple[str, ...]) -> "RunFlags":
+    def parse(cls, tokens: list[str] | tuple[str, ...]) -> RunFlags:
         flags, i = [], 0
         while i < len(tokens):
             flag, i = _parse_one(tokens, i)
@@ -103,14 +103,14 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, in
     return RunFlag(stage, flag, tokens[i + 1]), i + 2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_flags(module: str) -> dict[str, bool]:
     """Every option of a run module's parser -> whether it takes a value."""
     parser = build_parser(module)
     return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_parser(module: str) -> argparse.ArgumentParser:
     """The run module's own parser; bad values raise instead of exiting."""
     parser = importlib.import_module(module).build_parser()

@@ -12,10 +12,11 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from common.experiment import write_json
 
@@ -69,13 +70,13 @@ class RunRecord:
         return Run(self.space, self.dataset, self.method, self.seed, self.stage)
 
     @classmethod
-    def new(cls, run: Run, ctx: Context) -> "RunRecord":
+    def new(cls, run: Run, ctx: Context) -> RunRecord:
         up = run.upstream
         return cls(run.id, run.stage, run.space, run.dataset, run.method, run.seed,
                    up.id if up else None, command(run, ctx), log=str(ctx.log_path(run)))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunRecord":
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -89,7 +90,7 @@ class Manifest:
     records: dict[str, RunRecord] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, study_dir: Path) -> "Manifest | None":
+    def load(cls, study_dir: Path) -> Manifest | None:
         path = study_dir / "study.json"
         if not path.is_file():
             return None
@@ -266,7 +267,7 @@ class StudyLock:
         self.path = study_dir / "study.lock"
         self.fd: int | None = None
 
-    def __enter__(self) -> "StudyLock":
+    def __enter__(self) -> StudyLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

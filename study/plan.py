@@ -79,7 +79,7 @@ class Run:
         return NB201 if self.space == NB201 else "sota"
 
     @property
-    def upstream(self) -> "Run | None":
+    def upstream(self) -> Run | None:
         """The run this one continues: a projection's search, an evaluation's projection."""
         i = STAGES.index(self.stage)
         return None if i == 0 else Run(self.space, self.dataset, self.method, self.seed, STAGES[i - 1])
@@ -229,7 +229,7 @@ def genotype_name(proj_folder: Path | None) -> str | None:
     return result.get("genotype_name") if result.get("status") == "finished" else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def script_command(script: str) -> tuple[str, tuple[str, ...]]:
     """(module, default arguments) of an exp_script, as the script itself states them."""
     out = subprocess.run(["bash", str(SCRIPTS_DIR / script)], capture_output=True, check=True,

@@ -10,23 +10,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from common.data import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DATASETS,
-    Batches,
-    DataError,
-    ImageSet,
-    load_dataset,
-    split_indices,
-)
-from tests.fixtures.datasets import (
-    write_cifar10,
-    write_cifar100,
-    write_imagefolder,
-    write_imagenet16,
-    write_svhn,
-)
+from common.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, Batches, DataError, ImageSet, load_dataset, split_indices
+from tests.fixtures.datasets import write_cifar10, write_cifar100, write_imagefolder, write_imagenet16, write_svhn
 
 
 @pytest.fixture(autouse=True)

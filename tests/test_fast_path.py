@@ -22,12 +22,11 @@ from benchmarks.reference import ReferenceStep, reference_forward
 from common import trainer as trainer_mod
 from common.arch import Architecture
 from common.batchnorm import BatchNorm2d
+from common.config import ConfigError, SearchConfig
 from common.data import Batches, ImageSet
-from common.device import tf32
+from common.device import memory_format, tf32
 from common.projection import Scorer
 from common.run import search_data
-from common.config import ConfigError, SearchConfig
-from common.device import memory_format
 from common.space import Space
 from common.trainer import SearchData, Trainer
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet
@@ -359,7 +358,6 @@ def test_tf32_only_on_request(argv: list[str]) -> None:
     search and evaluation entry points share the flag."""
     from common.entry import seed_everything
     from sota.train import build_parser as train_parser
-
     from sota.train import config as train_config
 
     for cfg in (search_cfg(*argv), train_config(train_parser().parse_args(argv))):

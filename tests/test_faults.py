@@ -28,8 +28,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -91,13 +92,12 @@ def in_process():
 
 # -- helpers -------------------------------------------------------------------------------
 def script_command(script: str) -> tuple[str, list[str]]:
-    """The module an exp_script runs and the default arguments it passes, so in-process runs
-    use exactly the script's defaults."""
-    text = (REPO / "exp_scripts" / script).read_text().replace("\\\n", " ")
-    line = next(l for l in text.splitlines() if l.startswith("run "))
-    words = shlex.split(line)
-    assert words[-1] == "$@", line
-    return words[1], words[2:-1]
+    """The module an exp_script runs and the default arguments it passes (asked from the script
+    itself, which prints them and runs nothing), so in-process runs use exactly its defaults."""
+    out = subprocess.run(["bash", str(REPO / "exp_scripts" / script)], capture_output=True, check=True,
+                         env={**os.environ, "DARTS_PT_PRINT_COMMAND": "1"}).stdout.decode()
+    module, *defaults = out.rstrip("\0").split("\0")
+    return module, defaults
 
 
 def run_in_process(script: str, *args: str) -> int:

@@ -7,10 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-from sota.genotypes import (DARTS_V2, Genotype, all_genotype_names, genotype_from_dict, genotype_from_string,
-                            genotype_to_dict, get_genotype, parse_genotype, register_genotype, resolve_arch)
+from sota.genotypes import (
+    DARTS_V2,
+    Genotype,
+    all_genotype_names,
+    genotype_from_dict,
+    genotype_from_string,
+    genotype_to_dict,
+    get_genotype,
+    parse_genotype,
+    register_genotype,
+    resolve_arch,
+)
 from sota.spaces import space
-from sota.visualize import main as visualize_main, plot_genotype
+from sota.visualize import main as visualize_main
+from sota.visualize import plot_genotype
 
 
 def edge_ops(name: str) -> dict[str, list[list[str]]]:
@@ -138,3 +149,17 @@ def test_plot_genotype_writes_png_and_pdf(tmp_path: Path) -> None:
 def test_visualize_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     visualize_main(["DARTS_V1", "--out", str(tmp_path)])
     assert capsys.readouterr().out.split() == [str(tmp_path / "DARTS_V1.png"), str(tmp_path / "DARTS_V1.pdf")]
+
+
+def test_catalog_and_diagram_commands_read_the_runs_registry(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--exp_root` points both commands at the genotypes projection registered under it."""
+    from sota.genotypes import main as genotypes_main
+    from sota.genotypes import registry
+
+    register_genotype("mine_s3", DARTS_V2, registry(tmp_path))
+    genotypes_main(["--exp_root", str(tmp_path)])
+    assert "mine_s3" in capsys.readouterr().out.split()
+    genotypes_main([])
+    assert "mine_s3" not in capsys.readouterr().out.split()
+    visualize_main(["mine_s3", "--exp_root", str(tmp_path), "--out", str(tmp_path)])
+    assert capsys.readouterr().out.split()[0] == str(tmp_path / "mine_s3.png")

@@ -31,7 +31,7 @@ def test_auto_picks_the_least_used_visible_gpu(monkeypatch):
             self.index, self.memory_used, self.uuid = index, used, f"GPU-0000000{index}-aaaa"
 
     # CUDA_VISIBLE_DEVICES=3,1 -> torch's cuda:0 is NVML's GPU 3, cuda:1 is GPU 1.
-    visible = ["0000000{}-AAAA".format(i) for i in (3, 1)]
+    visible = [f"0000000{i}-AAAA" for i in (3, 1)]
     current = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(visible))

@@ -44,7 +44,7 @@ def test_search_then_projection(env, bench, method):
     assert torch.equal(alphas[0], alphas[1]) == (method == "blank")  # fix-alpha never moves alpha
 
     run_script(f"{method}-proj-201.sh", *env, "--resume_epoch", "2", "--proj_intv", "1")
-    proj = folder / "{}-proj-201-seed1-acc-intv1-ep2".format(method)
+    proj = folder / f"{method}-proj-201-seed1-acc-intv1-ep2"
     result = read_json(proj / "result.json")
     assert result["status"] == "finished"
     assert len(parse_arch(result["genotype"])) == 3

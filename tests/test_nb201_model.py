@@ -1,7 +1,6 @@
 """NAS-Bench-201 ops, supernet and arch strings."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 import torch.nn.functional as F

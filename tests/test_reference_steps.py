@@ -52,7 +52,7 @@ def trainer_for(ref: dict, model: torch.nn.Module, memory_format: str, recorded:
     return trainer
 
 
-@pytest.mark.parametrize("memory_format", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("memory_format", ["contiguous", pytest.param("channels_last", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", list(FILES))
 def test_steps_match_original(name: str, memory_format: str) -> None:
     ref = load(name)

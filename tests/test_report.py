@@ -260,7 +260,7 @@ def darts_tree(tmp_path) -> Path:
         _write(search, {"status": "finished", "space": "s5", "method": "darts", "dataset": "cifar10", "seed": seed,
                         "epochs": 3, "epochs_done": 3, "genotype": gdarts[seed], "benchmark": None,
                         "search_time_s": 100.0 * seed}, history)
-        _write(search / "darts-proj-sota-seed{}-acc-intv1-ep3".format(seed),
+        _write(search / f"darts-proj-sota-seed{seed}-acc-intv1-ep3",
                {"status": "finished", "space": "s5", "method": "darts-proj", "dataset": "cifar10", "seed": seed,
                 "supernet": str(search / "checkpoint_3.pth.tar"), "supernet_epoch": 3,
                 "search_time_s": 100.0 * seed, "genotype": gpt[seed], "benchmark": None,

@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from common.arch import Architecture
-from common.data import Batches, ImageSet
+from common.data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches, ImageSet
 from common.space import Space
-from common.data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID
 from common.trainer import SearchData, Trainer
 from tests.fixtures.configs import search_cfg
 

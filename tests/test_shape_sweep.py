@@ -2,7 +2,7 @@
 forward, backward and a masked scoring pass must not crash.
 
 Some native CPU kernels of torch 2.14.1 corrupt the heap at small shapes (the 1x1 stride-2
-conv that FactorizedReduce used to run aborted at odd batch sizes; benchmarks/RESULTS.md,
+conv that FactorizedReduce used to run aborted at odd batch sizes with 2 threads; benchmarks/RESULTS.md,
 "Native kernel crashes"). Such a crash kills the process it happens in, so every case runs
 in a subprocess of its own (tests/fixtures/shape_sweep.py): an abort fails that case and
 names the shape, and pytest goes on. The subprocess runs with glibc's heap checks on, so
@@ -17,13 +17,15 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO
 from tests.fixtures.shape_sweep import MODELS
+
+pytestmark = pytest.mark.slow  # one subprocess per (model, channels): minutes on 2 cores
 
 CHANNELS = range(1, 9)
 BATCHES = range(1, 10)
@@ -62,9 +64,13 @@ def started(request: pytest.FixtureRequest) -> Iterator[dict[tuple[str, int], Fu
 
 
 def failed_shape(stdout: str) -> str:
-    """The shape the subprocess had started and not finished."""
+    """The shape the subprocess had started and not finished (or, when heap corruption surfaced
+    only as it exited, the last one it ran)."""
     lines = stdout.splitlines()
-    return lines[-1] if lines and lines[-1].startswith("shape ") else "before the first shape"
+    shapes = [line for line in lines if line.startswith("shape ")]
+    if not shapes:
+        return "before the first shape"
+    return f"after {shapes[-1]}, at exit" if lines[-1] == "ok" else shapes[-1]
 
 
 def describe(returncode: int) -> str:

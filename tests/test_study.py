@@ -23,6 +23,8 @@ import pytest
 
 from tests.conftest import REPO, TEST_GPU, _script_env, read_json, run_script
 
+pytestmark = pytest.mark.slow  # end to end: real studies through exp_scripts/study.sh
+
 NB201_GRID = ["--space", "nb201", "--dataset", "cifar10", "--method", "darts"]
 FAKE_SLURM = {  # sbatch keeps each script and answers with the next job id; squeue prints a file
     "sbatch": 'n=$(( $(cat "$FAKE_SLURM/next" 2>/dev/null || echo 100) + 1 )); echo $n > "$FAKE_SLURM/next"\n'
