@@ -50,9 +50,10 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -62,8 +63,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import reference as ref  # noqa: E402
-from benchmarks.bench_search import machine, synthetic_set, sync  # noqa: E402
-from common import projection as projection_mod, run as run_mod, search as search_mod  # noqa: E402
+from benchmarks.bench_search import machine, sync, synthetic_set  # noqa: E402
+from common import projection as projection_mod  # noqa: E402
+from common import run as run_mod
+from common import search as search_mod
 from common.config import SearchConfig  # noqa: E402
 from common.data import CIFAR10_DIR, CIFAR10_MEAN, CIFAR10_STD, EVAL_VALID, SCORE, ImageSet  # noqa: E402
 from common.entry import seed_everything  # noqa: E402
@@ -416,10 +419,10 @@ FULL = dict(search_epochs=100, tune_epochs=25, steps_per_epoch=391, rounds=6, op
 def project_full(device: torch.device, measured_batches: int = 5) -> list[str]:
     """Our per-step and per-batch times at the full NAS-Bench-201 size, and the projected wall-clock
     of the whole pipeline (FULL) from them."""
-    from nasbench201.model_search import NB201Supernet
     from common.arch import Architecture
     from common.run import search_data
     from common.space import Space
+    from nasbench201.model_search import NB201Supernet
 
     cfg = config("nb201", ["--batch_size", "64", "--report_freq", "1000000"])
     torch.manual_seed(0)

@@ -19,8 +19,8 @@ the order of the float additions differs (one running sum per node instead of on
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,7 @@ class Pool:
     count_include_pad: bool = True
 
     @staticmethod
-    def of(pool: nn.MaxPool2d | nn.AvgPool2d) -> "Pool":
+    def of(pool: nn.MaxPool2d | nn.AvgPool2d) -> Pool:
         if isinstance(pool, nn.MaxPool2d):
             if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
                 raise ValueError(f"unsupported max pool {pool}")

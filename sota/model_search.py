@@ -15,7 +15,7 @@ with a single transfer when the caller does not track them.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -24,15 +24,9 @@ from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 from common.cellops import StateInputs, mix_into, op_weights
 from sota.genotypes import Genotype, parse_genotype
-<<<<<<< HEAD
 from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
-from sota.spaces import KIND_KEYS, NUM_EDGES, space as get_space
-=======
-from sota.operations import OPS, FactorizedReduce, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES
 from sota.spaces import space as get_space
-
->>>>>>> main
 
 
 class MixedOp(nn.Module):
