@@ -146,6 +146,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
                    help="smoke test: one batch per epoch and per evaluation pass, no benchmark queries")
     g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
     g.add_argument("--no_tensorboard", action="store_true", default=False)
+    g.add_argument("--alpha_heatmaps", action="store_true", default=False,
+                   help="also draw softmax(alpha) as a TensorBoard figure each epoch (about 0.2 s per cell kind "
+                        "and epoch on a CPU; the values are in search_history.jsonl and the report draws them)")
     return g
 
 
@@ -161,7 +164,8 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(exp_root=Path(args.exp_root), save=args.save, seed=args.seed, gpu=args.gpu,
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
                      ckpt_interval=args.ckpt_interval, report_freq=args.report_freq, fast=args.fast,
-                     deter=args.deter, tensorboard=not args.no_tensorboard)
+                     deter=args.deter, tensorboard=not args.no_tensorboard,
+                     alpha_heatmaps=args.alpha_heatmaps)
 
 
 def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:

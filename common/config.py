@@ -145,6 +145,7 @@ class RunConfig:
     fast: bool = False
     deter: bool = False
     tensorboard: bool = True
+    alpha_heatmaps: bool = False  # softmax(alpha) figures in TensorBoard: not in the original, costly
 
     def __post_init__(self) -> None:
         check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,

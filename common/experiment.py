@@ -150,10 +150,12 @@ def resolve_epoch(folder: Path, epoch: int, flag: str = "resume_epoch") -> int:
 
 
 class Board:
-    """TensorBoard scalars and alpha heat-maps; silently absent if tensorboard is not installed."""
+    """TensorBoard scalars and (`heatmaps`) alpha heat-maps; silently absent if tensorboard is
+    not installed."""
 
-    def __init__(self, folder: Path, enabled: bool = True) -> None:
+    def __init__(self, folder: Path, enabled: bool = True, heatmaps: bool = False) -> None:
         self.writer = None
+        self.heatmaps = heatmaps
         if not enabled:
             return
         try:
@@ -171,7 +173,7 @@ class Board:
                 self.writer.add_scalar(tag, v, step)
 
     def heatmap(self, tag: str, matrix: torch.Tensor, rows: list[str], cols: list[str], step: int) -> None:
-        if self.writer is None:
+        if self.writer is None or not self.heatmaps:
             return
         self.writer.add_figure(tag, heatmap_figure(matrix, rows, cols, tag), step)
 

@@ -114,3 +114,21 @@ def test_cuda_rng_state_is_the_run_devices_own(monkeypatch):
     set_rng_state(old, torch.device("cuda:1"))
     set_rng_state(old, torch.device("cuda:5"))  # saved where fewer GPUs were visible: skipped
     assert [(int(s), d) for s, d in restored] == [(7, torch.device("cuda:0")), (2, torch.device("cuda:1"))]
+
+
+def test_alpha_heatmaps_only_when_asked(tmp_path):
+    """Drawing softmax(alpha) figures costs more than a tiny search epoch and the original did
+    not: TensorBoard gets them only with --alpha_heatmaps (scalars always)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from common.experiment import Board
+
+    for heatmaps in (False, True):
+        folder = tmp_path / str(heatmaps)
+        board = Board(folder, heatmaps=heatmaps)
+        board.scalars({"valid_acc": 50.0}, 0)
+        board.heatmap("alpha/cell", torch.full((6, 5), 0.2), [str(i) for i in range(6)], list("abcde"), 0)
+        board.close()
+        tags = EventAccumulator(str(folder), size_guidance={"images": 0}).Reload().Tags()
+        assert tags["scalars"] == ["valid_acc"]
+        assert tags["images"] == (["alpha/cell"] if heatmaps else [])

@@ -172,7 +172,8 @@ def test_checkpoint_reading_runs_no_code(tmp_path):
 
 
 def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
-    """A researcher's own ImageFolder data, with TensorBoard on: scalars and alpha heat-maps."""
+    """A researcher's own ImageFolder data, with TensorBoard on: scalars, and alpha heat-maps
+    when asked (--alpha_heatmaps)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from tests.fixtures.datasets import write_imagefolder
@@ -181,7 +182,7 @@ def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
     args = ["--data", str(tmp_path / "mydata"), "--dataset", "imagefolder", "--image_size", "16",
             "--exp_root", str(tmp_path / "exp"), "--api_path", str(bench[0]),
             *[a for a in TINY if a != "--no_tensorboard"], "--epochs", "1", "--eval_freq", "1"]
-    run_script("darts-201.sh", *args)
+    run_script("darts-201.sh", *args, "--alpha_heatmaps")
     folder = tmp_path / "exp" / "nasbench201" / "search-darts-201-1-imagefolder"
     result = read_json(folder / "result.json")
     assert result["status"] == "finished" and result["benchmark"] is None  # no benchmark for own data
