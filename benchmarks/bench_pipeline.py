@@ -290,7 +290,8 @@ class ReferencePipeline:
 
     def projection(self) -> None:
         cfg = self.project_cfg
-        tuned = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, learning_rate=cfg.optim.learning_rate / 10))
+        tuned_optim = dataclasses.replace(cfg.optim, learning_rate=cfg.optim.learning_rate / 10)
+        tuned = dataclasses.replace(cfg, optim=tuned_optim)
         step = ref.ReferenceStep(self.model, self.arch, tuned)
         plan = search_space(self.space_name).plan(cfg, self.space)
         rounds = 0

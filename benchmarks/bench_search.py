@@ -15,6 +15,7 @@ Paths ("variants"):
   fast_nchw  the same with --memory_format contiguous (the CUDA default)
   amp        fast + --amp (bf16 autocast; changes numerics)
   compile    fast + --compile (torch.compile; changes numerics; excludes compile time)
+  compile_cg fast + --compile --compile_mode reduce-overhead (CUDA graphs; CUDA only)
   tf32       fast + --tf32 (CUDA: TF32 convolutions and matmuls; changes numerics)
   reference  the original code's costs (benchmarks/reference.py): every op computed, full
              backward in the alpha step, NCHW, PIL + torchvision transforms through a
@@ -64,7 +65,7 @@ from common.space import Space  # noqa: E402
 from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
-VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "tf32", "reference")
+VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference")
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 
 
@@ -225,6 +226,8 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
         argv += ["--amp"]
     elif variant == "compile":
         argv += ["--compile"]
+    elif variant == "compile_cg":
+        argv += ["--compile", "--compile_mode", "reduce-overhead"]
     elif variant == "tf32":
         argv += ["--tf32"]
     return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts",))
@@ -403,7 +406,7 @@ def configure(cfg: argparse.Namespace) -> argparse.Namespace:
         cfg.eval_variants = "fast,reference" if quick else "fast,fast_nchw,reference"
     cfg.eval_size = (36, 20, 8 if quick else 96)
     cfg.eval_warmup, cfg.eval_steps = (1, 1) if quick else (2, 3)
-    if "compile" in cfg.variants:
+    if {"compile", "compile_cg"} & set(cfg.variants):
         cfg.warmup = max(cfg.warmup, 3)  # compiling happens in the first calls
     return cfg
 
@@ -443,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         devices = [cfg.device]
     if "cuda" in devices and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    if "compile" in cfg.variants:
+    if {"compile", "compile_cg"} & set(cfg.variants):
         trainer_mod.log.addHandler(__import__("logging").StreamHandler(sys.stderr))
     print(f"# torch {torch.__version__}, python {platform.python_version()}; batch {cfg.batch_size}, "
           f"{cfg.warmup} warm-up + {cfg.steps} measured steps" + (" (quick)" if cfg.quick else ""), flush=True)

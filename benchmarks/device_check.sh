@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# One pass of every check that needs a GPU, in about 9 minutes, logs in OUTDIR:
-#   1. CUDA correctness: fast vs reference steps on CUDA, CUDA vs CPU step, CUDA vs CPU batches
-#   2. the speed figures of benchmarks/RESULTS.md on CUDA (compile excluded)
-#   3. the end-to-end tests (the real exp_scripts) with --gpu auto
-#   4. the --compile path's speed, NAS-Bench-201 only (compiling is slow)
+# One pass of every check that needs a GPU, in under 10 minutes, logs in OUTDIR:
+#   1. CUDA correctness: fast vs reference steps on CUDA, CUDA vs CPU step, CUDA vs CPU batches,
+#      the cells' shared steps and running sums (tests/test_cellops.py) on CUDA
+#   2. the per-step speed figures of benchmarks/RESULTS.md on CUDA, bf16 autocast (amp) included
+#   3. the whole-pipeline benchmark on CUDA (NAS-Bench-201) and the projected 100-epoch pipeline
+#   4. the end-to-end tests (the real exp_scripts) with --gpu auto
+#   5. --compile, default mode and with CUDA graphs (reduce-overhead), on both supernets
 #
 #   bash benchmarks/device_check.sh [OUTDIR]      (default: $OUT, else /tmp/device_check)
 #
@@ -37,11 +39,14 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $out/NAME.txt
   nproc; } >"$out/env.txt" 2>&1
 cat "$out/env.txt"
 
-step tests_cuda 150 $py -m pytest -q -rs -p no:cacheprovider tests/test_fast_path.py tests/test_data.py \
-    tests/test_infrastructure.py
-step bench_cuda 200 $py -m benchmarks.bench_search --device cuda --variants fast,fast_cl,tf32,amp,reference \
-    --eval_variants fast,fast_cl,tf32,reference
-step e2e_cuda 120 env DARTS_PT_TEST_GPU=auto $py -m pytest -q -rs -x -p no:cacheprovider tests/test_nb201_e2e.py \
+step tests_cuda 90 $py -m pytest -q -rs -p no:cacheprovider -k "cuda or CUDA" tests/test_fast_path.py \
+    tests/test_cellops.py tests/test_data.py tests/test_infrastructure.py
+step bench_cuda 120 $py -m benchmarks.bench_search --device cuda --variants fast,fast_cl,tf32,amp,reference \
+    --eval_variants fast,tf32,reference
+step pipeline_cuda 150 $py -m benchmarks.bench_pipeline --device cuda --spaces nb201 --project_full
+step e2e_cuda 80 env DARTS_PT_TEST_GPU=auto $py -m pytest -q -rs -x -p no:cacheprovider tests/test_nb201_e2e.py \
     tests/test_sota_e2e.py tests/test_eval.py
-step bench_compile 60 $py -m benchmarks.bench_search --device cuda --spaces nb201 --no_eval \
-    --variants fast,compile,reference
+step compile_nb201 60 $py -m benchmarks.bench_search --device cuda --spaces nb201 --no_eval \
+    --variants fast,compile,compile_cg,reference
+step compile_darts 60 $py -m benchmarks.bench_search --device cuda --spaces darts --no_eval --steps 3 \
+    --variants fast,compile,compile_cg

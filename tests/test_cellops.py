@@ -25,6 +25,7 @@ from common.cellops import Pool, Relu, StateInputs, mix_into
 from nasbench201.model_search import NB201Supernet
 from sota.model_search import DartsSupernet
 from sota.operations import SepConv
+from tests.conftest import DEVICES
 
 TOL = dict(rtol=1e-5, atol=1e-6)
 SPACES = ["nb201", "s5", "s3", "s1"]
@@ -118,17 +119,31 @@ def assert_rounding_close(ours: torch.Tensor, ref32: torch.Tensor, ref64: torch.
     assert err <= 4 * ref_err + 2e-6, f"{what}: error {err:.2e} of the scale, unshared float32 path {ref_err:.2e}"
 
 
+def on_device(model: nn.Module, weights: dict, x: torch.Tensor, g: torch.Tensor, device: str):
+    """The cells' inputs as a run has them: channels-last on the CPU (the fused batch norm),
+    NCHW on CUDA (running sums with addcmul_), float32 without TF32."""
+    if device == "cpu":
+        return model.to(memory_format=CL), weights, x.contiguous(memory_format=CL), g
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    weights = {k: v.detach().to(device).requires_grad_(v.requires_grad) for k, v in weights.items()}
+    return model.to(device), weights, x.to(device), g.to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["plain", "projected", "masked-op", "masked-edge"])
 @pytest.mark.parametrize("space", SPACES)
-def test_training_pass_matches_unshared_path(space: str, case: str) -> None:
+def test_training_pass_matches_unshared_path(space: str, case: str, device: str) -> None:
     model, arch = build(space)
     weights, active = case_weights(space, case, arch)
     model.train()
     torch.manual_seed(1)
     x, g = torch.randn(8, 3, 16, 16), torch.randn(8, 10)
     refs = {dtype: reference_pass(model, weights, x, g, dtype) for dtype in (torch.float32, torch.float64)}
-    model.to(memory_format=CL)
-    logits, grads, w_grads = run(model, weights, active, x.contiguous(memory_format=CL), g)
+    model, weights, x, g = on_device(model, weights, x, g, device)
+    logits, grads, w_grads = run(model, weights, active, x, g)
+    logits, grads, w_grads = logits.cpu(), [t if t is None else t.cpu() for t in grads], [t.cpu() for t in w_grads]
+    model.cpu()
+    weights = {k: v.cpu() for k, v in weights.items()}
     (ref32, logits32, grads32, w_grads32), (ref64, logits64, grads64, w_grads64) = refs.values()
     assert_rounding_close(logits, logits32, logits64, "logits")
     for (kind, w), a, b, c in zip(weights.items(), w_grads, w_grads32, w_grads64):
@@ -148,20 +163,22 @@ def test_training_pass_matches_unshared_path(space: str, case: str) -> None:
             assert_rounding_close(b, buffers32[name], buffers64[name], f"buffer {name}")
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", ["plain", "projected", "masked-op", "masked-edge"])
 @pytest.mark.parametrize("space", SPACES)
-def test_scoring_pass_matches_unshared_path(space: str, case: str) -> None:
+def test_scoring_pass_matches_unshared_path(space: str, case: str, device: str) -> None:
     """Projection's scoring passes: training-mode batch norm under inference mode."""
     model, arch = build(space)
     weights, active = case_weights(space, case, arch)
     weights = {k: v.detach() for k, v in weights.items()}
     ref = copy.deepcopy(model)
-    model.to(memory_format=CL).train()
     ref.train()
     x = torch.randn(8, 3, 16, 16)
     with torch.inference_mode():
-        logits = model(x.contiguous(memory_format=CL), weights, active)
         ref_logits = reference_forward(ref, x, weights)
+        model, dev_weights, dev_x, _ = on_device(model.train(), weights, x, x, device)
+        logits = model(dev_x, dev_weights, active).cpu()
+    model.cpu()
     torch.testing.assert_close(logits, ref_logits, **TOL)
     assert_buffers_match(model, ref, zero_weight_prefixes(model, weights))
 

@@ -426,3 +426,20 @@ def test_benchmark_script_runs(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "nb201 cpu fast search_step_s=" in out and "nb201 cpu reference search_step_s=" in out
     assert "nb201 cpu speedup fast_vs_reference search_step=" in out
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_runs(capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/bench_pipeline.py: the real search and projection runs and the reference's, one
+    line of phases per path, the speed-up and where the time goes."""
+    from benchmarks import bench_pipeline
+
+    assert bench_pipeline.main(["--quick", "--spaces", "nb201"]) == 0
+    out = capsys.readouterr().out
+    for path in ("ours", "reference"):
+        line = next(r for r in out.splitlines() if r.startswith(f"nb201 cpu {path} "))
+        figures = dict(kv.split("=") for kv in line.split()[3:])
+        assert set(bench_pipeline.PHASES) | {"total"} == {k.removesuffix("_s") for k in figures}
+        assert float(figures["search_steps_s"]) > 0 and float(figures["scoring_s"]) > 0
+        assert float(figures["tuning_steps_s"]) > 0
+    assert "nb201 cpu speedup ours_vs_reference " in out and "nb201 cpu ours where_the_time_goes " in out
