@@ -54,10 +54,11 @@ class Pool:
         if isinstance(pool, nn.MaxPool2d):
             if pool.dilation not in (1, (1, 1)) or pool.ceil_mode:
                 raise ValueError(f"unsupported max pool {pool}")
-            return Pool(True, pool.kernel_size, pool.stride, pool.padding)
+            return Pool(True, _square(pool.kernel_size), _square(pool.stride), _square(pool.padding))
         if pool.ceil_mode or pool.divisor_override is not None:
             raise ValueError(f"unsupported average pool {pool}")
-        return Pool(False, pool.kernel_size, pool.stride, pool.padding, pool.count_include_pad)
+        return Pool(False, _square(pool.kernel_size), _square(pool.stride), _square(pool.padding),
+                    pool.count_include_pad)
 
     def __call__(self, x: Tensor) -> Tensor:
         if self.max:
@@ -74,6 +75,15 @@ class Pool:
         ones = x.new_ones(c, 1, self.kernel, self.kernel)
         sums = F.conv2d(x, ones, stride=self.stride, padding=self.padding, groups=c)
         return sums.div_(_window_counts(tuple(x.shape[-2:]), self.kernel, self.stride, self.padding, x.dtype))
+
+
+def _square(size: int | tuple[int, ...]) -> int:
+    """A pool setting the same along both sides, as one int (the supernets' pools are square)."""
+    if isinstance(size, int):
+        return size
+    if len(set(size)) != 1:
+        raise ValueError(f"unsupported non-square pool setting {size}")
+    return size[0]
 
 
 @functools.lru_cache(maxsize=64)
