@@ -103,8 +103,10 @@ class Identity(CellOp, nn.Identity):
     """skip_connect at stride 1: the cell adds w * x."""
 
 
-class Zero(CellOp):
-    """The `none` op: zeros of the (strided) output shape (cells skip it: it would only add 0)."""
+class _ShapeOnly(CellOp):
+    """An op whose output depends on the input's (strided) shape only: `fill` of that shape."""
+
+    fill: Callable[[Tensor], Tensor]
 
     def __init__(self, stride: int) -> None:
         super().__init__()
@@ -114,22 +116,20 @@ class Zero(CellOp):
         return self.body(x)
 
     def body(self, x: Tensor) -> Tensor:
-        return torch.zeros_like(x[:, :, ::self.stride, ::self.stride])
+        return type(self).fill(x[:, :, ::self.stride, ::self.stride])
 
 
-class NoiseOp(CellOp):
+class Zero(_ShapeOnly):
+    """The `none` op: zeros of the (strided) output shape (cells skip it: it would only add 0)."""
+
+    fill = staticmethod(torch.zeros_like)
+
+
+class NoiseOp(_ShapeOnly):
     """The `noise` op of RobustDARTS space S4: standard normal noise of the output shape,
     drawn from the global torch RNG (so seeding torch makes it reproducible)."""
 
-    def __init__(self, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-    def body(self, x: Tensor) -> Tensor:
-        return torch.randn_like(x[:, :, ::self.stride, ::self.stride])
+    fill = staticmethod(torch.randn_like)
 
 
 class FactorizedReduce(CellOp):

@@ -80,6 +80,17 @@ small_cifar10 = _dataset_fixture("cifar10", 32, 16)  # one batch of 16 per half
 small_svhn = _dataset_fixture("svhn", 32, 16)
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread for a test module (`pytestmark = pytest.mark.usefixtures("single_thread")`):
+    tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool's
+    waiting makes such tests many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def bench(tmp_path_factory) -> tuple[Path, dict]:
     """A tiny NAS-Bench-201 benchmark file (every arch) and its accuracies."""

@@ -32,12 +32,7 @@ SPACES = ["nb201", "s5", "s3", "s1"]
 CL = torch.channels_last
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def build(space: str) -> tuple[nn.Module, Architecture]:
@@ -119,6 +114,13 @@ def assert_rounding_close(ours: torch.Tensor, ref32: torch.Tensor, ref64: torch.
     assert err <= 4 * ref_err + 2e-6, f"{what}: error {err:.2e} of the scale, unshared float32 path {ref_err:.2e}"
 
 
+def every_case(test):
+    """Parametrised over the spaces, the cases of case_weights and the devices."""
+    test = pytest.mark.parametrize("device", DEVICES)(test)
+    test = pytest.mark.parametrize("case", ["plain", "projected", "masked-op", "masked-edge"])(test)
+    return pytest.mark.parametrize("space", SPACES)(test)
+
+
 def on_device(model: nn.Module, weights: dict, x: torch.Tensor, g: torch.Tensor, device: str):
     """The cells' inputs as a run has them: channels-last on the CPU (the fused batch norm),
     NCHW on CUDA (running sums with addcmul_), float32 without TF32."""
@@ -129,9 +131,7 @@ def on_device(model: nn.Module, weights: dict, x: torch.Tensor, g: torch.Tensor,
     return model.to(device), weights, x.to(device), g.to(device)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", ["plain", "projected", "masked-op", "masked-edge"])
-@pytest.mark.parametrize("space", SPACES)
+@every_case
 def test_training_pass_matches_unshared_path(space: str, case: str, device: str) -> None:
     model, arch = build(space)
     weights, active = case_weights(space, case, arch)
@@ -163,9 +163,7 @@ def test_training_pass_matches_unshared_path(space: str, case: str, device: str)
             assert_rounding_close(b, buffers32[name], buffers64[name], f"buffer {name}")
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", ["plain", "projected", "masked-op", "masked-edge"])
-@pytest.mark.parametrize("space", SPACES)
+@every_case
 def test_scoring_pass_matches_unshared_path(space: str, case: str, device: str) -> None:
     """Projection's scoring passes: training-mode batch norm under inference mode."""
     model, arch = build(space)

@@ -43,12 +43,7 @@ CUDA_TOL = dict(rtol=1e-4, atol=1e-5)
 TOL64 = dict(rtol=1e-10, atol=1e-12)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def default_args(*flags: str) -> SearchConfig:

@@ -20,14 +20,7 @@ from tests.fixtures.reference import read_reference, reference_file
 KINDS = ("normal", "reduce")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool's
-    waiting makes these tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def random_weights(model: DartsSupernet) -> dict[str, torch.Tensor]:
