@@ -93,6 +93,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                         "projection scoring passes; 0: --batch_size, as the original")
 
     g = add_run_flags(p, seed=seed, save="exp", ckpt_interval=ckpt_interval)
+    g.add_argument("--alpha_heatmaps", action="store_true", default=False,
+                   help="also draw softmax(alpha) as a TensorBoard figure each epoch (about 0.2 s per cell kind "
+                        "and epoch on a CPU; the values are in history.jsonl and the report draws them)")
     g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
     g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
     return p
@@ -146,9 +149,6 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
                    help="smoke test: one batch per epoch and per evaluation pass, no benchmark queries")
     g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
     g.add_argument("--no_tensorboard", action="store_true", default=False)
-    g.add_argument("--alpha_heatmaps", action="store_true", default=False,
-                   help="also draw softmax(alpha) as a TensorBoard figure each epoch (about 0.2 s per cell kind "
-                        "and epoch on a CPU; the values are in search_history.jsonl and the report draws them)")
     return g
 
 
@@ -164,8 +164,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(exp_root=Path(args.exp_root), save=args.save, seed=args.seed, gpu=args.gpu,
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
                      ckpt_interval=args.ckpt_interval, report_freq=args.report_freq, fast=args.fast,
-                     deter=args.deter, tensorboard=not args.no_tensorboard,
-                     alpha_heatmaps=args.alpha_heatmaps)
+                     deter=args.deter, tensorboard=not args.no_tensorboard)
 
 
 def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:
@@ -188,7 +187,8 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
                                     dev_resume_epoch=args.dev_resume_epoch, no_resume=args.no_resume,
                                     resume_expid=args.resume_expid, log_tag=args.log_tag,
                                     proj_batch_size=args.proj_batch_size),
-        train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq, space=space)
+        train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
+        alpha_heatmaps=args.alpha_heatmaps, space=space)
 
 
 def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:

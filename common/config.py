@@ -145,7 +145,6 @@ class RunConfig:
     fast: bool = False
     deter: bool = False
     tensorboard: bool = True
-    alpha_heatmaps: bool = False  # softmax(alpha) figures in TensorBoard: not in the original, costly
 
     def __post_init__(self) -> None:
         check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,
@@ -198,6 +197,7 @@ class SearchConfig:
     train_portion: float = 0.5
     sampling: str = "fresh"
     eval_freq: int = -1
+    alpha_heatmaps: bool = False  # softmax(alpha) figures in TensorBoard: not in the original, costly
     space: Any = None
 
     def __post_init__(self) -> None:

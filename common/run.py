@@ -126,7 +126,7 @@ def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.devi
     log_to_file(folder / "log.txt")
     log.info("config = %s", cfg)
     log.info("device = %s, experiment folder = %s", device, folder)
-    board = Board(folder, enabled=cfg.run.tensorboard, heatmaps=cfg.run.alpha_heatmaps)
+    board = Board(folder, enabled=cfg.run.tensorboard, heatmaps=cfg.alpha_heatmaps)
     try:
         yield board
     except BaseException as e:
