@@ -19,7 +19,7 @@ the order of the float additions differs (one running sum per node instead of on
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -104,6 +104,7 @@ class CellOp(nn.Module):
     with the mixing weight. Subclasses keep the original module layout (state_dict keys)."""
 
     reads: SharedStep | None = None
+    adds_nothing = False  # the `none` op: zeros, which a cell never computes (it would only add 0)
 
     def body(self, x: Tensor) -> Tensor:
         return x
@@ -139,6 +140,17 @@ def mix_into(acc: Tensor | None, op: CellOp, inputs: StateInputs, w: Tensor) -> 
             return bn.scaled_add(y, w, acc)
         y = bn(y)
     return w * y if acc is None else acc.addcmul_(y, w)
+
+
+def mix_edge(acc: Tensor | None, ops: Sequence[CellOp], inputs: StateInputs, weights: Sequence[Tensor],
+             active: Iterable[int]) -> Tensor | None:
+    """`acc` plus one edge's weighted ops of the state `inputs`: `weights` (0-d tensors per op,
+    see `op_weights`), `active` the indices of the ops that may be non-zero. None when nothing
+    was added to a None `acc` (no op active, or only `none`)."""
+    for k in active:
+        if not ops[k].adds_nothing:
+            acc = mix_into(acc, ops[k], inputs, weights[k])
+    return acc
 
 
 def op_weights(weights: Tensor) -> list[Sequence[Tensor]]:

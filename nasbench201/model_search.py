@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
-from common.cellops import StateInputs, mix_into, op_weights
+from common.cellops import StateInputs, mix_edge, op_weights
 
 from .operations import NB201_OPS, OPS, ResNetBasicblock
 
@@ -35,8 +35,6 @@ class SearchCell(nn.Module):
         # BN inside search cells: affine=False, track_running_stats=True (as in DARTS-PT).
         self.edges = nn.ModuleDict(
             {key: nn.ModuleList([OPS[name](C, C, 1, False, True) for name in ops]) for key in EDGE_KEYS})
-        # `none` outputs zeros: computing it would only add 0.
-        self._skipped = frozenset(k for k, name in enumerate(ops) if name == "none")
         # per node i: (input node j, edge index, ops of the edge), in the original's order
         self._inputs = [[(j, EDGE_INDEX[f"{i}<-{j}"], self.edges[f"{i}<-{j}"]) for j in range(i)]
                         for i in range(1, NUM_NODES)]
@@ -48,9 +46,7 @@ class SearchCell(nn.Module):
         for inputs in self._inputs:
             acc = None
             for j, e, edge_ops in inputs:
-                for k in active[e]:
-                    if k not in self._skipped:
-                        acc = mix_into(acc, edge_ops[k], nodes[j], w[e][k])
+                acc = mix_edge(acc, edge_ops, nodes[j], w[e], active[e])
             # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
             nodes.append(StateInputs(torch.zeros_like(x) if acc is None else acc))
         return nodes[-1].x

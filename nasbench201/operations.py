@@ -51,6 +51,8 @@ class Identity(CellOp):
 class Zero(CellOp):
     """The `none` op: zeros of the output shape (cells skip it: it would only add 0)."""
 
+    adds_nothing = True
+
     def __init__(self, C_out: int, stride: int) -> None:
         super().__init__()
         self.C_out, self.stride = C_out, stride

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
-from common.cellops import StateInputs, mix_into, op_weights
+from common.cellops import StateInputs, mix_edge, op_weights
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES
@@ -41,17 +41,13 @@ class MixedOp(nn.Module):
             if "pool" in name:  # parameter-free pools get a BN so their scale matches the convs
                 op = PoolBN(op, C)
             self._ops.append(op)
-        self._skipped = frozenset(k for k, name in enumerate(primitives) if name == "none")
 
     def mix_into(self, acc: Tensor | None, inputs: StateInputs, weights: Sequence[Tensor],
                  active: list[int]) -> Tensor | None:
         """`acc` plus this edge's weighted ops of the state `inputs` (common/cellops.py);
         `weights`: 0-d tensors per op; `active`: indices that may be non-zero. None when nothing
         was added to a None `acc` (all active ops are `none`, or no op is active)."""
-        for k in active:
-            if k not in self._skipped:
-                acc = mix_into(acc, self._ops[k], inputs, weights[k])
-        return acc
+        return mix_edge(acc, self._ops, inputs, weights, active)
 
     def forward(self, x: Tensor, weights: Tensor, active: list[int]) -> Tensor | None:
         """The edge alone: sum_k weights[k] * op_k(x) over `active`, None if nothing is computed."""

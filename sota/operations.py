@@ -122,6 +122,7 @@ class _ShapeOnly(CellOp):
 class Zero(_ShapeOnly):
     """The `none` op: zeros of the (strided) output shape (cells skip it: it would only add 0)."""
 
+    adds_nothing = True
     fill = staticmethod(torch.zeros_like)
 
 
@@ -163,6 +164,7 @@ class FactorizedReduce(CellOp):
 
     def final_bn(self) -> BatchNorm2d:
         return self.bn
+
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 
