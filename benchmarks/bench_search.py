@@ -67,6 +67,7 @@ from common.trainer import Trainer  # noqa: E402
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference")
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
+COMPILED = {"compile", "compile_cg"}  # variants whose first steps compile
 
 
 # --------------------------------------------------------------------------- measuring
@@ -406,7 +407,7 @@ def configure(cfg: argparse.Namespace) -> argparse.Namespace:
         cfg.eval_variants = "fast,reference" if quick else "fast,fast_nchw,reference"
     cfg.eval_size = (36, 20, 8 if quick else 96)
     cfg.eval_warmup, cfg.eval_steps = (1, 1) if quick else (2, 3)
-    if {"compile", "compile_cg"} & set(cfg.variants):
+    if COMPILED & set(cfg.variants):
         cfg.warmup = max(cfg.warmup, 3)  # compiling happens in the first calls
     return cfg
 
@@ -446,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         devices = [cfg.device]
     if "cuda" in devices and not torch.cuda.is_available():
         raise SystemExit("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
-    if {"compile", "compile_cg"} & set(cfg.variants):
+    if COMPILED & set(cfg.variants):
         trainer_mod.log.addHandler(__import__("logging").StreamHandler(sys.stderr))
     print(f"# torch {torch.__version__}, python {platform.python_version()}; batch {cfg.batch_size}, "
           f"{cfg.warmup} warm-up + {cfg.steps} measured steps" + (" (quick)" if cfg.quick else ""), flush=True)

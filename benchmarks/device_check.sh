@@ -39,7 +39,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $out/NAME.txt
   nproc; } >"$out/env.txt" 2>&1
 cat "$out/env.txt"
 
-step tests_cuda 90 $py -m pytest -q -rs -p no:cacheprovider -k "cuda or CUDA" tests/test_fast_path.py \
+step tests_cuda 90 $py -m pytest -q -rs -p no:cacheprovider -k cuda tests/test_fast_path.py \
     tests/test_cellops.py tests/test_data.py tests/test_infrastructure.py
 step bench_cuda 120 $py -m benchmarks.bench_search --device cuda --variants fast,fast_cl,tf32,amp,reference \
     --eval_variants fast,tf32,reference
