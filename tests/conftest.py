@@ -18,6 +18,15 @@ TEST_GPU = os.environ.get("DARTS_PT_TEST_GPU", "cpu")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def offline():
+    """No test may hit the network: a run that misses its data refuses instead of letting
+    torchvision download it, in this process and in every script and subprocess it starts."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DARTS_PT_OFFLINE", "1")
+        yield
+
+
 def _script_env(env: dict[str, str] | None) -> dict[str, str]:
     # One thread: the tiny test networks run 10-100x slower with two on a busy 2-core machine.
     return {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}

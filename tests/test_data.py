@@ -14,12 +14,6 @@ from common.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, Batches, DataError,
 from tests.fixtures.datasets import write_cifar10, write_cifar100, write_imagefolder, write_imagenet16, write_svhn
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """No test may hit the network."""
-    monkeypatch.setenv("DARTS_PT_OFFLINE", "1")
-
-
 def _check(ds: ImageSet, images: np.ndarray, labels: np.ndarray, num_classes: int, side: int):
     assert ds.images.dtype == torch.uint8 and ds.labels.dtype == torch.int64
     assert ds.images.shape == (len(labels), side, side, 3)
