@@ -14,9 +14,10 @@ evaluations) and writes under the output folder:
 - eval-<dataset>.md/.csv and eval-<dataset>/eval_curves.png: every evaluated genotype,
   joined to the projection (or supernet) that selected it.
 
-Only finished runs are counted. Unfinished ("running" in result.json: still going or
-killed), failed and unreadable runs (result.json missing, half-written or malformed) are
-listed as such in every table they belong to. Standard deviations are population ones
+Only finished runs are counted. Running (its process alive), stopped (result.json says
+running but its process is gone: killed), interrupted (by SIGTERM or SIGINT), failed and
+unreadable runs (result.json missing, half-written or malformed) are listed as such in every
+table they belong to. Standard deviations are population ones
 (ddof=0, numpy's default) unless ddof=1; with one run only the value is printed.
 """
 from __future__ import annotations

@@ -10,12 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.runstate import INTERRUPTED, STOPPED, observed_status
 from common.space import projection_run_name
 
 from . import spaces
 
 FINISHED, RUNNING, FAILED, UNREADABLE = "finished", "running", "failed", "unreadable"
-STATUS_TEXT = {RUNNING: "unfinished", FAILED: "failed", UNREADABLE: "unreadable"}
+# running: its process lives (or, for a run without a process record, cannot be told dead);
+# stopped: it says running but its process is gone (killed); interrupted: SIGTERM or SIGINT
+# stopped it (common/runstate.py). The last two continue with the run's command.
+STATUSES = (FINISHED, RUNNING, INTERRUPTED, STOPPED, FAILED, UNREADABLE)
+STATUS_TEXT = {s: s for s in STATUSES}
 RUN_FILES = ("result.json", "history.jsonl", "log.txt")
 
 BASE_LABELS = {"darts": "DARTS", "blank": "fix-alpha", "sdarts": "SDARTS", "sdarts-adv": "SDARTS-ADV"}
@@ -28,7 +33,7 @@ class Run:
     path: Path
     rel: str                      # path relative to the experiments folder
     kind: str                     # search | projection | eval
-    status: str                   # finished | running | failed | unreadable
+    status: str                   # one of STATUSES
     result: dict[str, Any]
     history: list[dict[str, Any]]
     detail: str = ""              # why it is not counted, or what is odd about it
@@ -109,7 +114,7 @@ def read_run(folder: Path, root: Path) -> Run:
                   f"result.json unreadable ({type(e).__name__}: {str(e)[:80]})")
     else:
         run = Run(folder, rel, _kind(folder, result), str(result.get("status", UNREADABLE)), result, history)
-        if run.status not in (FINISHED, RUNNING, FAILED):
+        if run.status not in (FINISHED, RUNNING, INTERRUPTED, FAILED):
             run.detail = f"unknown status {result.get('status')!r}"
             run.status = UNREADABLE
     _fill_identity(run)
@@ -120,7 +125,10 @@ def read_run(folder: Path, root: Path) -> Run:
     elif run.status == FAILED:
         run.detail = str(run.result.get("error", "no error message"))[:200]
     elif run.status == RUNNING:
-        run.detail = _progress(run)
+        run.status, process = observed_status(folder, run.result)
+        run.detail = f"{_progress(run)}; {process}"
+    elif run.status == INTERRUPTED:
+        run.detail = f"interrupted by {run.result.get('signal', 'a signal')}: {_progress(run)}"
     run.detail = run.detail.replace(str(root) + os.sep, "")  # paths in error messages, as in the tables
     if bad_lines:
         run.detail = (run.detail + "; " if run.detail else "") + f"{bad_lines} malformed history line(s) skipped"
@@ -224,6 +232,6 @@ def _progress(run: Run) -> str:
     if run.kind == "projection":
         done = max((row.get("projections", 0) for row in run.history if is_number(row.get("projections"))),
                    default=0)
-        return f"status running: {len(run.history)} tuning epoch(s), {done} projection(s) logged"
+        return f"{len(run.history)} tuning epoch(s), {done} projection(s) logged"
     total = r.get("epochs")
-    return f"status running: {len(run.history)}/{total if total is not None else '?'} epochs logged"
+    return f"{len(run.history)}/{total if total is not None else '?'} epochs logged"

@@ -16,7 +16,7 @@ import numpy as np
 from common.space import ReportHooks
 
 from . import spaces
-from .runs import FAILED, FINISHED, RUNNING, STATUS_TEXT, UNREADABLE, Run, is_number
+from .runs import STATUS_TEXT, STATUSES, Run, is_number
 
 Table = tuple[list[str], list[list[str]], list[dict[str, Any]]]  # header, Markdown rows, CSV rows
 
@@ -92,10 +92,9 @@ def _cell(text: Any) -> str:
 
 
 def status_counts(runs: Iterable[Run]) -> str:
-    """'8 finished, 1 unfinished, 1 failed, 1 unreadable' (only the statuses present)."""
+    """'8 finished, 1 running, 1 stopped, 1 failed' (only the statuses present)."""
     counts = Counter(r.status for r in runs)
-    return ", ".join(f"{counts[s]} {STATUS_TEXT.get(s, s)}" for s in (FINISHED, RUNNING, FAILED, UNREADABLE)
-                     if counts[s])
+    return ", ".join(f"{counts[s]} {STATUS_TEXT[s]}" for s in STATUSES if counts[s])
 
 
 def not_counted_text(runs: Iterable[Run]) -> str:

@@ -21,6 +21,21 @@ class CheckpointError(Exception):
     """A checkpoint is missing, unreadable, does not fit the model, or cannot be written."""
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once, before any file is created
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
+def permit_as_umask(fd: int) -> None:
+    """Give a file made by tempfile.mkstemp (always 0600) the permissions open() would give
+    it under the process's umask, so checkpoints and result files are as readable as logs."""
+    os.fchmod(fd, 0o666 & ~UMASK)
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write atomically: a temp file in the same folder, then rename over the target.
 
@@ -37,6 +52,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
+            permit_as_umask(f.fileno())
             f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,18 +31,28 @@ USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, Diverge
 def exit_code(job: Callable[[], object], report: bool = True) -> int:
     """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
     clear line (unless not `report`: the other processes of a multi-process run, whose
-    process 0 says it) and exit code 2 instead of a traceback."""
+    process 0 says it) and exit code 2 instead of a traceback. SIGINT or SIGTERM (see
+    common/runstate.py) ends it with one line too, and the shell's code for the signal."""
     try:
         job()
     except USER_ERRORS as e:
-        if not report:
-            return 2
-        if any(isinstance(h, logging.FileHandler) for h in log.handlers):
-            log.error("error: %s", error_message(e))  # on stdout, and in the run's log file
-        else:
-            print(f"error: {error_message(e)}", file=sys.stderr)
+        if report:
+            _say(f"error: {error_message(e)}")
         return 2
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        if report:
+            _say(f"interrupted by {signal.Signals(signum).name}: run the same command again to continue "
+                 f"(a search or evaluation with --resume_epoch -1)")
+        return 128 + signum
     return 0
+
+
+def _say(line: str) -> None:
+    if any(isinstance(h, logging.FileHandler) for h in log.handlers):
+        log.error("%s", line)  # on stdout, and in the run's log file
+    else:
+        print(line, file=sys.stderr)
 
 
 def error_message(error: BaseException) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import checkpoint_epochs, checkpoint_path
+from .checkpoint import checkpoint_epochs, checkpoint_path, permit_as_umask
 from .config import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +30,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
+        permit_as_umask(f.fileno())
         json.dump(obj, f, indent=2, default=_json_default)
         f.write("\n")
     os.replace(tmp, path)

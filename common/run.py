@@ -22,7 +22,7 @@ from .cli import parse_config
 from .config import ConfigError, SearchConfig
 from .data import Batches, ImageSet, load_dataset, split_indices
 from .device import memory_format, select_device
-from .entry import exit_code, mark_failed, read_result, seed_everything
+from .entry import exit_code, read_result, seed_everything
 from .experiment import (
     LOGGER,
     Board,
@@ -34,6 +34,7 @@ from .experiment import (
     start_logging,
 )
 from .projection import run_projection
+from .runstate import tracked
 from .search import (
     SUPERNET,
     continue_search,
@@ -120,18 +121,16 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
 
 @contextlib.contextmanager
 def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.device) -> Iterator[Board]:
-    """Create (or reopen) the run's folder, log into it, and mark the run failed in result.json
-    if it stops with an error."""
+    """Create (or reopen) the run's folder, log into it, and keep its run state (common/runstate.py:
+    process record, heartbeat, `failed` or `interrupted` in result.json if it stops early)."""
     new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite)
     log_to_file(folder / "log.txt")
     log.info("config = %s", cfg)
     log.info("device = %s, experiment folder = %s", device, folder)
     board = Board(folder, enabled=cfg.run.tensorboard, heatmaps=cfg.alpha_heatmaps)
     try:
-        yield board
-    except BaseException as e:
-        mark_failed(folder, e)
-        raise
+        with tracked(folder):
+            yield board
     finally:
         board.close()
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from nas_201_api import NASBench201API
 
+from common.checkpoint import permit_as_umask
+
 Log = Callable[[str], None]
 
 # Query key -> (API dataset name, get_more_info field). Accuracies are in percent.
@@ -123,8 +125,8 @@ def _write_cache(cache: Path, stamp: dict[str, object], accuracies: dict[str, di
         fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=cache.name + ".", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as f:
+                permit_as_umask(f.fileno())
                 json.dump(payload, f)
-            os.chmod(tmp, 0o644)
             os.replace(tmp, cache)
         except BaseException:
             os.unlink(tmp)

@@ -41,7 +41,7 @@ from common.config import ConfigError, DataConfig, OptimConfig, RunConfig, Speed
 from common.data import DATASETS, EVAL_TEST, TRAIN, Batches, load_dataset
 from common.device import memory_format
 from common.distributed import Group
-from common.entry import exit_code, mark_failed, seed_everything
+from common.entry import exit_code, seed_everything
 from common.experiment import (
     LOGGER,
     Board,
@@ -55,6 +55,7 @@ from common.experiment import (
     write_json,
 )
 from common.metrics import Stats, check_finite
+from common.runstate import tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -304,11 +305,8 @@ def run(cfg: EvalConfig, group: Group) -> dict[str, Any]:
     log.info("param size = %fMB", count_parameters_mb(r.net))
     board = Board(folder, enabled=cfg.run.tensorboard and group.main)
     try:
-        return train(r, name, folder, genotype, state, board)
-    except BaseException as e:
-        if group.main:
-            mark_failed(folder, e)
-        raise
+        with tracked(folder, main=group.main):
+            return train(r, name, folder, genotype, state, board)
     finally:
         board.close()
 

@@ -68,7 +68,7 @@ def decide(session: Session, run: Run, plan: set[str], settled: set[str], tried:
     if rec.state == FINISHED:
         return SKIP, ""
     if rec.state in (RUNNING, SUBMITTED):
-        return SKIP, f"{rec.state} (Slurm job {rec.slurm_job_id})"
+        return SKIP, f"{rec.state} ({f'Slurm job {rec.slurm_job_id}' if rec.slurm_job_id else rec.reason})"
     if rec.state == FAILED and (not session.retry_failed or run.id in tried):
         return SKIP, "failed" + ("" if run.id in tried else "; rerun it with --retry_failed")
     up = run.upstream

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.experiment import write_json
+from common.runstate import STOPPED, observed_status
 
 from .plan import Context, Run, command, read_result, run_folder
 
@@ -136,21 +137,27 @@ def refresh(manifest: Manifest, ctx: Context, live: dict[str, str] | None = None
 
 def observe(rec: RunRecord, folder: Path | None, live: str | None) -> tuple[str, str | None]:
     """(state, reason; None keeps the recorded one) of a run: running (or queued) while its
-    process or job lives, else what its folder says, else how its last attempt ended."""
+    process or job lives, else what its folder says, else how its last attempt ended. A run
+    stopped by a signal (result.json `interrupted`) and one whose process died without a word
+    (`stopped`, common/runstate.py) are both interrupted: they continue on the next command."""
     if live:  # its process or job has not ended yet, even if its result.json is written
         return live, ""
     result = read_result(folder)
-    status = result.get("status")
+    status, process = observed_status(folder, result) if folder is not None else (None, "")
     if status == FINISHED:
         return FINISHED, ""
+    if status == RUNNING:  # a process this command did not start (e.g. left by a killed study) runs it
+        return RUNNING, process
+    if status == INTERRUPTED:  # SIGTERM or SIGINT stopped it: it continues, whatever its exit code
+        return INTERRUPTED, f"by {result.get('signal', 'a signal')}"
     if rec.exit_code not in (0, None):  # its last attempt failed (maybe before writing its folder)
         return FAILED, None
     error = str(result.get("error") or "")
-    # Ctrl-C marks a run failed with KeyboardInterrupt: it was stopped, not broken.
+    # Runs from before common/runstate.py marked Ctrl-C as a failure with KeyboardInterrupt.
     if status == FAILED and not error.startswith("KeyboardInterrupt"):
         return FAILED, error
     if folder is not None and folder.exists():
-        return INTERRUPTED, ""
+        return INTERRUPTED, f"{STOPPED}: {process}" if status == STOPPED else ""
     return (BLOCKED, None) if rec.state == BLOCKED else (PLANNED, "")
 
 

@@ -96,7 +96,7 @@ def study(tmp_path_factory, cifar10_dir, bench) -> Path:
 def nb201_report(study) -> Path:
     proc = report(study)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("11 runs (8 finished, 1 unfinished, 1 failed, 1 unreadable)"), proc.stdout
+    assert proc.stdout.startswith("11 runs (8 finished, 1 running, 1 failed, 1 unreadable)"), proc.stdout
     out = study / "report"
     if os.environ.get("DARTS_PT_WRITE_REPORT_EXAMPLE"):
         write_docs_example(out)
@@ -146,12 +146,12 @@ def test_nb201_table_matches_result_files(study, nb201_report, method):
 
 def test_nb201_not_counted_runs_are_listed(study, nb201_report):
     rows = {r["method"]: r for r in read_csv(nb201_report / "nasbench201-cifar10.csv")}
-    assert rows["DARTS"]["not_counted"] == "1 unfinished"        # search-darts-201-3
+    assert rows["DARTS"]["not_counted"] == "1 running"        # search-darts-201-3 (no process record)
     assert rows["DARTS+PT"]["not_counted"] == "1 failed"         # the projection that diverged
     assert rows["fix-alpha"]["not_counted"] == "1 unreadable"    # the cut-off result.json
     assert rows["fix-alpha+PT"]["not_counted"] == "—"
     inventory = {r["run"]: r for r in read_csv(nb201_report / "runs.csv")}
-    assert len(inventory) == 11  # 8 finished, 1 unfinished, 1 failed, 1 unreadable
+    assert len(inventory) == 11  # 8 finished, 1 running, 1 failed, 1 unreadable
     expect = {"nasbench201/search-darts-201-3": ("running", "search"),
               "nasbench201/search-darts-201-1/darts-proj-201-seed1-acc-intv1-ep2-bad": ("failed", "projection"),
               "nasbench201/search-blank-201-4": ("unreadable", "search")}
@@ -167,7 +167,7 @@ def test_nb201_not_counted_runs_are_listed(study, nb201_report):
     not_counted = md.split("### Runs not counted")[1]
     for rel, (status, _) in expect.items():
         line = next(l for l in not_counted.splitlines() if rel in l)
-        assert {"running": "unfinished"}.get(status, status) in line
+        assert status in line
 
 
 def test_nb201_figures_are_valid_pngs(nb201_report):
@@ -312,7 +312,7 @@ def test_darts_space_table_and_eval_join(darts_tree, tmp_path):
     assert float(pt["params_mb"]) == pytest.approx(np.mean([3.0, 3.01, 3.0]))
     assert float(pt["projection_time_s"]) == pytest.approx(75.0)
     assert float(pt["eval_time_s"]) == pytest.approx(np.mean([3600.0, 7200.0, 3600.0]))
-    assert pt["not_counted"] == "1 unfinished; eval: 1 unfinished"
+    assert pt["not_counted"] == "1 running; eval: 1 running"
     assert pt["paper"] == "2.61 ± 0.08"
     assert darts["runs"] == "2" and darts["eval_runs"] == "1" and float(darts["test_error_mean"]) == 3.10
     assert darts["test_error_std"] == ""  # one run: no std
@@ -328,7 +328,7 @@ def test_darts_space_table_and_eval_join(darts_tree, tmp_path):
     evals = {r["arch"]: r for r in read_csv(out / "eval-cifar10.csv")}
     assert evals["DARTS_V2"]["selected_by"] == "catalog" and float(evals["DARTS_V2"]["test_error_mean"]) == 3.0
     assert evals["c10_pt_2"]["selected_by"] == "DARTS+PT (s5-cifar10)"
-    assert evals["c10_pt_2"]["runs"] == "1" and evals["c10_pt_2"]["not_counted"] == "1 unfinished"
+    assert evals["c10_pt_2"]["runs"] == "1" and evals["c10_pt_2"]["not_counted"] == "1 running"
     assert evals["darts_seed1_by_hand"]["selected_by"] == "DARTS (s5-cifar10)"
     assert evals["? (eval-broken-0)"]["not_counted"] == "1 unreadable"
 
