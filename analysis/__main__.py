@@ -1,6 +1,6 @@
 """Tables and figures of a study: every run under experiments/, compared as the paper does.
 
-    python -m analysis [EXPERIMENTS_DIR] [--out DIR] [--ddof 1]
+    python -m analysis [EXPERIMENTS_DIR] [--out DIR] [--ddof 1] [--include_fast]
 
 writes the report (analysis.report) under DIR, by default EXPERIMENTS_DIR/report.
 """
@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "replaced whole on every run")
     p.add_argument("--ddof", type=int, default=0, choices=[0, 1],
                    help="std over runs: 0 population (numpy's default), 1 sample")
+    p.add_argument("--include_fast", action="store_true",
+                   help="put --fast smoke runs in the tables (in rows of their own); by default they are "
+                        "listed apart and left out of every comparison")
     return p
 
 
@@ -37,12 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out if args.out is not None else root / "report"
     try:
-        summary = build_report(root, out, args.ddof)
+        summary = build_report(root, out, args.ddof, args.include_fast)
     except (ReportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{summary['runs']} runs ({summary['status'] or 'none'}); {len(summary['groups'])} tables, "
           f"{len(summary['figures'])} figures")
+    if summary["fast_left_out"]:
+        print(f"{summary['fast_left_out']} --fast smoke runs left out of the tables (--include_fast puts them in)")
     print(f"report: {Path(summary['out']) / 'index.md'}")
     return 0
 

@@ -40,6 +40,7 @@ from .tables import (
     markdown_table,
     nb201_table,
     not_counted_table,
+    runs_table,
     status_counts,
     write_csv,
 )
@@ -52,9 +53,11 @@ class ReportError(Exception):
     pass
 
 
-def build_report(root: Path, out: Path, ddof: int = 0) -> dict[str, Any]:
+def build_report(root: Path, out: Path, ddof: int = 0, include_fast: bool = False) -> dict[str, Any]:
     """Write the report of the experiments under `root` into the folder `out` (replaced
-    whole, atomically, if an earlier report is there). Returns a summary."""
+    whole, atomically, if an earlier report is there). --fast smoke runs are listed apart,
+    and left out of the tables unless `include_fast` (then in rows of their own). Returns a
+    summary."""
     root, out = root.resolve(), out.resolve()
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise ReportError(f"{out} exists and was not written by this command; pass another --out")
@@ -63,7 +66,7 @@ def build_report(root: Path, out: Path, ddof: int = 0) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        summary = _write(root, runs, tmp, ddof)
+        summary = _write(root, runs, tmp, ddof, include_fast)
         (tmp / MARKER).write_text(f"written by {COMMAND}; replaced on every run\n")
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
@@ -76,9 +79,11 @@ def build_report(root: Path, out: Path, ddof: int = 0) -> dict[str, Any]:
     return summary
 
 
-def _write(root: Path, runs: list[Run], out: Path, ddof: int) -> dict[str, Any]:
-    groups, orphans = build_groups(runs)
-    evals = [r for r in runs if r.kind == "eval"]
+def _write(root: Path, runs: list[Run], out: Path, ddof: int, include_fast: bool) -> dict[str, Any]:
+    smoke = [r for r in runs if r.fast]
+    tabled = runs if include_fast else [r for r in runs if not r.fast]
+    groups, orphans = build_groups(tabled)
+    evals = [r for r in tabled if r.kind == "eval"]
     link_evals(groups, evals)
     std_note = (f"std over runs with ddof={ddof} ({'population' if ddof == 0 else 'sample'} standard deviation); "
                 "with one run only its value is shown. Only finished runs are counted; the others are listed "
@@ -90,7 +95,7 @@ def _write(root: Path, runs: list[Run], out: Path, ddof: int) -> dict[str, Any]:
         index.append(f"Studies, each reported on its own (`{COMMAND} {root}/studies/NAME`): "
                      f"{', '.join(studies)}.\n")
     summary: dict[str, Any] = {"runs": len(runs), "status": status_counts(runs), "groups": {},
-                               "figures": []}
+                               "figures": [], "fast_left_out": 0 if include_fast else len(smoke)}
     # benchmark-scored spaces (NAS-Bench-201) first
     for key in sorted(groups, key=lambda k: (not groups[k].hooks.benchmark, k)):
         index += _group_section(groups[key], out, ddof, std_note, summary)
@@ -101,8 +106,16 @@ def _write(root: Path, runs: list[Run], out: Path, ddof: int) -> dict[str, Any]:
         index += _eval_section(dataset, by_dataset[dataset], out, ddof, std_note, summary)
     if orphans:
         index += ["## Runs of unknown space or dataset (not counted)\n", not_counted_table(orphans) + "\n"]
+    if smoke:
+        index += ["## Smoke runs (--fast)\n",
+                  ("In the tables above, in rows of their own marked --fast: one batch per epoch, not comparable "
+                   "with the paper's numbers.\n" if include_fast else
+                   f"Left out of the tables (one batch per epoch, not comparable with the paper's numbers); "
+                   f"`{COMMAND} --include_fast` puts them in, in rows of their own.\n"),
+                  runs_table(smoke) + "\n"]
     (out / "index.md").write_text("\n".join(index))
-    write_csv(out / "runs.csv", [{"run": r.rel, "kind": r.kind, "status": r.status, "counted": r.counted,
+    write_csv(out / "runs.csv", [{"run": r.rel, "kind": r.kind, "status": r.status, "fast": r.fast,
+                                  "counted": r.counted and (include_fast or not r.fast),
                                   "space": r.space or "", "dataset": r.dataset or "", "method": r.label,
                                   "seed": "" if r.seed is None else r.seed, "detail": r.detail}
                                  for r in sorted(runs, key=lambda r: r.rel)])

@@ -55,12 +55,18 @@ class Run:
         return method_label(self.method)
 
     @property
+    def fast(self) -> bool:
+        """A --fast smoke run (one batch per epoch): never compared with the paper's numbers."""
+        return self.result.get("fast") is True
+
+    @property
     def setting(self) -> str | None:
+        setting = None
         if self.kind == "search" and isinstance(self.result.get("epochs"), int):
-            return f"{self.result['epochs']} epochs"
+            setting = f"{self.result['epochs']} epochs"
         if self.kind == "projection" and isinstance(self.result.get("supernet_epoch"), int):
-            return f"supernet epoch {self.result['supernet_epoch']}"
-        return None
+            setting = f"supernet epoch {self.result['supernet_epoch']}"
+        return f"{setting}, --fast" if setting and self.fast else setting
 
 
 def method_label(method: str | None) -> str:

@@ -36,6 +36,9 @@ PAPER: dict[tuple[str, str], dict[str, str]] = {
     ("s5", "cifar10"): {"DARTS": "3.00 ± 0.14", "DARTS+PT": "2.61 ± 0.08", "SDARTS+PT": "2.54 ± 0.10",
                         "fix-alpha+PT": "2.87"},
 }
+# The paper's evaluation protocol (exp_scripts/eval.sh, eval-c100.sh, eval-svhn.sh): dataset ->
+# (init_channels, cells, epochs, batch size).
+EVAL_PROTOCOL = {"cifar10": (36, 20, 600, 96), "cifar100": (16, 8, 600, 96), "svhn": (16, 8, 600, 96)}
 for _ds, _errs in {"cifar10": ("3.50", "2.79", "2.49", "2.64"), "cifar100": ("24.48", "23.16", "22.03", "20.80"),
                    "svhn": ("2.62", "2.53", "2.42", "2.42")}.items():
     for _k, _e in enumerate(_errs):
@@ -115,6 +118,15 @@ class Row:
     @property
     def finished(self) -> list[Run]:
         return [r for r in self.runs if r.counted]
+
+    @property
+    def fast(self) -> bool:
+        """A row of --fast smoke runs (their setting keeps them in rows of their own)."""
+        return bool(self.runs) and all(r.fast for r in self.runs)
+
+    def paper(self, numbers: dict[str, str]) -> str:
+        """The paper's number for this row; none for smoke runs."""
+        return "" if self.fast else numbers.get(self.label, "")
 
     @property
     def finished_evals(self) -> list[Run]:
@@ -198,7 +210,7 @@ def link_evals(groups: dict[tuple[str, str], Group], evals: list[Run]) -> None:
             canons = {space.report.canonical_genotype(ev.result["genotype"]) for space in spaces.SPACES.values()}
             targets = [t for canon in canons if canon for t in by_geno.get((dataset, canon), [])]
         for group, row in targets:
-            if ev not in row.evals:
+            if ev not in row.evals and ev.fast == row.fast:  # smoke evaluations join smoke rows only
                 row.evals.append(ev)
                 ev.links.add((group.name, row.display))
 
@@ -232,7 +244,7 @@ def nb201_table(group: Group, ddof: int) -> Table:
                    fmt_mean_std(head, ddof), f"{max(head):.2f}" if head else "—",
                    *[fmt_mean_std(vals[k], ddof) for k in keys[1:]],
                    f"{params:.3f}" if params is not None else "—", fmt_time(search_t), fmt_time(proj_t)]
-                  + ([paper.get(row.label, "")] if paper else []))
+                  + ([row.paper(paper)] if paper else []))
         rec: dict[str, Any] = {"space": group.space, "dataset": group.dataset, "method": row.label,
                                "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
                                "not_counted": not_counted_text(row.runs), "genotypes": " ; ".join(genos)}
@@ -240,7 +252,7 @@ def nb201_table(group: Group, ddof: int) -> Table:
             m, s = mean_std(vals[k], ddof)
             rec.update({f"{k}_mean": m, f"{k}_std": s, f"{k}_n": len(vals[k])})
         rec.update(best=max(head) if head else None, params_mb=params, search_time_s=search_t,
-                   projection_time_s=proj_t, paper=paper.get(row.label, ""))
+                   projection_time_s=proj_t, paper=row.paper(paper))
         csv_rows.append(rec)
     return header, md, csv_rows
 
@@ -266,21 +278,23 @@ def darts_table(group: Group, ddof: int, cells: dict[int, str]) -> Table:
         eval_nc = not_counted_text(row.evals)
         if eval_nc != "—":
             nc = (nc + "; " if nc != "—" else "") + f"eval: {eval_nc}"
-        configs = sorted({_eval_setting(e).strip(" ()") or "standard" for e in evals})
-        n_evals = str(len(evals)) + (f" ({'; '.join(configs)})" if len(configs) > 1 else "")
+        # evaluations not trained as the paper's protocol are named, so that nobody compares them with it
+        configs = sorted({_eval_setting(e).strip(" ()") for e in evals} - {""})
+        n_evals = str(len(evals)) + (f" ({'; '.join(configs)})" if configs else "")
         md.append([row.display, str(len(fin)), _seeds(fin), nc, "<br>".join(names) or "—", n_evals,
                    fmt_mean_std(errors, ddof), f"{min(errors):.2f}" if errors else "—",
                    f"{params:.2f}" if params is not None else "—", fmt_time(search_t), fmt_time(proj_t),
-                   fmt_time(eval_t)] + ([paper.get(row.label, "")] if paper else []))
+                   fmt_time(eval_t)] + ([row.paper(paper)] if paper else []))
         m, s = mean_std(errors, ddof)
         csv_rows.append({"space": group.space, "dataset": group.dataset, "method": row.label,
                          "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
                          "not_counted": nc,
                          "genotypes": " ; ".join(r.result.get("genotype_name") or r.result["genotype"] for r in fin),
-                         "eval_runs": len(evals), "test_error_mean": m, "test_error_std": s,
+                         "eval_runs": len(evals), "eval_setting": " ; ".join(configs),
+                         "test_error_mean": m, "test_error_std": s,
                          "best_test_error": min(errors) if errors else None, "params_mb": params,
                          "search_time_s": search_t, "projection_time_s": proj_t, "eval_time_s": eval_t,
-                         "paper": paper.get(row.label, "")})
+                         "paper": row.paper(paper)})
     return header, md, csv_rows
 
 
@@ -303,12 +317,21 @@ def _search_times(row: Row) -> tuple[float | None, float | None]:
 
 
 def _eval_setting(run: Run) -> str:
-    """' (C=.., L=.., N epochs)' for evaluations trained otherwise than the exp_scripts do."""
+    """' (non-paper sizes: C=.., N cells, N epochs, batch N)' for an evaluation trained at other
+    sizes than the paper's protocol for its dataset (what fields a result.json lacks are not
+    held against it), ' (--fast)' for a smoke run; '' for one trained as the paper did."""
     r = run.result
-    c, layers, epochs = r.get("init_channels"), r.get("layers"), r.get("epochs")
-    if (c, layers, epochs) in ((36, 20, 600), (16, 8, 600)) or None in (c, layers, epochs):
-        return ""
-    return f" (C={c}, {layers} cells, {epochs} epochs)"
+    marks = []
+    paper = EVAL_PROTOCOL.get(str(run.dataset).lower())
+    if paper is not None:
+        sizes = [(r.get(key), want) for key, want in zip(("init_channels", "layers", "epochs", "batch_size"), paper)]
+        if any(got is not None and got != want for got, want in sizes):
+            c, layers, epochs, batch = (got for got, _ in sizes)
+            marks.append(f"non-paper sizes: C={c}, {layers} cells, {epochs} epochs"
+                         + (f", batch {batch}" if batch is not None else ""))
+    if run.fast:
+        marks.append("--fast")
+    return f" ({', '.join(marks)})" if marks else ""
 
 
 def _eval_error(run: Run) -> float:
@@ -359,11 +382,14 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def not_counted_table(runs: Iterable[Run]) -> str:
+    return runs_table([r for r in runs if not r.counted]) or "All runs finished."
+
+
+def runs_table(runs: Iterable[Run]) -> str:
+    """One line per run: folder, kind, status, method, seed, detail ('' for no runs)."""
     rows = [[f"`{r.rel}`", r.kind, STATUS_TEXT[r.status], r.label, str(r.seed) if r.seed is not None else "?",
-             r.detail or "—"] for r in sorted(runs, key=lambda r: r.rel) if not r.counted]
-    if not rows:
-        return "All runs finished."
-    return markdown_table(["run", "kind", "status", "method", "seed", "detail"], rows)
+             r.detail or "—"] for r in sorted(runs, key=lambda r: r.rel)]
+    return markdown_table(["run", "kind", "status", "method", "seed", "detail"], rows) if rows else ""
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -204,8 +204,10 @@ def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
 
 def run_identity(cfg: SearchConfig, space: Space) -> dict[str, Any]:
     """What a search or projection result.json says the run is (SDARTS: also its perturbation,
-    so that reports tell SDARTS-RS and SDARTS-ADV apart)."""
-    identity = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed}
+    so that reports tell SDARTS-RS and SDARTS-ADV apart; `fast`: a --fast smoke run, which
+    reports keep out of their comparisons)."""
+    identity = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed,
+                "fast": cfg.run.fast}
     if space.perturbation != "none":
         identity["perturb_alpha"] = space.perturbation
     return identity

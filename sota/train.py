@@ -322,8 +322,9 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     if start:
         log.info("resumed from epoch %d", start)
     result = {"status": "running", "kind": "eval", "arch": name, "genotype": genotype_to_dict(genotype),
-              "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs, "epochs_done": start,
-              "init_channels": cfg.init_channels, "layers": cfg.layers, "auxiliary": cfg.auxiliary,
+              "dataset": cfg.data.dataset, "seed": cfg.run.seed, "fast": cfg.run.fast, "epochs": cfg.epochs,
+              "epochs_done": start, "init_channels": cfg.init_channels, "layers": cfg.layers,
+              "batch_size": cfg.data.batch_size, "auxiliary": cfg.auxiliary,
               "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, "params_mb": count_parameters_mb(r.net),
               **_accuracies(best_acc, test_acc, timer)}
     if main:

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow  # end to end through the exp_scripts
 
 TINY = ["--init_channels", "4", "--layers", "3", "--batch_size", "16", "--report_freq", "100",
         "--gpu", TEST_GPU, "--no_tensorboard"]
-RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "epochs", "epochs_done",
-               "init_channels", "layers", "auxiliary", "nproc", "sync_bn", "params_mb", "best_test_acc",
+RESULT_KEYS = {"status", "kind", "arch", "genotype", "dataset", "seed", "fast", "epochs", "epochs_done",
+               "init_channels", "layers", "batch_size", "auxiliary", "nproc", "sync_bn", "params_mb", "best_test_acc",
                "final_test_acc", "final_test_error", "train_time_s"}
 
 

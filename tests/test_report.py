@@ -339,6 +339,56 @@ def test_darts_space_table_and_eval_join(darts_tree, tmp_path):
     assert not (out / "s5-cifar10" / "trajectory.png").exists()  # no benchmark in the DARTS space
 
 
+def test_fast_runs_apart_and_non_paper_evaluations_marked(darts_tree):
+    """--fast smoke runs stay out of the tables (listed apart) unless --include_fast, which puts
+    them in rows of their own without the paper's number; evaluations at other sizes than the
+    paper's protocol say so."""
+    c10 = darts_tree / "sota" / "cifar10"
+    smoke = c10 / "search-darts-sota-s5-5"
+    geno = _genotype(["dil_conv_5x5"])
+    _write(smoke, {"status": "finished", "space": "s5", "method": "darts", "dataset": "cifar10", "seed": 5,
+                   "fast": True, "epochs": 3, "genotype": geno, "benchmark": None, "search_time_s": 1.0})
+    _write(smoke / "darts-proj-sota-seed5-acc-intv1-ep3",
+           {"status": "finished", "space": "s5", "method": "darts-proj", "dataset": "cifar10", "seed": 5,
+            "fast": True, "supernet_epoch": 3, "genotype": geno, "benchmark": None, "genotype_name": "smoke_5"})
+    eval_result = {"status": "finished", "kind": "eval", "dataset": "cifar10", "seed": 0, "epochs": 600,
+                   "init_channels": 36, "layers": 20, "batch_size": 96, "final_test_error": 9.0}
+    _write(c10 / "eval" / "eval-smoke_5-0", {**eval_result, "arch": "smoke_5", "genotype": _genotype_dict(geno),
+                                             "fast": True, "epochs": 1})
+    pt_1 = _genotype_dict(_genotype(["sep_conv_3x3", "dil_conv_3x3"]))
+    _write(c10 / "eval" / "eval-c10_pt_1-short", {**eval_result, "arch": "c10_pt_1", "seed": 7, "epochs": 100,
+                                                  "genotype": pt_1, "final_test_error": 5.0})
+
+    proc = report(darts_tree)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 --fast smoke runs left out of the tables (--include_fast puts them in)" in proc.stdout
+    out = darts_tree / "report"
+    rows = {r["method"]: r for r in read_csv(out / "s5-cifar10.csv")}
+    assert set(rows) == {"DARTS", "DARTS+PT"} and rows["DARTS"]["runs"] == rows["DARTS+PT"]["runs"] == "2"
+    pt = rows["DARTS+PT"]
+    assert pt["eval_runs"] == "4" and pt["eval_setting"] == "non-paper sizes: C=36, 20 cells, 100 epochs, batch 96"
+    assert "4 (non-paper sizes: C=36, 20 cells, 100 epochs, batch 96)" in (out / "s5-cifar10.md").read_text()
+    evals = {r["arch"] for r in read_csv(out / "eval-cifar10.csv")}
+    assert "c10_pt_1 (non-paper sizes: C=36, 20 cells, 100 epochs, batch 96)" in evals and "c10_pt_1" in evals
+    assert not any(a.startswith("smoke_5") for a in evals)
+    inventory = {r["run"]: r for r in read_csv(out / "runs.csv")}
+    assert inventory["sota/cifar10/search-darts-sota-s5-5"]["fast"] == "True"
+    assert inventory["sota/cifar10/search-darts-sota-s5-5"]["counted"] == "False"
+    smoke_section = (out / "index.md").read_text().split("## Smoke runs (--fast)")[1]
+    assert all(f"`{rel}`" in smoke_section for rel in ("sota/cifar10/search-darts-sota-s5-5",
+                                                       "sota/cifar10/eval/eval-smoke_5-0"))
+
+    proc = report(darts_tree, "--include_fast")
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["method"], r["setting"]): r for r in read_csv(out / "s5-cifar10.csv")}
+    assert rows[("DARTS", "3 epochs")]["runs"] == "2" and rows[("DARTS", "3 epochs")]["paper"] == "3.00 ± 0.14"
+    fast_pt = rows[("DARTS+PT", "supernet epoch 3, --fast")]
+    assert fast_pt["runs"] == "1" and fast_pt["paper"] == "" and fast_pt["eval_runs"] == "1"
+    assert fast_pt["eval_setting"] == "non-paper sizes: C=36, 20 cells, 1 epochs, batch 96, --fast"
+    assert rows[("DARTS+PT", "supernet epoch 3")]["eval_runs"] == "4"  # the smoke evaluation is not among them
+    assert rows[("DARTS", "3 epochs, --fast")]["paper"] == ""
+
+
 # -- pieces ----------------------------------------------------------------------------------
 
 def test_nb201_params_match_the_benchmark():
