@@ -30,13 +30,17 @@ def main(argv: list[str] | None = None, cluster: str = "slurm") -> int:
 
 
 def show_status(cfg: StudyConfig) -> int:
+    """The state of each run of the study, or of the plan the command gives (the study's command
+    with --status added: its runs not started yet show as planned). Writes nothing."""
     manifest = Manifest.load(cfg.study_dir)
     if manifest is None:
         raise StudyError(f"no study {cfg.name} in {cfg.study_dir.parent}")
-    ctx = Context(cfg.study_dir, RunFlags.parse(manifest.run_flags))
+    runs, flags = resolve_plan(cfg, manifest)
+    ctx = Context(cfg.study_dir, flags)
+    manifest.add(runs, ctx)
     refresh(manifest, ctx, slurm_states(manifest))
     print(f"study {cfg.name}: {cfg.study_dir}")
-    print(status_table(manifest))
+    print(status_table(manifest, [run.id for run in runs]))
     return 0
 
 

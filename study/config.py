@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the study: <exp_root>/studies/NAME/")
     p.add_argument("--space", help=f"comma-separated: {', '.join(SPACES)} (nb201: NAS-Bench-201)")
     p.add_argument("--dataset", help="comma-separated: cifar10, cifar100, svhn (DARTS spaces); "
-                                     "cifar10, cifar100, imagenet16-120 (nb201)")
+                                     "cifar10, cifar100, imagenet16-120 (nb201); imagefolder (both; with --data DIR)")
     p.add_argument("--method", help=f"comma-separated: {', '.join(METHODS)} (sdarts-*: DARTS spaces only)")
     p.add_argument("--seed", help="comma-separated integers")
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated: search, proj, eval")
@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=["local", "slurm"])
     p.add_argument("--dry_run", action="store_true", help="print the plan, run and write nothing")
     p.add_argument("--retry_failed", action="store_true", help="run failed runs again (resuming where they can)")
-    p.add_argument("--status", action="store_true", help="print the runs' states and exit")
+    p.add_argument("--status", action="store_true",
+                   help="print the runs' states and exit (with the lists and run flags of a command: its runs)")
     g = p.add_argument_group("local executor")
     g.add_argument("--jobs", type=int, help="runs at once (default: one per visible GPU, one on CPU)")
     g = p.add_argument_group("slurm executor (through submitit)")
@@ -116,8 +117,8 @@ def parse_config(argv: list[str] | None = None) -> StudyConfig:
 
 
 def _check_modes(args: argparse.Namespace, given: list[str]) -> None:
-    if args.status and (given or args.dry_run or args.retry_failed):
-        raise StudyError("--status takes only --name (and --exp_root)")
+    if args.status and (args.dry_run or args.retry_failed):
+        raise StudyError("--status shows the study and runs nothing: leave out --dry_run and --retry_failed")
     if args.jobs is not None and (args.executor != "local" or args.jobs < 1):
         raise StudyError("--jobs N (N >= 1) is for --executor local")
     slurm_given = [f"--{k}" for k in SLURM_FLAGS if getattr(args, k) not in (None, [])]

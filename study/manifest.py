@@ -222,12 +222,14 @@ def progress(folder: Path | None) -> str:
     return f"{done}/{total} epochs" if total else (f"{done} epochs" if done else "")
 
 
-def status_table(manifest: Manifest) -> str:
-    """One line per run: id, state, progress, elapsed time, folder (relative to the study)."""
+def status_table(manifest: Manifest, run_ids: Iterable[str] | None = None) -> str:
+    """One line per run (those of `run_ids`, else all): id, state, progress, elapsed time,
+    folder (relative to the study)."""
     root = manifest.path.parent
     header = ("run", "state", "progress", "elapsed", "folder")
+    records = [manifest.records[i] for i in run_ids] if run_ids is not None else list(manifest.records.values())
     rows = []
-    for rec in manifest.records.values():
+    for rec in records:
         folder = Path(rec.folder) if rec.folder else None
         elapsed = rec.elapsed_s
         if rec.state == RUNNING and rec.started and not rec.ended:
@@ -236,7 +238,7 @@ def status_table(manifest: Manifest) -> str:
                      progress(folder), _duration(elapsed), relative(folder, root)))
     widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in (header, *rows)]
-    return "\n".join(lines + [state_counts(manifest.records.values())])
+    return "\n".join(lines + [state_counts(records)])
 
 
 def state_counts(records: Iterable[RunRecord]) -> str:

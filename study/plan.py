@@ -27,7 +27,10 @@ from .flags import STAGES, FlagError, RunFlags, build_parser
 SCRIPTS_DIR = REPO_ROOT / "exp_scripts"
 NB201 = "nb201"
 SPACES = (NB201, "s1", "s2", "s3", "s4", "s5")
-DATASETS = {NB201: ("cifar10", "cifar100", "imagenet16-120"), "sota": ("cifar10", "cifar100", "svhn")}
+# imagefolder: your own images (--data DIR), searched and projected as CIFAR is; no benchmark to query.
+IMAGEFOLDER = "imagefolder"
+DATASETS = {NB201: ("cifar10", "cifar100", "imagenet16-120", IMAGEFOLDER),
+            "sota": ("cifar10", "cifar100", "svhn", IMAGEFOLDER)}
 METHODS = ("darts", "blank", "sdarts-rs", "sdarts-adv")
 SDARTS_ADV = ("--perturb_alpha", "pgd_linf")
 
@@ -50,8 +53,10 @@ METHOD_SCRIPTS: dict[tuple[str, str], dict[str, Script]] = {
         "search": Script("sdarts-rs-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-sota")),
         "proj": Script("sdarts-rs-proj-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-proj-sota"))},
 }
-# The paper's evaluation protocol per dataset (C=36, 20 cells on CIFAR-10; C=16, 8 cells otherwise).
-EVAL_SCRIPTS = {"cifar10": Script("eval.sh"), "cifar100": Script("eval-c100.sh"), "svhn": Script("eval-svhn.sh")}
+# The paper's evaluation protocol per dataset (C=36, 20 cells on CIFAR-10; C=16, 8 cells otherwise);
+# your own images get DARTS' (CIFAR-10's) protocol, which --eval.init_channels / --eval.layers change.
+EVAL_SCRIPTS = {"cifar10": Script("eval.sh"), "cifar100": Script("eval-c100.sh"), "svhn": Script("eval-svhn.sh"),
+                IMAGEFOLDER: Script("eval.sh")}
 
 
 class PlanError(ValueError):
@@ -185,8 +190,12 @@ def run_config(run: Run, ctx: Context, arch: str | None = None) -> ResolvedRun:
     and checked by the module itself."""
     module, defaults = script_command(run.script.file)
     entry = importlib.import_module(module)
+    args = study_args(run, ctx, arch, script=False)
+    if run.dataset == IMAGEFOLDER and "--data" not in args:  # the scripts' default data/ holds no image folder
+        raise PlanError(f"{run.id}: --dataset {IMAGEFOLDER} needs --data DIR, the folder holding train/<class>/ "
+                        f"and test/<class>/ (--{run.stage}.data DIR for this stage only)")
     try:
-        cfg = entry.config(build_parser(module).parse_args([*defaults, *study_args(run, ctx, arch, script=False)]))
+        cfg = entry.config(build_parser(module).parse_args([*defaults, *args]))
     except (FlagError, argparse.ArgumentError, ConfigError) as e:
         raise PlanError(f"{run.id}: {e}") from None
     name = entry.LAYOUT.search_name(cfg) if run.stage == "search" else ""

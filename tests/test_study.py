@@ -287,6 +287,56 @@ def test_one_line_errors(tmp_path, capsys):
     assert err == "error: unknown run flag --eval.proj_intv: not a flag of the eval scripts\n"
 
 
+def test_status_takes_the_plan_flags(tmp_path, capsys):
+    """The study's command with --status added shows the state of that command's runs (those
+    not started yet as planned) and writes nothing; run flags that differ from the study's are
+    refused, as the command itself would refuse them."""
+    from study.flags import RunFlags
+    from study.manifest import Manifest
+    from study.plan import Context, plan_runs
+
+    flags = RunFlags.parse(["--epochs", "2"])
+    sdir = tmp_path / "studies" / "st"
+    manifest_ = Manifest(sdir / "study.json", "st", flags.argv())
+    manifest_.add(plan_runs(("nb201",), ("cifar10",), ("darts",), (1, 2), ("search", "proj")), Context(sdir, flags))
+    manifest_.save()
+    before = (sdir / "study.json").read_bytes()
+    plan = [*NB201_GRID, "--seed", "2,3", "--stages", "search", "--epochs", "2", "--jobs", "1"]
+    code, out, err = in_process(capsys, tmp_path, "st", *plan, "--status")
+    assert code == 0, err
+    runs = {l.split()[0]: l.split()[1] for l in out.splitlines() if l.startswith("nb201-")}
+    assert runs == {"nb201-cifar10-darts-seed2-search": "planned", "nb201-cifar10-darts-seed3-search": "planned"}
+    assert out.rstrip().endswith("2 planned")
+    code, out, _ = in_process(capsys, tmp_path, "st", "--status")  # the whole study
+    assert code == 0 and out.rstrip().endswith("4 planned")
+    assert (sdir / "study.json").read_bytes() == before and sorted(sdir.iterdir()) == [sdir / "study.json"]
+    code, _, err = in_process(capsys, tmp_path, "st", *NB201_GRID, "--seed", "1", "--epochs", "3", "--status")
+    assert code == 2 and "nb201-cifar10-darts-seed1-search runs with the run flags [--epochs 2]" in err
+    code, _, err = in_process(capsys, tmp_path, "st", "--status", "--dry_run")
+    assert code == 2 and err.startswith("error: --status shows the study and runs nothing")
+
+
+def test_imagefolder_studies(tmp_path, capsys):
+    """Your own images in every space, searched, projected and (DARTS spaces) evaluated as
+    CIFAR-10 is; the data folder must be given."""
+    images = tmp_path / "images"
+    plan = ["--space", "s5,nb201", "--dataset", "imagefolder", "--method", "darts", "--seed", "1"]
+    code, out, err = in_process(capsys, tmp_path, "img", *plan, "--data", str(images), "--dry_run")
+    assert code == 0, err
+    lines = {l.split()[0]: l for l in out.splitlines() if l.startswith(("s5-", "nb201-"))}
+    assert set(lines) == {"s5-imagefolder-darts-seed1-search", "s5-imagefolder-darts-seed1-proj",
+                          "s5-imagefolder-darts-seed1-eval", "nb201-imagefolder-darts-seed1-search",
+                          "nb201-imagefolder-darts-seed1-proj"}
+    for line in lines.values():
+        assert "--dataset imagefolder" in line and f"--data {images}" in line
+    assert "/eval.sh " in lines["s5-imagefolder-darts-seed1-eval"]
+    assert "--resume_expid search-darts-sota-s5-1 " in lines["s5-imagefolder-darts-seed1-proj"]
+    code, _, err = in_process(capsys, tmp_path, "img", *plan)
+    assert code == 2 and err.count("\n") == 1
+    assert "--dataset imagefolder needs --data DIR" in err
+    assert not (tmp_path / "studies").exists()
+
+
 # -- plan pieces -------------------------------------------------------------------------------------
 
 def test_run_flags_go_where_they_belong():
