@@ -1,6 +1,7 @@
 """Figures of a report: benchmark trajectories (the paper's Figure 4), supernet accuracy,
-final softmax(alpha) heat-maps, cell diagrams and evaluation curves. Drawn on
-matplotlib.figure.Figure (no pyplot), so the caller's backend and global state are left alone."""
+final softmax(alpha) heat-maps (a projection's with its decided edges as projected), cell
+diagrams and evaluation curves. Drawn on matplotlib.figure.Figure (no pyplot), so the
+caller's backend and global state are left alone."""
 from __future__ import annotations
 
 import re
@@ -172,12 +173,13 @@ def _labels(group: Group, kind: str, shape: tuple[int, int]) -> tuple[list[str],
     return rows, cols
 
 
-def _final_softmax(row: Row) -> dict[str, list[np.ndarray]]:
-    """Cell kind -> the last softmax(alpha) of each finished run of the row (finite matrices)."""
+def _final_weights(row: Row, key: str) -> dict[str, list[np.ndarray]]:
+    """Cell kind -> the last history matrices under `key` (softmax, projected) of each finished
+    run of the row (finite matrices)."""
     mats: dict[str, list[np.ndarray]] = defaultdict(list)
     for r in row.finished:
-        last = next((h for h in reversed(r.history) if isinstance(h.get("softmax"), dict)), None)
-        for kind, m in (last or {}).get("softmax", {}).items():
+        last = next((h for h in reversed(r.history) if isinstance(h.get(key), dict)), None)
+        for kind, m in (last or {}).get(key, {}).items():
             try:
                 arr = np.asarray(m, dtype=float)
             except (TypeError, ValueError):
@@ -188,8 +190,15 @@ def _final_softmax(row: Row) -> dict[str, list[np.ndarray]]:
 
 
 def alpha_figure(group: Group, row: Row, path: Path) -> Path | None:
-    """Final softmax(alpha) per cell kind, averaged over the row's finished runs."""
-    mats = _final_softmax(row)
+    """Final softmax(alpha) per cell kind, averaged over the row's finished runs; of a
+    projection (+PT), the weights its supernet mixes with: the projected edges as decided
+    (one-hot; zeros for edges topology projection dropped), as its cell diagram shows them."""
+    mats = _final_weights(row, "projected")
+    what = "final weights: softmax(alpha), projected edges as decided (one-hot, dropped ones 0)"
+    if not mats:  # a supernet, or a projection from before its history held the projected weights
+        mats = _final_weights(row, "softmax")
+        what = "final softmax(alpha)" + (" (not projected)" if any(r.kind == "projection" for r in row.finished)
+                                          else "")
     kinds = [k for k, ms in mats.items() if ms and all(m.shape == ms[0].shape for m in ms)]
     if not kinds:
         return None
@@ -209,8 +218,7 @@ def alpha_figure(group: Group, row: Row, path: Path) -> Path | None:
         fig.colorbar(im, ax=ax)
         ax.set_title(kind, fontsize=9)
     n = len(mats[kinds[0]])
-    fig.suptitle(f"{group.title}, {row.display}: final softmax(alpha)" + (f", mean of {n} runs" if n > 1 else ""),
-                 fontsize=9)
+    fig.suptitle(f"{group.title}, {row.display}: {what}" + (f", mean of {n} runs" if n > 1 else ""), fontsize=9)
     return _save(fig, path)
 
 

@@ -10,7 +10,8 @@ evaluations) and writes under the output folder:
   time, and the paper's number where it reports one.
 - <space>-<dataset>/: trajectory.png (benchmark test accuracy of the current genotype per
   search epoch and per projection step, the paper's Figure 4), supernet_acc.png,
-  alpha-<method>.png (final softmax(alpha)), cells/<method>-seed<seed>.png.
+  alpha-<method>.png (final softmax(alpha); of a projection, with its decided edges as
+  projected), cells/<method>-seed<seed>.png.
 - eval-<dataset>.md/.csv and eval-<dataset>/eval_curves.png: every evaluated genotype,
   joined to the projection (or supernet) that selected it.
 

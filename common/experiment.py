@@ -173,10 +173,11 @@ class Board:
             if v is not None:
                 self.writer.add_scalar(tag, v, step)
 
-    def heatmap(self, tag: str, matrix: torch.Tensor, rows: list[str], cols: list[str], step: int) -> None:
+    def heatmap(self, tag: str, matrix: torch.Tensor, rows: list[str], cols: list[str], step: int,
+                title: str | None = None) -> None:
         if self.writer is None or not self.heatmaps:
             return
-        self.writer.add_figure(tag, heatmap_figure(matrix, rows, cols, tag), step)
+        self.writer.add_figure(tag, heatmap_figure(matrix, rows, cols, title or tag), step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -185,7 +186,6 @@ class Board:
 
 def heatmap_figure(matrix: torch.Tensor, rows: list[str], cols: list[str], title: str):
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global figure state
-
 
     m = matrix.detach().cpu().numpy()
     fig = Figure(figsize=(1.0 + 0.9 * len(cols), 0.8 + 0.35 * len(rows)))

@@ -157,19 +157,33 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     log.info("train_acc %.2f valid_acc %.2f%s", row["train_acc"], valid_acc,
              f" test_acc {row['test_acc']:.2f}" if "test_acc" in row else "")
     log.info("genotype = %s", row["genotype"])
-    softmax = trainer.arch.softmax()
-    row["softmax"] = {kind: [[round(v, 5) for v in r] for r in w.detach().cpu().tolist()]
-                      for kind, w in softmax.items()}
+    arch = trainer.arch
+    softmax = arch.softmax()
+    row["softmax"] = _rounded(softmax)
     for kind, w in softmax.items():
         log.info("softmax(alpha) %s:\n%s", kind, _format_matrix(w))
+    # What the supernet mixes with: softmax(alpha) but, on an edge projection decided, its
+    # projected row (one-hot; zeros for an edge topology projection dropped), as the genotype
+    # and the cell diagram have it. Equal to softmax(alpha) while nothing is decided.
+    weights = arch.weights()
+    if tuning:
+        row["projected"] = _rounded(weights)
     if row["benchmark"]:
         log.info("benchmark: %s", json.dumps(row["benchmark"]))
     prefix = "tune/" if tuning else ""
     board.scalars({f"{prefix}{k}": v for k, v in row.items() if isinstance(v, float)}, epoch)
     board.scalars({f"{prefix}benchmark/{k}": v for k, v in (row["benchmark"] or {}).items()}, epoch)
-    for kind, w in softmax.items():
-        board.heatmap(f"{prefix}alpha/{kind}", w, space.edge_names, space.op_names[kind], epoch)
+    for kind, w in weights.items():
+        decided = arch.decided[kind]
+        rows = [f"{name} *" if d else name for name, d in zip(space.edge_names, decided)]
+        tag = f"{prefix}alpha/{kind}"
+        board.heatmap(tag, w, rows, space.op_names[kind], epoch,
+                      title=f"{tag}: softmax(alpha)" + (", * projected: as decided" if any(decided) else ""))
     return row
+
+
+def _rounded(weights: dict[str, torch.Tensor]) -> dict[str, list[list[float]]]:
+    return {kind: [[round(v, 5) for v in r] for r in w.detach().cpu().tolist()] for kind, w in weights.items()}
 
 
 def test_freq(trainer: Trainer, tuning: bool) -> int:

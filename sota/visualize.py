@@ -1,7 +1,8 @@
 """Cell diagrams of a genotype in the style of the DARTS paper's figures, with matplotlib only.
 
-Inputs c_{k-2}, c_{k-1} and intermediate nodes 0..3 in a row, op edges as labelled arcs
-above it, and the output c_{k} (the concatenation of the nodes) below.
+Inputs c_{k-2}, c_{k-1} and intermediate nodes 0..3 in a row (sota.spaces.STATE_NAMES, which
+the alpha heat-maps' rows use too), op edges as labelled arcs above it, and the output c_{k}
+(the concatenation of the nodes) below.
 
     python -m sota.visualize darts_pt_s5_0 --out plots/
 """
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure  # no pyplot: leaves the caller's backend a
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from sota.genotypes import Genotype, add_exp_root_flag, is_genotype_literal, registry, resolve_arch
+from sota.spaces import STATE_NAMES
 
 _COLORS = {"input": "#c1e1c1", "node": "#add8e6", "output": "#eee8aa"}
 _GAP = 2.0      # horizontal distance between consecutive states
@@ -51,10 +53,7 @@ def _draw_cell(ax: Axes, edges: list[tuple[str, int]], concat: list[int], title:
     xs = [_GAP * state for state in range(n_states)]
     out_x = sum(xs[i] for i in concat) / len(concat)
     for state, x in enumerate(xs):
-        if state < 2:
-            _box(ax, (x, 0.0), ("$c_{k-2}$", "$c_{k-1}$")[state], "input")
-        else:
-            _box(ax, (x, 0.0), str(state - 2), "node")
+        _box(ax, (x, 0.0), STATE_NAMES[state], "input" if state < 2 else "node")
     _box(ax, (out_x, _OUT_Y), "$c_{k}$", "output")
     top, bottom = _BOX_H / 2 + 0.04, -_BOX_H / 2 - 0.04
     for e, (op, j) in enumerate(edges):
