@@ -45,6 +45,19 @@ def test_darts_heatmap_rows_name_the_states_as_the_cell_diagram():
     assert REPORT_HOOKS.alpha_labels("s5", "normal")[0] == EDGE_NAMES
 
 
+def test_nb201_heatmap_rows_name_the_nodes_as_the_cell_diagram(tmp_path, monkeypatch):
+    from nasbench201 import visualize
+    from nasbench201.report_hooks import REPORT_HOOKS as NB201_HOOKS
+
+    kept = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: kept.append(fig))
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    visualize.plot_arch(arch, tmp_path / "cell.png", "t")
+    drawn = {t.get_text() for t in kept[0].axes[0].texts}
+    rows = NB201_HOOKS.alpha_labels("nasbench201", "cell")[0]
+    assert all(set(row.split("<-")) <= drawn for row in rows)
+
+
 def named_trainer(project=()):
     trainer = make_trainer({"normal": torch.ones(4, 3)}, project)
     trainer.space.edge_names = ["a", "b", "c", "d"]

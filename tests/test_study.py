@@ -176,11 +176,17 @@ def test_added_darts_space_chain(grid, capsys):
 def test_report_of_a_study(grid):
     root, _, _ = grid
     sdir = root / "studies" / "grid"
-    proc = subprocess.run([sys.executable, "-m", "analysis", str(sdir)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    with open(sdir / "report" / "runs.csv") as f:
-        found = list(csv.DictReader(f))
+    def report(*args: str) -> list[dict[str, str]]:
+        proc = subprocess.run([sys.executable, "-m", "analysis", str(sdir), *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        with open(sdir / "report" / "runs.csv") as f:
+            return list(csv.DictReader(f))
+
+    found = report()  # a --fast study: smoke runs, left out of the tables
+    assert {(r["fast"], r["counted"]) for r in found} == {("True", "False")}
+    assert not (sdir / "report" / "nasbench201-cifar10.csv").exists()
+    found = report("--include_fast")
     assert {r["counted"] for r in found} == {"True"} and len(found) == len(manifest(root, "grid"))
     with open(sdir / "report" / "nasbench201-cifar10.csv") as f:
         assert {(r["method"], r["seeds"]) for r in csv.DictReader(f)} == {("DARTS", "1 2"), ("DARTS+PT", "1 2")}
