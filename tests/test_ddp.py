@@ -194,7 +194,7 @@ def test_process_0_alone_writes(ddp_run):
     events = [n for n in names if n.startswith("events.out.tfevents")]
     assert len(events) == 1  # one TensorBoard writer
     assert sorted(set(names) - set(events)) == ["checkpoint_1.pth.tar", "checkpoint_2.pth.tar", "history.jsonl",
-                                                "log.txt", "result.json"]
+                                                "log.txt", "process.json", "result.json"]
     log = (folder / "log.txt").read_text()
     for text in ("param size = ", "epoch 0 lr", "epoch 1 lr", "finished: "):
         assert log.count(text) == 1 and out.count(text) == 1, text  # no second process's lines
