@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.experiment import write_json
-from common.runstate import STOPPED, observed_status
+from common.runstate import liveness
 
 from .plan import Context, Run, command, read_result, run_folder
 
@@ -143,11 +143,12 @@ def observe(rec: RunRecord, folder: Path | None, live: str | None) -> tuple[str,
     if live:  # its process or job has not ended yet, even if its result.json is written
         return live, ""
     result = read_result(folder)
-    status, process = observed_status(folder, result) if folder is not None else (None, "")
+    status = result.get("status")
+    process = liveness(folder) if status == RUNNING and folder is not None else None
     if status == FINISHED:
         return FINISHED, ""
-    if status == RUNNING:  # a process this command did not start (e.g. left by a killed study) runs it
-        return RUNNING, process
+    if process is not None and process.alive:  # a process this command did not start (a killed study's) runs it
+        return RUNNING, process.detail
     if status == INTERRUPTED:  # SIGTERM or SIGINT stopped it: it continues, whatever its exit code
         return INTERRUPTED, f"by {result.get('signal', 'a signal')}"
     if rec.exit_code not in (0, None):  # its last attempt failed (maybe before writing its folder)
@@ -156,8 +157,8 @@ def observe(rec: RunRecord, folder: Path | None, live: str | None) -> tuple[str,
     # Runs from before common/runstate.py marked Ctrl-C as a failure with KeyboardInterrupt.
     if status == FAILED and not error.startswith("KeyboardInterrupt"):
         return FAILED, error
-    if folder is not None and folder.exists():
-        return INTERRUPTED, f"{STOPPED}: {process}" if status == STOPPED else ""
+    if folder is not None and folder.exists():  # stopped before it could say so, or by this study
+        return INTERRUPTED, f"stopped: {process.detail}" if process is not None and process.alive is False else ""
     return (BLOCKED, None) if rec.state == BLOCKED else (PLANNED, "")
 
 

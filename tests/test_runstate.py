@@ -144,5 +144,7 @@ def test_the_study_sees_the_same(tmp_path):
     assert "is alive" in observe(rec, live, None)[1]
     state, reason = observe(rec, killed, None)
     assert state == INTERRUPTED and reason.startswith("stopped: process")
+    # a run from before process records: this study knows its own live runs, so it was stopped
+    assert observe(rec, running(tmp_path / "old"), None) == (INTERRUPTED, "")
     rec.exit_code = 143  # stopped by a signal that was not the study's: it continues, not failed
     assert observe(rec, interrupted, None) == (INTERRUPTED, "by SIGTERM")
