@@ -127,14 +127,15 @@ def process_record() -> dict[str, Any]:
 
 
 def process_start(pid: int) -> str | None:
-    """The boot and the start time (clock ticks after boot) of process `pid`, None where /proc
-    cannot say (not Linux, or no such process)."""
+    """The boot and the start time (clock ticks after boot) of process `pid`; None for no such
+    process (a zombie, dead but not yet reaped, is none) or where /proc cannot say (not Linux)."""
     try:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22; the name in () may hold spaces
+    fields = stat.rsplit(")", 1)[1].split()  # from field 3 on: the name in () may hold spaces
+    return None if fields[0] == "Z" else f"{boot}:{fields[19]}"
 
 
 # -- the reader side ---------------------------------------------------------------------------
@@ -156,9 +157,8 @@ def liveness(folder: Path, now: float | None = None) -> Liveness:
     age = f"last heartbeat {_ago(now - beat)} ago"
     who = f"process {pid} on {host}"
     if host == socket.gethostname():
-        start = process_start(pid)
-        if record.get("process_start") is not None and start is not None:
-            alive = start == record["process_start"]
+        if record.get("process_start") is not None and process_start(os.getpid()) is not None:
+            alive = process_start(pid) == record["process_start"]
         else:  # no /proc: the pid alone, and a recent heartbeat
             alive = _pid_exists(pid) and now - beat < STALE_S
         return Liveness(alive, f"{who} {'is alive' if alive else 'is gone'} ({age})")

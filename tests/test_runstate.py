@@ -38,6 +38,17 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def zombie() -> tuple[subprocess.Popen, str | None]:
+    """A process that ended but that its parent (this one) has not waited for yet, and the
+    start time it had."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    start = runstate.process_start(proc.pid)
+    proc.stdin.close()
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    return proc, start
+
+
 def record(folder: Path, **changes) -> None:
     write_json(folder / runstate.PROCESS_FILE, {**runstate.process_record(), **changes})
 
@@ -116,6 +127,9 @@ def test_readers_tell_a_dead_run_from_a_live_one(tmp_path):
     record(live)
     killed = running(tmp_path / "killed")
     record(killed, pid=dead_pid())
+    ended = running(tmp_path / "zombie")
+    unreaped, start = zombie()
+    record(ended, pid=unreaped.pid, process_start=start)
     reused = running(tmp_path / "reused")  # this pid, but an earlier process that had it
     record(reused, process_start="another-boot:1")
     old = running(tmp_path / "old")  # from before process records
@@ -125,13 +139,14 @@ def test_readers_tell_a_dead_run_from_a_live_one(tmp_path):
     remote_dead = running(tmp_path / "remote-dead")
     record(remote_dead, host="elsewhere-" + socket.gethostname(), heartbeat=now - 2 * runstate.STALE_S)
 
-    expected = {live: "running", killed: "stopped", reused: "stopped", old: "running", remote: "running",
-                remote_dead: "stopped"}
+    expected = {live: "running", killed: "stopped", ended: "stopped", reused: "stopped", old: "running",
+                remote: "running", remote_dead: "stopped"}
     runs = {folder: read_run(folder, tmp_path) for folder in expected}
     assert {f: r.status for f, r in runs.items()} == expected
     assert "is gone" in runs[killed].detail and "last heartbeat" in runs[remote_dead].detail
     assert "0/4 epochs logged" in runs[killed].detail and "no process record" in runs[old].detail
-    assert status_counts(runs.values()) == "3 running, 3 stopped"
+    assert status_counts(runs.values()) == "3 running, 4 stopped"
+    unreaped.wait()
 
 
 def test_the_study_sees_the_same(tmp_path):
