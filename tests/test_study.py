@@ -221,9 +221,14 @@ def test_kill_and_resume(grid, capsys):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    from common.runstate import liveness
+
+    deadline = time.time() + 30  # SIGKILL takes effect when the run's process is next scheduled
+    while liveness(folder).alive and time.time() < deadline:
+        time.sleep(0.05)
     assert manifest(root, "grid")["nb201-cifar10-darts-seed3-search"]["state"] == "running"  # as left
     code, out, _ = in_process(capsys, root, "grid", "--status")
-    assert "nb201-cifar10-darts-seed3-search  interrupted" in out
+    assert "nb201-cifar10-darts-seed3-search  interrupted (stopped: process " in out  # its process.json
 
     proc = run_script("study.sh", *args)
     assert "1 runs: 0 finished, 1 to do" in proc.stdout and "(continuing its folder)" in proc.stdout
