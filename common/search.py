@@ -61,8 +61,8 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         # torch lists every missing and unexpected key: hundreds of lines for a wrong size
         why = " ".join(line.strip() for line in str(e).splitlines()[:2])
         why = why if len(why) <= 200 else why[:200] + " ..."
-        raise CheckpointError(f"{path} does not fit this supernet; pass the search's --dataset, --init_channels "
-                              f"and supernet size flags ({why})") from e
+        flags = " ".join(f"--{flag}" for flag in trainer.cfg.search_run_flags if flag != "epochs")
+        raise CheckpointError(f"{path} does not fit this supernet; pass the search's {flags} ({why})") from e
     if "rng" in state:
         set_rng_state(state["rng"], trainer.device)
     return state

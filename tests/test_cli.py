@@ -200,3 +200,30 @@ def test_the_first_lines_say_what_the_projection_will_do(tmp_path, log_lines):
            "(the search run's); pass --epochs 1 to project it as it is" in log_lines[0]
     assert log_lines[1] == ("taken from the search run's result.json: --dataset cifar10 --epochs 2 "
                             "--init_channels 4 --num_cells 1")
+
+
+@pytest.mark.slow
+def test_darts_space_projection_needs_no_size_flags(tmp_path, small_svhn):
+    """End to end: the projection builds the supernet the search run's result.json describes
+    (space, dataset, cells, channels) without being told; a run that records none is refused in
+    one line naming the flags."""
+    from tests.conftest import TEST_GPU, fails, read_json, run_script
+
+    run = ["--data", str(small_svhn), "--exp_root", str(tmp_path), "--batch_size", "16", "--gpu", TEST_GPU,
+           "--no_tensorboard", "--fast"]
+    run_script("darts-sota.sh", *run, "--space", "s3", "--dataset", "svhn", "--layers", "3", "--init_channels", "4",
+               "--epochs", "1")
+    search = tmp_path / "sota" / "svhn" / "search-darts-sota-s3-2"
+    proj = ["--resume_expid", "search-darts-sota-s3-2", "--resume_epoch", "1", "--proj_intv", "1"]
+    run_script("darts-proj-sota.sh", *run, *proj)
+    result = read_json(search / "darts-proj-sota-seed2-acc-intv1-ep1" / "result.json")
+    assert result["status"] == "finished" and (result["space"], result["dataset"]) == ("s3", "svhn")
+    assert (result["layers"], result["init_channels"]) == (3, 4)
+
+    recorded = read_json(search / "result.json")
+    (search / "result.json").write_text(json.dumps({k: v for k, v in recorded.items()
+                                                    if k not in ("layers", "init_channels")}))
+    out = fails("darts-proj-sota.sh", *run, *proj, "--log_tag", "old", "--dataset", "svhn", "--space", "s3")
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not fit" in errors[0] and "--init_channels --space --layers" in errors[0]
+    assert len(errors[0]) < 600
