@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,9 +177,14 @@ def projection_target(cfg: SearchConfig, space: SearchSpace) -> tuple[SearchConf
                     projection_epoch=_projection_resume(p.cfg, p.folder))
     log.info("%s", _plan_line(p, target))
     if p.taken:
-        log.info("taken from the search run's result.json: %s",
-                 " ".join(f"--{flag} {value}" for flag, value in p.taken.items()))
+        log.info("taken from the search run's result.json: %s", _flags(p.cfg, p.taken))
+    if unrecorded := [flag for flag in p.cfg.search_run_flags if flag in p.cfg.from_search_run - p.taken.keys()]:
+        log.info("not recorded by the search run, so the defaults: %s", _flags(p.cfg, unrecorded))
     return p.cfg, target
+
+
+def _flags(cfg: SearchConfig, flags: Iterable[str]) -> str:
+    return " ".join(f"--{flag} {flag_value(cfg, flag)}" for flag in flags)
 
 
 def resolve_projection(cfg: SearchConfig, space: SearchSpace) -> Projection:

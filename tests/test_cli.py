@@ -227,3 +227,13 @@ def test_darts_space_projection_needs_no_size_flags(tmp_path, small_svhn):
     errors = [line for line in out.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "does not fit" in errors[0] and "--init_channels --space --layers" in errors[0]
     assert len(errors[0]) < 600
+
+
+def test_the_log_names_the_defaults_a_search_run_does_not_record(tmp_path, log_lines):
+    search_run(tmp_path / "nasbench201" / "search-darts-201-1", [2], {"status": "finished", "epochs": 2})
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(tmp_path),
+                     "--resume_epoch", "2", "--num_cells", "3")
+    projection_target(cfg, nb201.SEARCH_SPACE)
+    assert "as it is (search epoch 2; --epochs 2: the search run's)" in log_lines[0]
+    assert log_lines[1:] == ["taken from the search run's result.json: --epochs 2",
+                             "not recorded by the search run, so the defaults: --dataset cifar10 --init_channels 16"]
