@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import functools
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,7 @@ def search_folder(cfg: SearchConfig, space: SearchSpace) -> Path:
         run = dataclasses.replace(cfg.run, save=cfg.run.save.replace("-proj", ""), expid_tag="")
         expid = space.layout.search_name(dataclasses.replace(cfg, run=run))
     path = Path(expid).expanduser()
-    if len(path.parts) > 1:  # a path, relative to the working directory
+    if os.sep in expid or path.is_absolute():  # a path, relative to the working directory
         if not path.is_dir():
             raise ConfigError("resume_expid", expid, f"folder {path.resolve()} does not exist; pass a search run's "
                                                      f"folder: a path, or its name in {space.layout.space_dir(cfg)}")

@@ -161,6 +161,8 @@ def test_resume_expid_takes_a_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert sota_projection(tmp_path / "exp", "--resume_expid", "elsewhere/my-search",
                            "--resume_epoch", "3").search == search
+    monkeypatch.chdir(search.parent)
+    assert sota_projection(tmp_path / "exp", "--resume_expid", "./my-search", "--resume_epoch", "3").search == search
     with pytest.raises(ConfigError, match="does not exist") as e:
         sota_projection(tmp_path / "exp", "--resume_expid", "elsewhere/nope", "--resume_epoch", "3")
     assert e.value.flag == "resume_expid"
