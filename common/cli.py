@@ -7,6 +7,8 @@ users override any of them (`bash exp_scripts/darts-201.sh --seed 3`).
 from __future__ import annotations
 
 import argparse
+import copy
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,22 +30,80 @@ from .data import DATASETS
 from .experiment import REPO_ROOT
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help names every flag's default (argparse's formatter names it only for flags with a
+    help text); a flag whose default is None explains it in its help."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help and action.option_strings and action.default is not argparse.SUPPRESS:
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose refusals are one line (`error: argument --flag: why`, exit 2),
-    like every other refusal of a bad input; `--help` shows the usage."""
+    like every other refusal of a bad input; `--help` shows the usage and every default.
+
+    Flags must be spelt out (no prefix abbreviations: `--epoch 2` is not `--epochs 2`), and an
+    unknown flag is answered with the closest known ones.
+    """
 
     def __init__(self, description: str) -> None:
-        super().__init__(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(description=description, formatter_class=HelpFormatter, allow_abbrev=False)
+        self.search_run_defaults: dict[str, Any] = {}
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}; see --help\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        unset = [dest for dest in self.search_run_defaults if getattr(ns, dest) is None]
+        for dest in unset:
+            setattr(ns, dest, self.search_run_defaults[dest])
+        ns.search_run_flags, ns.from_search_run = tuple(self.search_run_defaults), tuple(unset)
+        return ns, extras
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unknown(extras))
+        return ns
+
+    def _unknown(self, extras: list[str]) -> str:
+        flag = next((e.split("=", 1)[0] for e in extras if e.startswith("-")), None)
+        if flag is None:
+            return f"unexpected argument {extras[0]!r} (flags are --name value pairs)"
+        known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
+        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+        return f"{flag}: no such flag" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+
+    def take_from_search_run(self, *dests: str) -> None:
+        """Mark flags whose value a projection takes from the search run it projects unless
+        given (the search run's result.json records them): unset (None) until parsed, then the
+        flag's default, with `from_search_run` naming those the command left out."""
+        for action in self._actions:
+            if action.dest in dests:
+                self.search_run_defaults[action.dest] = action.default
+                action.help = (f"{action.help} " if action.help else "") + \
+                    f"(default: {action.default}; a projection's: the search run's)"
+                action.default = None
 
 
 def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int,
                   methods: Sequence[str]) -> Parser:
     p = Parser(description)
-    add_data_flags(p.add_argument_group("data"), datasets=DATASETS)
     g = p.add_argument_group("data")
+    add_data_flags(g, datasets=DATASETS)
+    g.add_argument("--cutout_ramp", action="store_true", default=False,
+                   help="search: ramp the cutout probability from 0 at the first epoch to --cutout_prob at the "
+                        "last, on every dataset (what the original's code set out to do); off: as the original "
+                        "ran, --cutout_prob from the first epoch, and ImageNet16-120 never cut")
     g.add_argument("--train_portion", type=float, default=0.5,
                    help="first part of the training set trains weights, the rest trains alpha and scores projections")
     g.add_argument("--sampling", default="fresh", choices=SAMPLINGS,
@@ -54,8 +114,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g = p.add_argument_group("supernet training")
     choices = [*methods, *(f"{m}-proj" for m in methods)]
     g.add_argument("--method", default="darts", choices=choices, help="*-proj: projection of a supernet")
-    g.add_argument("--epochs", type=int, default=epochs)
-    g.add_argument("--init_channels", type=int, default=16)
+    g.add_argument("--epochs", type=int, default=epochs,
+                   help="search epochs; a projection of an earlier checkpoint first trains the supernet up to this")
+    g.add_argument("--init_channels", type=int, default=16, help="supernet channels (C)")
     add_optim_flags(g)
     g.add_argument("--learning_rate_min", type=float, default=0.001)
     g.add_argument("--nesterov", action="store_true", default=False)
@@ -97,7 +158,10 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="also draw softmax(alpha) as a TensorBoard figure each epoch (about 0.2 s per cell kind "
                         "and epoch on a CPU; the values are in history.jsonl and the report draws them)")
     g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
-    g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
+    g.add_argument("--resume_expid", default="",
+                   help="projection: the search run to project, a folder name in the space's experiments folder "
+                        "or a path (default: the matching search script's run with the same seed)")
+    p.take_from_search_run("dataset", "epochs", "init_channels")
     return p
 
 
@@ -107,10 +171,9 @@ def add_data_flags(g: argparse._ArgumentGroup, datasets: Sequence[str]) -> None:
     g.add_argument("--dataset", default="cifar10", choices=list(datasets))
     g.add_argument("--image_size", type=int, default=32, help="imagefolder only: images are resized to this")
     g.add_argument("--batch_size", type=int, default=64)
-    g.add_argument("--cutout", action="store_true", default=False)
-    g.add_argument("--cutout_length", type=int, default=16)
-    g.add_argument("--cutout_prob", type=float, default=1.0,
-                   help="per-image cutout probability (search: reached at the last epoch, ramped from 0)")
+    g.add_argument("--cutout", action="store_true", default=False, help="cut a random square out of training images")
+    g.add_argument("--cutout_length", type=int, default=16, help="side of the square")
+    g.add_argument("--cutout_prob", type=float, default=1.0, help="per-image cutout probability")
 
 
 def add_optim_flags(g: argparse._ArgumentGroup) -> None:
@@ -188,7 +251,8 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
                                     resume_expid=args.resume_expid, log_tag=args.log_tag,
                                     proj_batch_size=args.proj_batch_size),
         train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
-        alpha_heatmaps=args.alpha_heatmaps, space=space)
+        alpha_heatmaps=args.alpha_heatmaps, cutout_ramp=args.cutout_ramp, space=space,
+        search_run_flags=tuple(args.search_run_flags), from_search_run=frozenset(args.from_search_run))
 
 
 def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:

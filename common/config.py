@@ -11,6 +11,8 @@ The field names are the flags' names, so a message always says which flag to cha
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,7 +200,13 @@ class SearchConfig:
     sampling: str = "fresh"
     eval_freq: int = -1
     alpha_heatmaps: bool = False  # softmax(alpha) figures in TensorBoard: not in the original, costly
+    cutout_ramp: bool = False     # what the original's code meant to do with cutout, not what it did
     space: Any = None
+    # Flags a projection takes from the search run it projects (sizes, dataset, epochs), and
+    # those of them the command left out (their values here are the defaults): a projection
+    # replaces these by the search run's and checks the others against it (common/run.py).
+    search_run_flags: tuple[str, ...] = ()
+    from_search_run: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         at_least("epochs", self.epochs, 1)
@@ -215,3 +223,58 @@ class SearchConfig:
     @property
     def trains_alpha(self) -> bool:
         return self.method != "blank"
+
+    @property
+    def cutout_length(self) -> int:
+        """Cutout's square side in search and projection, 0 when off. As the original ran,
+        ImageNet16-120 is never cut (its pipeline had no Cutout) unless --cutout_ramp."""
+        if self.data.dataset == "imagenet16-120" and not self.cutout_ramp:
+            return 0
+        return self.data.cutout_size
+
+    def cutout_prob(self, epoch: int) -> float:
+        """Search epoch `epoch`'s per-image cutout probability: --cutout_prob from the first
+        epoch, as the original ran (it set a ramped value on an attribute its Cutout never
+        read); with --cutout_ramp from 0 at the first epoch to --cutout_prob at the last."""
+        if not self.data.cutout:
+            return 0.0
+        ramp = epoch / max(self.epochs - 1, 1) if self.cutout_ramp else 1.0
+        return self.data.cutout_prob * ramp
+
+
+def flag_value(cfg: Any, flag: str) -> Any:
+    """The value of a flag wherever a configuration holds it: in a field of its own or of one
+    of its parts (data, run, the space's options, ...); KeyError if none does."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _is_part(value) and f.name == flag:
+            return value
+        if _is_part(value):
+            with contextlib.suppress(KeyError):
+                return flag_value(value, flag)
+    raise KeyError(flag)
+
+
+def with_flags(cfg: Any, values: dict[str, Any]) -> Any:
+    """`cfg` with the given flags' values replaced wherever it holds them (and checked again)."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if _is_part(value):
+            if inner := {k: v for k, v in values.items() if _holds(value, k)}:
+                changes[f.name] = with_flags(value, inner)
+        elif f.name in values:
+            changes[f.name] = values[f.name]
+    return dataclasses.replace(cfg, **changes)
+
+
+def _is_part(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def _holds(cfg: Any, flag: str) -> bool:
+    try:
+        flag_value(cfg, flag)
+    except KeyError:
+        return False
+    return True

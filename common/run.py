@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import functools
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ import torch
 
 from .checkpoint import checkpoint_epochs, checkpoint_path
 from .cli import parse_config
-from .config import ConfigError, SearchConfig
-from .data import Batches, ImageSet, load_dataset, split_indices
+from .config import ConfigError, SearchConfig, flag_value, with_flags
+from .data import DATASETS, Batches, ImageSet, load_dataset, split_indices
 from .device import memory_format, select_device
 from .entry import exit_code, read_result, seed_everything
 from .experiment import (
@@ -67,9 +69,12 @@ class Target:
 
 def run(cfg: SearchConfig, space_def: SearchSpace) -> dict:
     start_logging()
+    if cfg.project:  # the flags left out are the search run's; the first log line says what will run
+        cfg, target = projection_target(cfg, space_def)
+    else:
+        target = search_target(cfg, space_def)
     device = select_device(cfg.run.gpu)
     seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)
-    target = projection_target(cfg, space_def) if cfg.project else search_target(cfg, space_def)
     train_set, test_set = (load_dataset(cfg.data.dataset, cfg.data.data, train=t, image_size=cfg.data.image_size)
                            for t in (True, False))
     data = search_data(cfg, train_set, test_set, device)
@@ -91,10 +96,6 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
     (an interrupted run of this command may have done part of that already)."""
     folder, supernet = target.folder, target.supernet
     assert supernet is not None
-    searched = read_result(supernet.parent).get("space", space.label)
-    if searched != space.label:  # the space's own flag is named by its label (--space for the DARTS space)
-        raise ConfigError("space", space.label, f"the supernet in {supernet.parent} was searched in space "
-                                                f"{searched}; pass --space {searched}")
     search = Trainer(space, data, cfg, device)
     scheduler = scheduler_for(search)
     source = (None if cfg.run.overwrite else _latest(folder, SUPERNET)) or supernet
@@ -140,7 +141,7 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
     if len(weight_idx) == 0 or len(alpha_idx) == 0:
         raise ConfigError("train_portion", cfg.train_portion, f"leaves one half of the {len(train_set)} training "
                                                               "images empty; use a value nearer 0.5")
-    batch, cutout = cfg.data.batch_size, cfg.data.cutout_size
+    batch, cutout = cfg.data.batch_size, cfg.cutout_length
     batches = functools.partial(Batches, device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
                                 memory_format=memory_format(cfg.speed.memory_format, device))
     valid = batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout)
@@ -157,21 +158,124 @@ def search_target(cfg: SearchConfig, space: SearchSpace) -> Target:
     return Target(folder, resume_epoch=run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite))
 
 
-def projection_target(cfg: SearchConfig, space: SearchSpace) -> Target:
-    expid = cfg.projection.resume_expid
-    if not expid:  # the supernet of the matching search script, same seed
-        run = dataclasses.replace(cfg.run, save=cfg.run.save.replace("-proj", ""), expid_tag="")
-        expid = space.layout.search_name(dataclasses.replace(cfg, run=run))
-    base = space.layout.space_dir(cfg) / expid
-    if not base.is_dir():
-        raise ConfigError("resume_expid", expid, f"folder {base} does not exist; pass the search's folder name "
-                                                 f"(under {base.parent})")
+@dataclass(frozen=True)
+class Projection:
+    """What a projection projects, and where it writes."""
+
+    cfg: SearchConfig           # the command's, with the flags it left out taken from the search run
+    search: Path                # the search run's folder
+    epoch: int                  # the epoch of the search checkpoint it projects
+    taken: dict[str, Any]       # flag -> value taken from the search run (its result.json)
+    folder: Path
+
+
+def projection_target(cfg: SearchConfig, space: SearchSpace) -> tuple[SearchConfig, Target]:
+    """The projection's configuration and folders, checked before anything is loaded; its first
+    log lines say what it will do and which flags it took from the search run."""
+    p = resolve_projection(cfg, space)
+    target = Target(p.folder, supernet=checkpoint_path(p.search, p.epoch),
+                    projection_epoch=_projection_resume(p.cfg, p.folder))
+    log.info("%s", _plan_line(p, target))
+    if p.taken:
+        log.info("taken from the search run's result.json: %s", _flags(p.cfg, p.taken))
+    if unrecorded := [flag for flag in p.cfg.search_run_flags if flag in p.cfg.from_search_run - p.taken.keys()]:
+        log.info("not recorded by the search run, so the defaults: %s", _flags(p.cfg, unrecorded))
+    return p.cfg, target
+
+
+def _flags(cfg: SearchConfig, flags: Iterable[str]) -> str:
+    return " ".join(f"--{flag} {flag_value(cfg, flag)}" for flag in flags)
+
+
+def resolve_projection(cfg: SearchConfig, space: SearchSpace) -> Projection:
+    """The search run and checkpoint a projection command projects, its configuration and its
+    folder (named after its settings, inside the search run's folder)."""
+    search = search_folder(cfg, space)
     if cfg.run.resume_epoch == 0:
         raise ConfigError("resume_epoch", 0, "projection needs a supernet checkpoint: pass --resume_epoch N "
                                              "(-1: the latest)")
-    epoch = resolve_epoch(base, cfg.run.resume_epoch)
-    folder = base / space.layout.projection_name(cfg, epoch)
-    return Target(folder, supernet=checkpoint_path(base, epoch), projection_epoch=_projection_resume(cfg, folder))
+    epoch = resolve_epoch(search, cfg.run.resume_epoch)
+    cfg, taken = _from_search_run(cfg, space, search, epoch)
+    return Projection(cfg, search, epoch, taken, search / space.layout.projection_name(cfg, epoch))
+
+
+def search_folder(cfg: SearchConfig, space: SearchSpace) -> Path:
+    """The search run's folder: --resume_expid as a path, or as a folder name in the space's
+    experiments folder (that of any dataset when --dataset is left out, --dataset's first);
+    by default the folder of the matching search script's run with the same seed."""
+    expid = cfg.projection.resume_expid
+    if not expid:
+        run = dataclasses.replace(cfg.run, save=cfg.run.save.replace("-proj", ""), expid_tag="")
+        expid = space.layout.search_name(dataclasses.replace(cfg, run=run))
+    path = Path(expid).expanduser()
+    if os.sep in expid or path.is_absolute():  # a path, relative to the working directory
+        if not path.is_dir():
+            raise ConfigError("resume_expid", expid, f"folder {path.resolve()} does not exist; pass a search run's "
+                                                     f"folder: a path, or its name in {space.layout.space_dir(cfg)}")
+        return path.resolve()
+    roots = [space.layout.space_dir(cfg)]
+    if "dataset" in cfg.from_search_run:
+        roots += [space.layout.space_dir(with_flags(cfg, {"dataset": d})) for d in DATASETS]
+    found = [root / expid for root in dict.fromkeys(roots) if (root / expid).is_dir()]
+    if not found:
+        raise _missing_search(expid, roots[0])
+    return found[0]
+
+
+def _missing_search(expid: str, root: Path) -> ConfigError:
+    runs = sorted(p.name for p in root.iterdir() if p.is_dir() and checkpoint_epochs(p)) if root.is_dir() else []
+    close = difflib.get_close_matches(expid, runs, n=3, cutoff=0.6)
+    if close:
+        hint = f"did you mean {' or '.join(close)}?"
+    elif runs:
+        hint = f"the search runs there: {', '.join(runs[:10])}{' ...' if len(runs) > 10 else ''}"
+    else:
+        hint = f"{root} holds no search run"
+    return ConfigError("resume_expid", expid, f"folder {root / expid} does not exist; {hint} "
+                                              f"(--resume_expid also takes the search folder's path)")
+
+
+def _from_search_run(cfg: SearchConfig, space: SearchSpace, search: Path,
+                     epoch: int) -> tuple[SearchConfig, dict[str, Any]]:
+    """`cfg` with each flag the search run records (its result.json) and the command left out
+    set to the search run's value; a flag the command gives must agree with it, except --epochs,
+    the search-epoch target. Runs that record none (older ones, the original code's) keep the
+    flags' values: a checkpoint that does not fit them is refused when loaded."""
+    result = read_result(search)
+    searched = result.get("space")
+    if searched is not None and searched not in space.report.labels:
+        raise ConfigError("resume_expid", cfg.projection.resume_expid or search.name,
+                          f"{search} holds a supernet of space {searched}; project it with that space's script")
+    taken: dict[str, Any] = {}
+    for flag in cfg.search_run_flags:
+        if flag not in result:
+            continue
+        if flag in cfg.from_search_run:
+            taken[flag] = result[flag]
+        elif flag != "epochs" and flag_value(cfg, flag) != result[flag]:
+            raise ConfigError(flag, flag_value(cfg, flag), f"the supernet in {search} was searched with --{flag} "
+                                                           f"{result[flag]}; leave --{flag} out to take it from there")
+    values = dict(taken)  # --epochs from the search run: its own length, up to which an earlier checkpoint trains
+    if cfg.epochs < epoch and "epochs" not in taken:
+        if "epochs" not in cfg.from_search_run:
+            raise ConfigError("epochs", cfg.epochs, f"below the supernet checkpoint's epoch {epoch}; pass --epochs "
+                                                    f"{epoch} to project it as it is, or more to train it on first")
+        values["epochs"] = epoch  # a run that records no epochs, searched longer than the default
+    return with_flags(cfg, values), taken
+
+
+def _plan_line(p: Projection, target: Target) -> str:
+    """What a projection will do, as its first log line."""
+    checkpoint = checkpoint_path(p.search, p.epoch)
+    if target.projection_epoch is not None:
+        return f"continuing the projection {p.folder} of {checkpoint} from its tuning epoch {target.projection_epoch}"
+    epochs = p.cfg.epochs
+    source = ("the search run's" if "epochs" in p.taken else
+              "the search run records none" if "epochs" in p.cfg.from_search_run else "given")
+    if epochs <= p.epoch:
+        return f"projecting {checkpoint} as it is (search epoch {p.epoch}; --epochs {epochs}: {source})"
+    return (f"projecting {checkpoint} after training the supernet {epochs - p.epoch} more search epochs, up to "
+            f"--epochs {epochs} ({source}); pass --epochs {p.epoch} to project it as it is")
 
 
 def _projection_resume(cfg: SearchConfig, folder: Path) -> int | None:

@@ -17,7 +17,7 @@ from .checkpoint import (
     set_rng_state,
     split_model_state,
 )
-from .config import SearchConfig
+from .config import SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .space import Space
@@ -58,8 +58,11 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         if scheduler is not None and "scheduler" in state:
             scheduler.load_state_dict(state["scheduler"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path} does not fit this supernet (check --dataset, --space, "
-                              f"--init_channels and the layer flags): {e}") from e
+        # torch lists every missing and unexpected key: hundreds of lines for a wrong size
+        why = " ".join(line.strip() for line in str(e).splitlines()[:2])
+        why = why if len(why) <= 200 else why[:200] + " ..."
+        flags = " ".join(f"--{flag}" for flag in trainer.cfg.search_run_flags if flag != "epochs")
+        raise CheckpointError(f"{path} does not fit this supernet; pass the search's {flags} ({why})") from e
     if "rng" in state:
         set_rng_state(state["rng"], trainer.device)
     return state
@@ -104,9 +107,10 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     log_test_freq(trainer, tuning=False)
     for epoch in range(start, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
-        cutout_prob = cfg.data.cutout_prob * epoch / max(cfg.epochs - 1, 1) if cfg.data.cutout else 0.0
+        cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
         epsilon = sdarts_epsilon(space.epsilon_alpha, epoch, cfg.epochs)
-        log.info("epoch %d lr %e%s", epoch, lr, f" epsilon_alpha {epsilon:e}" if space.perturb else "")
+        log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
+                 f" epsilon_alpha {epsilon:e}" if space.perturb else "")
         train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha,
                                                     cutout_prob=cutout_prob, epsilon=epsilon)
         scheduler.step()
@@ -219,9 +223,9 @@ def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
 def run_identity(cfg: SearchConfig, space: Space) -> dict[str, Any]:
     """What a search or projection result.json says the run is (SDARTS: also its perturbation,
     so that reports tell SDARTS-RS and SDARTS-ADV apart; `fast`: a --fast smoke run, which
-    reports keep out of their comparisons)."""
+    reports keep out of their comparisons; the search flags a projection reads)."""
     identity = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed,
-                "fast": cfg.run.fast}
+                "fast": cfg.run.fast, **{flag: flag_value(cfg, flag) for flag in cfg.search_run_flags}}
     if space.perturbation != "none":
         identity["perturb_alpha"] = space.perturbation
     return identity

@@ -67,6 +67,13 @@ class Layout:
     projection_name: Callable[[SearchConfig, int], str]      # (config, supernet epoch)
 
 
+def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:
+    """What a projection folder's name says of its supernet: `ep{epoch}` for the search
+    checkpoint of that epoch projected as it is, `ep{epoch}-to{epochs}` for one first trained
+    up to --epochs, so that the two never share a folder."""
+    return f"ep{epoch}" if cfg.epochs <= epoch else f"ep{epoch}-to{cfg.epochs}"
+
+
 class Score(Protocol):
     """A scoring pass: (cell kind, edge, op or None for the whole edge) -> (accuracy %, loss)
     of the supernet with that op (edge) removed."""

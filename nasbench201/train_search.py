@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from common.arch import Architecture
-from common.cli import search_config, search_parser
+from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check
 from common.experiment import LOGGER, REPO_ROOT
 from common.projection import random_choice, select_op
 from common.run import main
-from common.space import Layout, Plan, Score, SearchSpace, Space
+from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
 from .benchmark import Benchmark
 from .genotypes import genotype_from_weights
@@ -48,7 +48,7 @@ class Options:
         check(self.proj_crit in CRITERIA, "proj_crit", self.proj_crit, f"choose one of {', '.join(CRITERIA)}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     p = search_parser(__doc__.splitlines()[0], epochs=100, ckpt_interval=20, seed=1, methods=METHODS)
     g = p.add_argument_group("NAS-Bench-201")
     g.add_argument("--search_space", default="nas-bench-201", choices=["nas-bench-201"])
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--proj_crit", default="acc", choices=CRITERIA,
                    help="keep the op whose removal lowers accuracy most (acc) or raises loss most (loss)")
     g.add_argument("--api_path", default=str(Options.api_path), help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
+    p.take_from_search_run("num_cells")
     return p
 
 
@@ -72,7 +73,8 @@ def search_name(cfg: SearchConfig) -> str:
 
 
 def projection_name(cfg: SearchConfig, epoch: int) -> str:
-    name = f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    name = (f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-"
+            f"{supernet_epochs(cfg, epoch)}")
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 

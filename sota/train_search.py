@@ -17,12 +17,12 @@ from typing import Any
 import torch
 
 from common.arch import Architecture
-from common.cli import search_config, search_parser
+from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check, finite
 from common.experiment import LOGGER, write_json
 from common.projection import random_choice, select_edges, select_op
 from common.run import main
-from common.space import Layout, Plan, Score, SearchSpace, Space
+from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
 from .genotypes import Genotype, genotype_to_dict, register_genotype, registry
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
@@ -61,7 +61,7 @@ class Options:
             check(crit in CRITERIA, f"proj_crit_{kind}", crit, f"choose one of {', '.join(CRITERIA)}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     p = search_parser(__doc__.splitlines()[0], epochs=50, ckpt_interval=10, seed=2, methods=METHODS)
     g = p.add_argument_group("DARTS space")
     g.add_argument("--space", default="s5", choices=sorted(SPACES))
@@ -70,19 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SDARTS (--method sdarts): random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
     g.add_argument("--epsilon_alpha", type=float, default=0.3,
                    help="SDARTS perturbation radius, ramped from 0.03 during search")
+    g.add_argument("--crit", default=None, choices=CRITERIA,
+                   help="projection criterion of normal ops, reduction ops and topology alike (the original "
+                        "darts-proj-sota.sh's flag); a --proj_crit_* flag wins over it (default: acc)")
     for kind in ("normal", "reduce", "edge"):
-        g.add_argument(f"--proj_crit_{kind}", default="acc", choices=CRITERIA,
-                       help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'}")
+        g.add_argument(f"--proj_crit_{kind}", default=None, choices=CRITERIA,
+                       help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'} "
+                            "(default: --crit, else acc)")
     g.add_argument("--genotype_name", default="",
                    help="name under which projection registers the genotype for exp_scripts/eval.sh")
+    p.take_from_search_run("space", "layers")
     return p
 
 
 def config(args: argparse.Namespace) -> SearchConfig:
+    crit = {f"proj_crit_{kind}": getattr(args, f"proj_crit_{kind}") or args.crit or "acc"
+            for kind in ("normal", "reduce", "edge")}
     options = Options(space=args.space, layers=args.layers, perturb_alpha=args.perturb_alpha,
-                      epsilon_alpha=args.epsilon_alpha, proj_crit_normal=args.proj_crit_normal,
-                      proj_crit_reduce=args.proj_crit_reduce, proj_crit_edge=args.proj_crit_edge,
-                      genotype_name=args.genotype_name)
+                      epsilon_alpha=args.epsilon_alpha, genotype_name=args.genotype_name, **crit)
     cfg = search_config(args, options)
     sdarts, perturbed = cfg.method == "sdarts", options.perturb_alpha != "none"
     check(sdarts or not perturbed, "perturb_alpha", options.perturb_alpha,
@@ -101,7 +106,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     o = cfg.space
     crits = {o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge}
     crit = crits.pop() if len(crits) == 1 else f"n-{o.proj_crit_normal}_r-{o.proj_crit_reduce}_e-{o.proj_crit_edge}"
-    name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-{supernet_epochs(cfg, epoch)}"
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 

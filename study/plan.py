@@ -21,6 +21,7 @@ from typing import Any
 from common.checkpoint import checkpoint_epochs
 from common.config import ConfigError
 from common.experiment import REPO_ROOT
+from common.run import resolve_projection
 
 from .flags import STAGES, FlagError, RunFlags, build_parser
 
@@ -219,7 +220,7 @@ def run_folder(run: Run, ctx: Context, arch: str | None = None) -> Path | None:
     base = layout.space_dir(rc.cfg) / rc.cfg.projection.resume_expid
     if read_result(base).get("status") != "finished":
         return None  # --resume_epoch -1 names the supernet's final epoch only once it is there
-    return base / layout.projection_name(rc.cfg, checkpoint_epochs(base)[-1])
+    return resolve_projection(rc.cfg, entry.SEARCH_SPACE).folder  # named as the run will name it
 
 
 def read_result(folder: Path | None) -> dict[str, Any]:

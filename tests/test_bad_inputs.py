@@ -63,7 +63,7 @@ CASES = [
     ("sdarts-rs-sota.sh", ["--epsilon_alpha", "-0.1"], "epsilon_alpha"),
     ("darts-proj-sota.sh", ["--proj_crit_normal", "best"], "proj_crit_normal"),
     ("darts-proj-sota.sh", ["--space", "s3", "--resume_expid", "search-darts-sota-s5-2"], "space"),
-    ("darts-proj-sota.sh", ["--init_channels", "8"], "init_channels"),  # does not fit the checkpoint
+    ("darts-proj-sota.sh", ["--init_channels", "8"], "init_channels"),  # the search run says 4
     ("eval.sh", ["--arch", "no_such_genotype"], "arch"),
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),

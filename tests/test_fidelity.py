@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from common.arch import Architecture
+from common.data import ImageSet
+from common.run import search_data
 from common.search import sdarts_epsilon
 from common.space import Space
 from nasbench201 import train_search as nb201
@@ -17,7 +19,47 @@ from sota import train_search as sota
 from sota.genotypes import genotype_to_dict, get_genotype
 from sota.model_eval import NetworkCIFAR
 from tests.conftest import REPO
+from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import reference_file
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet16-120"])
+def test_search_cutout_is_the_original_runs_unless_ramped(dataset):
+    """The original set a ramped probability on an attribute its Cutout never read: every
+    search epoch cut at --cutout_prob, and its ImageNet16-120 pipeline had no Cutout at all."""
+    flags = ["--cutout", "--cutout_prob", "0.8", "--epochs", "5", "--dataset", dataset]
+    cfg = search_cfg(*flags)
+    assert [cfg.cutout_prob(e) for e in range(5)] == [0.8] * 5
+    assert cfg.cutout_length == (0 if dataset == "imagenet16-120" else 16)
+    ramped = search_cfg(*flags, "--cutout_ramp")
+    assert [ramped.cutout_prob(e) for e in range(5)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert ramped.cutout_length == 16
+    assert search_cfg("--epochs", "5").cutout_prob(3) == 0.0 and search_cfg().cutout_length == 0
+    images = ImageSet(torch.zeros(8, 16, 16, 3, dtype=torch.uint8), torch.arange(8) % 2, 2, (0.5,) * 3, (0.5,) * 3, 2)
+    for c in (cfg, ramped):
+        data = search_data(c, images, images, torch.device("cpu"))
+        assert data.train.cutout_length == data.valid.cutout_length == c.cutout_length
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")  # no optimizer steps here
+@pytest.mark.parametrize("flags,probs", [([], [0.5, 0.5, 0.5]), (["--cutout_ramp"], [0.0, 0.25, 0.5])])
+def test_search_epochs_train_with_the_cutout_schedule(tmp_path, monkeypatch, flags, probs):
+    from types import SimpleNamespace
+
+    from common import search
+    from common.experiment import Board, Timer
+
+    cfg = search_cfg("--cutout", "--cutout_prob", "0.5", "--epochs", "3", "--ckpt_interval", "10", *flags)
+    seen = []
+    trainer = SimpleNamespace(cfg=cfg, space=SimpleNamespace(epsilon_alpha=0.0, perturb=None,
+                                                             tests_each_search_epoch=False),
+                              device=torch.device("cpu"), state=dict,
+                              train_epoch=lambda epoch, **kw: (seen.append(kw["cutout_prob"]), (0.0, 0.0))[1])
+    monkeypatch.setattr(search, "epoch_report", lambda trainer, epoch, board, row: row)
+    model = torch.nn.Linear(1, 1)
+    scheduler = search.Scheduler(torch.optim.SGD(model.parameters(), 0.1), 3.0)
+    search.search_epochs(trainer, scheduler, 0, Timer(), tmp_path, Board(tmp_path, enabled=False))
+    assert seen == pytest.approx(probs)
 
 
 def test_sdarts_epsilon_ramps_linearly_from_0_03():
@@ -102,7 +144,8 @@ EXPECTED = {
     "blank-sota.sh": dict(SEARCH, method="blank", seed=2, epochs=50, layers=8, space="s5"),
     "sdarts-rs-sota.sh": dict(SEARCH, method="sdarts", seed=2, epochs=50, layers=8, perturb_alpha="random",
                               epsilon_alpha=0.3),
-    "darts-proj-sota.sh": dict(SEARCH, method="darts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5),
+    "darts-proj-sota.sh": dict(SEARCH, method="darts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5,
+                               crit="acc"),
     "blank-proj-sota.sh": dict(SEARCH, method="blank-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5),
     "sdarts-rs-proj-sota.sh": dict(SEARCH, method="sdarts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5,
                                    perturb_alpha="random", epsilon_alpha=0.3),
@@ -146,7 +189,6 @@ def test_test_set_passes_follow_the_original_unless_asked(space, flags, search, 
     from types import SimpleNamespace
 
     from common.search import tests_at
-    from tests.fixtures.configs import search_cfg
 
     built = {"nb201": nb201, "sota": sota}[space].build_space
     cfg = search_cfg(*flags, "--init_channels", "2", *(["--layers", "2"] if space == "sota" else []), space=space)

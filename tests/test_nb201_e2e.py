@@ -194,13 +194,16 @@ def test_imagefolder_search_writes_tensorboard(tmp_path, bench):
 def test_projecting_an_early_checkpoint_first_trains_up_to_epochs(env):
     """As the original: --resume_epoch below --epochs trains the supernet the remaining search
     epochs (in the projection folder) before projecting; the result equals the search's own
-    later checkpoint, bit for bit."""
-    args = [*env, "--epochs", "2", "--ckpt_interval", "1", "--seed", "8"]
-    run_script("darts-201.sh", *args)
+    later checkpoint, bit for bit. --epochs left out is the search run's own; the log's first
+    line says what will run, and the folder's name the search-epoch target."""
+    args = [*env, "--ckpt_interval", "1", "--seed", "8"]
+    run_script("darts-201.sh", *args, "--epochs", "2")
     search = exp_dir(env) / "search-darts-201-8"
     proc = run_script("darts-proj-201.sh", *args, "--resume_epoch", "1", "--proj_intv", "1")
     assert "1 more search epochs run before projecting, up to --epochs 2" in proc.stdout
-    proj = search / "darts-proj-201-seed8-acc-intv1-ep1"
+    proj = search / "darts-proj-201-seed8-acc-intv1-ep1-to2"
+    first = (proj / "log.txt").read_text().splitlines()[0]
+    assert "projecting" in first and "1 more search epochs, up to --epochs 2 (the search run's)" in first
     result = read_json(proj / "result.json")
     assert result["status"] == "finished" and result["supernet_trained_to"] == 2 and result["supernet_epoch"] == 2
     trained, searched = (torch.load(p, weights_only=True) for p in (proj / "supernet_2.pth.tar",
@@ -213,6 +216,7 @@ def test_projecting_an_early_checkpoint_first_trains_up_to_epochs(env):
     # --epochs equal to --resume_epoch projects the intermediate supernet as it is
     proc = run_script("darts-proj-201.sh", *args, "--resume_epoch", "1", "--epochs", "1", "--proj_intv", "1",
                       "--log_tag", "asis")
+    assert "checkpoint_1.pth.tar as it is (search epoch 1; --epochs 1: given)" in proc.stdout
     as_is = search / "darts-proj-201-seed8-acc-intv1-ep1-asis"
     assert "more search epochs" not in proc.stdout and not list(as_is.glob("supernet_*"))
     result = read_json(as_is / "result.json")

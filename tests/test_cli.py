@@ -1,0 +1,241 @@
+"""The command line: flags spelt out, "did you mean", --help, and what a projection takes from
+the search run it projects (sizes, dataset, space, the search-epoch target) or refuses."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError
+from common.experiment import LOGGER
+from common.run import projection_target, resolve_projection
+from nasbench201 import train_search as nb201
+from sota import train as sota_eval
+from sota import train_search as sota
+from tests.fixtures.configs import search_cfg
+
+
+def refusal(parser, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+# -- flags --------------------------------------------------------------------------------------
+
+def test_abbreviated_flag_is_refused_with_the_close_matches(capsys):
+    err = refusal(nb201.build_parser(), ["--epoch", "2"], capsys)
+    assert err.count("\n") == 1 and err.startswith("error: --epoch: no such flag (did you mean --epochs")
+
+
+@pytest.mark.parametrize("build,flag,meant", [(sota.build_parser, "--layer=3", "--layers"),
+                                              (sota_eval.build_parser, "--auxilary", "--auxiliary"),
+                                              (nb201.build_parser, "--proj-crit", "--proj_crit")])
+def test_unknown_flag_says_did_you_mean_in_every_entry_point(build, flag, meant, capsys):
+    err = refusal(build(), [flag], capsys)
+    assert err.startswith(f"error: {flag.split('=')[0]}: no such flag (did you mean {meant}")
+
+
+def test_unknown_flag_without_a_close_one(capsys):
+    assert refusal(nb201.build_parser(), ["--zzz", "1"], capsys) == "error: --zzz: no such flag; see --help\n"
+
+
+def test_help_shows_every_default_and_one_data_group():
+    text = " ".join(sota.build_parser().format_help().split())
+    assert text.count("data:") == 1
+    assert "--learning_rate LEARNING_RATE (default: 0.025)" in text       # a flag without help text
+    assert "--train_portion TRAIN_PORTION first part" in text.split("data:")[1].split("supernet training:")[0]
+    assert "(default: 50; a projection's: the search run's)" in text     # --epochs
+    assert "(default: None)" not in text
+
+
+def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():
+    cfg = search_cfg("--epochs", "7", space="nb201")
+    assert (cfg.epochs, cfg.init_channels, cfg.space.num_cells, cfg.data.dataset) == (7, 16, 5, "cifar10")
+    assert set(cfg.search_run_flags) == {"dataset", "epochs", "init_channels", "num_cells"}
+    assert cfg.from_search_run == {"dataset", "init_channels", "num_cells"}
+    cfg = search_cfg("--layers", "5", space="sota")
+    assert cfg.from_search_run == {"dataset", "epochs", "init_channels", "space"} and cfg.epochs == 50
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ([], ("acc", "acc", "acc")),
+    (["--crit", "loss"], ("loss", "loss", "loss")),
+    (["--crit", "loss", "--proj_crit_edge", "acc"], ("loss", "loss", "acc")),
+    (["--proj_crit_reduce", "loss"], ("acc", "loss", "acc")),
+])
+def test_crit_sets_the_three_criteria_as_the_original_script(flags, expected):
+    o = search_cfg(*flags, space="sota").space
+    assert (o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge) == expected
+
+
+# -- what a projection takes from its search run --------------------------------------------------
+
+def search_run(folder: Path, checkpoints: list[int], result: dict | None = None) -> Path:
+    """A search folder holding (empty) checkpoints of those epochs and a result.json."""
+    folder.mkdir(parents=True)
+    for e in checkpoints:
+        (folder / f"checkpoint_{e}.pth.tar").touch()
+    if result:
+        (folder / "result.json").write_text(json.dumps(result))
+    return folder
+
+
+NB201_RUN = dict(status="finished", space="nasbench201", dataset="cifar10", epochs=2, epochs_done=2,
+                 init_channels=4, num_cells=1)
+SOTA_RUN = dict(status="finished", space="s3", dataset="cifar100", epochs=3, epochs_done=3, init_channels=4,
+                layers=5)
+
+
+def nb201_projection(exp: Path, *flags: str):
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(exp), *flags)
+    return resolve_projection(cfg, nb201.SEARCH_SPACE)
+
+
+def test_projection_of_a_finished_search_takes_its_sizes_and_projects_it_as_it_is(tmp_path):
+    search = search_run(tmp_path / "nasbench201" / "search-darts-201-1", [1, 2], NB201_RUN)
+    p = nb201_projection(tmp_path, "--resume_epoch", "2")
+    assert (p.cfg.epochs, p.cfg.init_channels, p.cfg.space.num_cells, p.cfg.data.dataset) == (2, 4, 1, "cifar10")
+    assert p.taken == {"dataset": "cifar10", "epochs": 2, "init_channels": 4, "num_cells": 1}
+    assert p.folder == search / "darts-proj-201-seed1-acc-intv5-ep2"
+
+
+def test_the_search_epoch_target_is_in_the_projection_folder_name(tmp_path):
+    search = search_run(tmp_path / "nasbench201" / "search-darts-201-1", [1, 2], NB201_RUN)
+    # an earlier checkpoint trains up to the search's own epochs first, as the original
+    assert nb201_projection(tmp_path, "--resume_epoch", "1").folder.name == "darts-proj-201-seed1-acc-intv5-ep1-to2"
+    p = nb201_projection(tmp_path, "--resume_epoch", "-1", "--epochs", "100")
+    assert p.cfg.epochs == 100 and p.folder == search / "darts-proj-201-seed1-acc-intv5-ep2-to100"
+    with pytest.raises(ConfigError, match="--epochs 1: below the supernet checkpoint's epoch 2") as e:
+        nb201_projection(tmp_path, "--resume_epoch", "2", "--epochs", "1")
+    assert e.value.flag == "epochs"
+
+
+def test_a_search_that_records_no_sizes_keeps_the_flags(tmp_path):
+    """Runs of the original code (no result.json): the flags' values, defaults included."""
+    search_run(tmp_path / "nasbench201" / "search-old-1", [100])
+    p = nb201_projection(tmp_path, "--resume_expid", "search-old-1", "--resume_epoch", "100", "--num_cells", "2")
+    assert p.taken == {} and (p.cfg.epochs, p.cfg.init_channels, p.cfg.space.num_cells) == (100, 16, 2)
+    assert p.folder.name.endswith("-ep100")
+
+
+@pytest.mark.parametrize("flags,flag", [(["--init_channels", "8"], "init_channels"),
+                                        (["--num_cells", "5"], "num_cells"), (["--dataset", "cifar100"], "dataset")])
+def test_a_flag_that_contradicts_the_search_run_is_one_line(tmp_path, flags, flag):
+    search_run(tmp_path / "nasbench201" / "search-x", [2], NB201_RUN)
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-x", "--resume_epoch", "2", *flags)
+    assert e.value.flag == flag and "searched with" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_search_of_another_space_is_refused(tmp_path):
+    search_run(tmp_path / "nasbench201" / "search-x", [2], {**NB201_RUN, "space": "s3"})
+    with pytest.raises(ConfigError, match="space s3") as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-x", "--resume_epoch", "2")
+    assert e.value.flag == "resume_expid"
+
+
+def sota_projection(exp: Path, *flags: str):
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-sota", "--exp_root", str(exp), *flags,
+                     space="sota")
+    return resolve_projection(cfg, sota.SEARCH_SPACE)
+
+
+def test_dataset_space_and_layers_come_from_the_search_run(tmp_path):
+    """A bare folder name is looked for in every dataset's folder when --dataset is left out."""
+    search = search_run(tmp_path / "sota" / "cifar100" / "search-darts-sota-s3-2", [3], SOTA_RUN)
+    p = sota_projection(tmp_path, "--resume_expid", "search-darts-sota-s3-2", "--resume_epoch", "3")
+    assert (p.cfg.data.dataset, p.cfg.space.space, p.cfg.space.layers, p.cfg.init_channels) == ("cifar100", "s3", 5, 4)
+    assert p.search == search and p.folder.name == "darts-proj-sota-seed2-acc-intv5-ep3"
+    with pytest.raises(ConfigError) as e:
+        sota_projection(tmp_path, "--resume_expid", "search-darts-sota-s3-2", "--resume_epoch", "3", "--space", "s5")
+    assert e.value.flag == "space"
+
+
+def test_resume_expid_takes_a_path(tmp_path, monkeypatch):
+    search = search_run(tmp_path / "elsewhere" / "my-search", [3], SOTA_RUN)
+    assert sota_projection(tmp_path / "exp", "--resume_expid", str(search), "--resume_epoch", "-1").search == search
+    monkeypatch.chdir(tmp_path)
+    assert sota_projection(tmp_path / "exp", "--resume_expid", "elsewhere/my-search",
+                           "--resume_epoch", "3").search == search
+    monkeypatch.chdir(search.parent)
+    assert sota_projection(tmp_path / "exp", "--resume_expid", "./my-search", "--resume_epoch", "3").search == search
+    with pytest.raises(ConfigError, match="does not exist") as e:
+        sota_projection(tmp_path / "exp", "--resume_expid", "elsewhere/nope", "--resume_epoch", "3")
+    assert e.value.flag == "resume_expid"
+
+
+def test_a_missing_search_folder_names_those_that_exist(tmp_path):
+    for name in ("search-darts-201-1", "search-darts-201-2", "search-blank-201-1"):
+        search_run(tmp_path / "nasbench201" / name, [2], NB201_RUN)
+    with pytest.raises(ConfigError, match="did you mean search-darts-201-2"):
+        nb201_projection(tmp_path, "--resume_expid", "search-darts-201-3", "--resume_epoch", "2")
+    with pytest.raises(ConfigError, match="the search runs there: search-blank-201-1, search-darts-201-1, "
+                                          "search-darts-201-2"):
+        nb201_projection(tmp_path, "--resume_expid", "mine", "--resume_epoch", "2")
+
+
+@pytest.fixture
+def log_lines():
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(LOGGER)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_the_first_lines_say_what_the_projection_will_do(tmp_path, log_lines):
+    search_run(tmp_path / "nasbench201" / "search-darts-201-1", [1, 2], NB201_RUN)
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(tmp_path),
+                     "--resume_epoch", "1")
+    cfg, target = projection_target(cfg, nb201.SEARCH_SPACE)
+    assert cfg.epochs == 2 and target.folder.name.endswith("-ep1-to2")
+    assert "checkpoint_1.pth.tar after training the supernet 1 more search epochs, up to --epochs 2 " \
+           "(the search run's); pass --epochs 1 to project it as it is" in log_lines[0]
+    assert log_lines[1] == ("taken from the search run's result.json: --dataset cifar10 --epochs 2 "
+                            "--init_channels 4 --num_cells 1")
+
+
+@pytest.mark.slow
+def test_darts_space_projection_needs_no_size_flags(tmp_path, small_svhn):
+    """End to end: the projection builds the supernet the search run's result.json describes
+    (space, dataset, cells, channels) without being told; a run that records none is refused in
+    one line naming the flags."""
+    from tests.conftest import TEST_GPU, fails, read_json, run_script
+
+    run = ["--data", str(small_svhn), "--exp_root", str(tmp_path), "--batch_size", "16", "--gpu", TEST_GPU,
+           "--no_tensorboard", "--fast"]
+    run_script("darts-sota.sh", *run, "--space", "s3", "--dataset", "svhn", "--layers", "3", "--init_channels", "4",
+               "--epochs", "1")
+    search = tmp_path / "sota" / "svhn" / "search-darts-sota-s3-2"
+    proj = ["--resume_expid", "search-darts-sota-s3-2", "--resume_epoch", "1", "--proj_intv", "1"]
+    run_script("darts-proj-sota.sh", *run, *proj)
+    result = read_json(search / "darts-proj-sota-seed2-acc-intv1-ep1" / "result.json")
+    assert result["status"] == "finished" and (result["space"], result["dataset"]) == ("s3", "svhn")
+    assert (result["layers"], result["init_channels"]) == (3, 4)
+
+    recorded = read_json(search / "result.json")
+    (search / "result.json").write_text(json.dumps({k: v for k, v in recorded.items()
+                                                    if k not in ("layers", "init_channels")}))
+    out = fails("darts-proj-sota.sh", *run, *proj, "--log_tag", "old", "--dataset", "svhn", "--space", "s3")
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "does not fit" in errors[0] and "--init_channels --space --layers" in errors[0]
+    assert len(errors[0]) < 600
+
+
+def test_the_log_names_the_defaults_a_search_run_does_not_record(tmp_path, log_lines):
+    search_run(tmp_path / "nasbench201" / "search-darts-201-1", [2], {"status": "finished", "epochs": 2})
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(tmp_path),
+                     "--resume_epoch", "2", "--num_cells", "3")
+    projection_target(cfg, nb201.SEARCH_SPACE)
+    assert "as it is (search epoch 2; --epochs 2: the search run's)" in log_lines[0]
+    assert log_lines[1:] == ["taken from the search run's result.json: --epochs 2",
+                             "not recorded by the search run, so the defaults: --dataset cifar10 --init_channels 16"]
