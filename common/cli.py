@@ -80,7 +80,7 @@ class Parser(argparse.ArgumentParser):
         if flag is None:
             return f"unexpected argument {extras[0]!r} (flags are --name value pairs)"
         known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.6)
+        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
         return f"{flag}: no such flag" + (f" (did you mean {' or '.join(close)}?)" if close else "")
 
     def take_from_search_run(self, *dests: str) -> None:

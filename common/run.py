@@ -142,6 +142,9 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
         raise ConfigError("train_portion", cfg.train_portion, f"leaves one half of the {len(train_set)} training "
                                                               "images empty; use a value nearer 0.5")
     batch, cutout = cfg.data.batch_size, cfg.cutout_length
+    if cfg.data.cutout and not cutout:
+        log.info("--cutout: no cutout on %s, as the original (its pipeline had none); --cutout_ramp cuts it",
+                 cfg.data.dataset)
     batches = functools.partial(Batches, device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
                                 memory_format=memory_format(cfg.speed.memory_format, device))
     valid = batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout)

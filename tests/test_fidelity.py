@@ -24,7 +24,7 @@ from tests.fixtures.reference import reference_file
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "imagenet16-120"])
-def test_search_cutout_is_the_original_runs_unless_ramped(dataset):
+def test_search_cutout_is_the_original_runs_unless_ramped(dataset, monkeypatch):
     """The original set a ramped probability on an attribute its Cutout never read: every
     search epoch cut at --cutout_prob, and its ImageNet16-120 pipeline had no Cutout at all."""
     flags = ["--cutout", "--cutout_prob", "0.8", "--epochs", "5", "--dataset", dataset]
@@ -36,9 +36,13 @@ def test_search_cutout_is_the_original_runs_unless_ramped(dataset):
     assert ramped.cutout_length == 16
     assert search_cfg("--epochs", "5").cutout_prob(3) == 0.0 and search_cfg().cutout_length == 0
     images = ImageSet(torch.zeros(8, 16, 16, 3, dtype=torch.uint8), torch.arange(8) % 2, 2, (0.5,) * 3, (0.5,) * 3, 2)
+    said: list[str] = []
+    monkeypatch.setattr("common.run.log.info", lambda msg, *args: said.append(msg % args))
     for c in (cfg, ramped):
         data = search_data(c, images, images, torch.device("cpu"))
         assert data.train.cutout_length == data.valid.cutout_length == c.cutout_length
+    assert said == (["--cutout: no cutout on imagenet16-120, as the original (its pipeline had none); "
+                     "--cutout_ramp cuts it"] if dataset == "imagenet16-120" else [])
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of:UserWarning")  # no optimizer steps here
