@@ -2,7 +2,6 @@
 (speed, epoch and run ETA), the scoring passes' counts and labels, and labelled softmax(alpha)."""
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
@@ -11,7 +10,6 @@ from torch import nn
 
 from common.arch import Architecture
 from common.data import Batches, ImageSet
-from common.experiment import LOGGER
 from common.progress import Progress, duration, run_progress
 from common.projection import Scorer, select_edges, select_edges_passes
 from common.search import alpha_table
@@ -20,36 +18,8 @@ from common.trainer import SearchData, Trainer
 from nasbench201 import train_search as nb201
 from sota import train_search as sota
 from sota.spaces import space as sota_space
+from tests.conftest import FakeClock
 from tests.fixtures.configs import search_cfg
-
-
-class FakeClock:
-    """Time that moves by `tick` seconds each time it is read."""
-
-    def __init__(self, tick: float) -> None:
-        self.now, self.tick = 0.0, tick
-
-    def __call__(self) -> float:
-        self.now += self.tick
-        return self.now
-
-
-@pytest.fixture
-def lines():
-    """The messages the run's logger emits during the test."""
-    records: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    logger, handler = logging.getLogger(LOGGER), Keep()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield records
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_duration_is_short_and_human():
@@ -69,7 +39,7 @@ def test_lines_are_due_every_report_freq_steps_the_last_step_and_by_time():
     assert not quiet.due(3)  # --report_secs 0: steps only
 
 
-def test_line_says_speed_epoch_eta_and_run_eta(lines):
+def test_line_says_speed_epoch_eta_and_run_eta(log_lines):
     clock = FakeClock(tick=0.0)
     progress = Progress(10, start=4, every_steps=50, clock=clock)  # a run resumed at epoch 4 of 10
     clock.now = 100.0  # the first resumed epoch took 100 s
@@ -77,7 +47,7 @@ def test_line_says_speed_epoch_eta_and_run_eta(lines):
     clock.now = 120.0  # its next: 10 steps in 20 s
     steps.log(9, "loss 1.0000 acc 50.00")
     # 0.5 steps/s, 30 steps left = 60 s; 1.25 of 6 epochs in 120 s, 4.75 left = 456 s
-    assert lines == ["train 009/040 loss 1.0000 acc 50.00 | 0.50 steps/s, epoch ETA 1m00s, run ETA 7m36s"]
+    assert log_lines == ["train 009/040 loss 1.0000 acc 50.00 | 0.50 steps/s, epoch ETA 1m00s, run ETA 7m36s"]
 
 
 class FakeSteps(Trainer):
@@ -95,7 +65,7 @@ def toy_space(model: nn.Module, shapes: dict[str, tuple[int, int]], op_names=Non
                  edge_names=list(edge_names), genotype=lambda w: None)
 
 
-def test_a_slow_epoch_logs_by_time_between_report_freq_steps(lines):
+def test_a_slow_epoch_logs_by_time_between_report_freq_steps(log_lines):
     n = 40
     images = torch.zeros(n, 4, 4, 3, dtype=torch.uint8)
     data = ImageSet(images, torch.arange(n) % 10, 10, (0.5,) * 3, (0.5,) * 3, 1)
@@ -106,9 +76,9 @@ def test_a_slow_epoch_logs_by_time_between_report_freq_steps(lines):
     # every step takes 10 s on this clock (the line's own reads add some): 10 steps, a line every ~30 s
     progress = Progress(3, every_steps=cfg.run.report_freq, every_s=cfg.run.report_secs, clock=FakeClock(10.0))
     trainer.train_epoch(0, train_alpha=True, cutout_prob=0.0, progress=progress)
-    steps = [int(m.group(1)) for line in lines if (m := re.match(r"train (\d+)/010 loss 1\.0000", line))]
-    assert steps[0] == 0 and steps[-1] == 9 and len(steps) >= 4, lines
-    assert all("steps/s, epoch ETA" in line and "run ETA" in line for line in lines)
+    steps = [int(m.group(1)) for line in log_lines if (m := re.match(r"train (\d+)/010 loss 1\.0000", line))]
+    assert steps[0] == 0 and steps[-1] == 9 and len(steps) >= 4, log_lines
+    assert all("steps/s, epoch ETA" in line and "run ETA" in line for line in log_lines)
 
 
 def test_report_secs_is_a_run_flag():
@@ -126,7 +96,7 @@ class Constant(nn.Module):
         return torch.zeros(len(x), 2) + weights["cell"].sum()
 
 
-def test_scoring_passes_name_edge_and_op_and_count_down(lines):
+def test_scoring_passes_name_edge_and_op_and_count_down(log_lines):
     n = 8
     data = ImageSet(torch.zeros(n, 4, 4, 3, dtype=torch.uint8), torch.arange(n) % 2, 2, (0.5,) * 3, (0.5,) * 3, 1)
     batches = Batches(data, None, 4, augment=False, seed=0)
@@ -135,10 +105,11 @@ def test_scoring_passes_name_edge_and_op_and_count_down(lines):
     score = Scorer(trainer, epoch=0, total=4, clock=FakeClock(5.0))
     score("cell", 1, 2)
     score("cell", 0, None)
-    assert lines[0].startswith("  scoring pass 1 of 4: cell edge 1 (2<-0) op 2 (conv) masked: valid_acc")
-    assert lines[1].startswith("  scoring pass 2 of 4: cell edge 0 (1<-0) masked: valid_acc")
+    assert log_lines[0].startswith("  scoring pass 1 of 4: cell edge 1 (2<-0) op 2 (conv) masked: valid_acc")
+    assert log_lines[1].startswith("  scoring pass 2 of 4: cell edge 0 (1<-0) masked: valid_acc")
     # the clock is read once per pass: 5 s each
-    assert lines[0].endswith("| 5.0 s/pass, 3 left, ETA 15s") and lines[1].endswith("| 5.0 s/pass, 2 left, ETA 10s")
+    assert log_lines[0].endswith("| 5.0 s/pass, 3 left, ETA 15s")
+    assert log_lines[1].endswith("| 5.0 s/pass, 2 left, ETA 10s")
 
 
 class CountingScore:
