@@ -59,7 +59,7 @@ class Scorer:
 
 
 def _masked(space: Space, kind: str, edge: int, op: int | None) -> str:
-    """What a scoring pass removes: `normal edge 3 (1->3) op 2 (sep_conv_3x3)`."""
+    """What a scoring pass removes: `cell edge 2 (2<-1) op 3 (nor_conv_3x3)`, `normal edge 3: 1->3`."""
     name = space.edge_names[edge] if edge < len(space.edge_names) else ""
     if not name.startswith(f"{edge}:"):  # the DARTS space's names start with the index, NAS-Bench-201's not
         name = f"{edge} ({name})" if name else str(edge)
@@ -131,7 +131,8 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
         log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
         if plan.is_projection_epoch(epoch):
             _save(trainer, folder, epoch, rounds, timer)
-            stage, passes = plan.stage(rounds), plan.passes(plan.stage(rounds), epoch)
+            stage = plan.stage(rounds)
+            passes = plan.passes(stage, epoch)
             log.info("projection %d of %d (%s): %s scoring passes", rounds + 1, n_rounds, stage, passes or "?")
             plan.project(Scorer(trainer, epoch, passes), stage, rounds)
             rounds += 1

@@ -56,7 +56,7 @@ class Space:
     epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
     tests_each_search_epoch: bool = True         # the original's per-search-epoch test-set pass
-    edge_ops: dict[str, list[list[str]]] | None = None  # per kind and edge its ops, where they differ (S1)
+    edge_ops: dict[str, list[list[str]]] | None = None  # per kind and edge its ops' names (None: op_names)
 
     def op_name(self, kind: str, edge: int, op: int) -> str:
         """The name of op `op` of edge `edge` (as logs name it)."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from common.arch import Architecture
+from common.config import ConfigError
 from common.data import Batches, ImageSet
 from common.progress import Progress, duration, run_progress
 from common.projection import Scorer, select_edges, select_edges_passes
@@ -85,6 +86,8 @@ def test_report_secs_is_a_run_flag():
     assert run_progress(search_cfg("--report_secs", "7").run, 5).every_s == 7.0
     assert run_progress(search_cfg().run, 5).every_s == 30.0
     assert run_progress(search_cfg().run, 5, timed=False).every_s == 0.0  # multi-process: steps only
+    with pytest.raises(ConfigError, match="--report_secs -1"):
+        search_cfg("--report_secs", "-1")
 
 
 class Constant(nn.Module):
