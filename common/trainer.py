@@ -7,8 +7,8 @@ Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step the al
 step computes alpha's gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
 (no device sync) and shares one ReLU per cell state; batches come from device-resident
 data (common/data.py) and are never re-created per step; loss and accuracy stay on the
-device until `report_freq`; SGD runs its multi-tensor (foreach) update; evaluation runs
-under inference mode; on CPU the model and batches use the channels-last layout
+device until a progress line is due (common/progress.py); SGD runs its multi-tensor (foreach)
+update; evaluation runs under inference mode; on CPU the model and batches use the channels-last layout
 (`--memory_format`), whose results differ from NCHW only by float summation order.
 Optional, off by default because they change numerics: `--amp` (bf16 autocast of the
 forward passes), `--compile` (torch.compile of the model), `--proj_batch_size`.
