@@ -52,8 +52,8 @@ class Progress:
         self.every_steps, self.every_s, self.clock = every_steps, every_s, clock
         self.started = clock()
 
-    def epoch(self, epoch: int, steps: int, what: str = "train") -> EpochProgress:
-        return EpochProgress(self, epoch, steps, what)
+    def epoch(self, epoch: int, steps: int) -> EpochProgress:
+        return EpochProgress(self, epoch, steps)
 
     def run_eta(self, epoch: int, fraction: float) -> str:
         """Time left in the run, `fraction` of epoch `epoch` being done."""
@@ -61,10 +61,10 @@ class Progress:
 
 
 class EpochProgress:
-    """The steps of one epoch (or another pass of known length)."""
+    """The training steps of one epoch."""
 
-    def __init__(self, run: Progress, epoch: int, steps: int, what: str) -> None:
-        self.run, self.epoch, self.steps, self.what = run, epoch, steps, what
+    def __init__(self, run: Progress, epoch: int, steps: int) -> None:
+        self.run, self.epoch, self.steps = run, epoch, steps
         self.started = self.last = run.clock()
 
     def due(self, step: int) -> bool:
@@ -75,11 +75,11 @@ class EpochProgress:
                 or 0 < run.every_s <= run.clock() - self.last)
 
     def log(self, step: int, text: str) -> None:
-        """Log `what step/steps text | speed and ETAs` for step `step` (0-based) just done."""
+        """Log `train step/steps text | speed and ETAs` for step `step` (0-based) just done."""
         now = self.last = self.run.clock()
         elapsed, done = now - self.started, step + 1
         rate = f"{done / elapsed:.2f} steps/s" if elapsed > 0 else "? steps/s"
-        log.info("%s %03d/%03d %s | %s, epoch ETA %s, run ETA %s", self.what, step, self.steps, text, rate,
+        log.info("train %03d/%03d %s | %s, epoch ETA %s, run ETA %s", step, self.steps, text, rate,
                  time_left(elapsed, done, self.steps), self.run.run_eta(self.epoch, done / self.steps))
 
 
