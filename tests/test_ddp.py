@@ -169,8 +169,9 @@ def history(folder: Path) -> list[dict]:
 
 
 def step_losses(log: str) -> list[tuple[float, float]]:
-    """(running mean loss, accuracy) after each training step of the log (--report_freq 1)."""
-    return [(float(f[5]), float(f[6])) for f in (line.split() for line in log.splitlines()) if f[3:4] == ["train"]]
+    """(running mean loss, accuracy) after each training step of the log (--report_freq 1):
+    `<date> <time> <AM|PM> train 001/004 loss 2.3e+00 acc 12.5 | ...`."""
+    return [(float(f[6]), float(f[8])) for f in (line.split() for line in log.splitlines()) if f[3:4] == ["train"]]
 
 
 @pytest.mark.slow
