@@ -207,7 +207,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
                    help="move an existing experiment folder aside and start again")
     g.add_argument("--ckpt_interval", type=int, default=ckpt_interval,
                    help="checkpoint every N epochs (and at the end)")
-    g.add_argument("--report_freq", type=int, default=50)
+    g.add_argument("--report_freq", type=int, default=50, help="log a training line every N steps ...")
+    g.add_argument("--report_secs", type=float, default=30.0,
+                   help="... and whenever N seconds passed since the last line (0: every --report_freq steps only)")
     g.add_argument("--fast", action="store_true", default=False,
                    help="smoke test: one batch per epoch and per evaluation pass, no benchmark queries")
     g.add_argument("--deter", action="store_true", default=False, help="deterministic cuDNN kernels")
@@ -226,7 +228,8 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(exp_root=Path(args.exp_root), save=args.save, seed=args.seed, gpu=args.gpu,
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
-                     ckpt_interval=args.ckpt_interval, report_freq=args.report_freq, fast=args.fast,
+                     ckpt_interval=args.ckpt_interval, report_freq=args.report_freq,
+                     report_secs=args.report_secs, fast=args.fast,
                      deter=args.deter, tensorboard=not args.no_tensorboard)
 
 

@@ -144,6 +144,7 @@ class RunConfig:
     overwrite: bool = False
     ckpt_interval: int = 10
     report_freq: int = 50
+    report_secs: float = 30.0
     fast: bool = False
     deter: bool = False
     tensorboard: bool = True
@@ -153,6 +154,7 @@ class RunConfig:
               "must be a checkpoint epoch, or -1 for the latest one")
         at_least("ckpt_interval", self.ckpt_interval, 1)
         at_least("report_freq", self.report_freq, 1)
+        finite("report_secs", self.report_secs)
         check(self.seed >= 0, "seed", self.seed, "must be >= 0")
 
 

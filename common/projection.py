@@ -8,6 +8,7 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_chec
 from .config import CRITERIA
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .progress import Clock, run_progress, time_left
 from .search import epoch_report, load_search_checkpoint, log_test_freq
-from .space import Plan, Score
+from .space import Plan, Score, Space
 from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
@@ -27,10 +29,12 @@ log = logging.getLogger(LOGGER)
 
 class Scorer:
     """Scoring passes over the alpha half (at --proj_batch_size), in train mode, each with its
-    own data key."""
+    own data key. Each pass logs what it masked, its result, and, given the round's number of
+    passes (`total`, from the plan), how many remain and when the round ends."""
 
-    def __init__(self, trainer: Trainer, epoch: int) -> None:
-        self.trainer, self.epoch, self.passes = trainer, epoch, 0
+    def __init__(self, trainer: Trainer, epoch: int, total: int = 0, clock: Clock = time.monotonic) -> None:
+        self.trainer, self.epoch, self.passes, self.total = trainer, epoch, 0, total
+        self.clock, self.started = clock, clock()
 
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
         t = self.trainer
@@ -39,9 +43,28 @@ class Scorer:
         acc, loss = t.evaluate(t.data.score, (SCORE, self.epoch, self.passes),
                                t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
                                train_mode=True, cutout_prob=data.cutout_prob if data.cutout else 0.0)
-        log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge,
-                 "whole edge" if op is None else f"op {op}", acc, loss)
+        log.info("  scoring pass %s: %s masked: valid_acc %.4f valid_loss %.4f | %s", self._count(),
+                 _masked(t.space, kind, edge, op), acc, loss, self._pace())
         return acc, loss
+
+    def _count(self) -> str:
+        return f"{self.passes} of {self.total}" if self.total else str(self.passes)
+
+    def _pace(self) -> str:
+        elapsed = self.clock() - self.started
+        pace = f"{elapsed / self.passes:.1f} s/pass"
+        if not self.total:
+            return pace
+        return f"{pace}, {self.total - self.passes} left, ETA {time_left(elapsed, self.passes, self.total)}"
+
+
+def _masked(space: Space, kind: str, edge: int, op: int | None) -> str:
+    """What a scoring pass removes: `cell edge 2 (2<-1) op 3 (nor_conv_3x3)`, `normal edge 3: 1->3`."""
+    name = space.edge_names[edge] if edge < len(space.edge_names) else ""
+    if not name.startswith(f"{edge}:"):  # the DARTS space's names start with the index, NAS-Bench-201's not
+        name = f"{edge} ({name})" if name else str(edge)
+    what = f"{kind} edge {name}"
+    return what if op is None else f"{what} op {op} ({space.op_name(kind, edge, op)})"
 
 
 def _crit(stats: tuple[float, float], crit: str) -> float:
@@ -79,6 +102,12 @@ def select_edges(score: Score, kind: str, edges: Sequence[int], crit: str, keep:
     return remaining
 
 
+def select_edges_passes(n_edges: int, keep: int = 2) -> int:
+    """The scoring passes `select_edges` makes on a node of `n_edges` inputs: every remaining
+    edge, once per edge it drops."""
+    return sum(range(keep + 1, n_edges + 1))
+
+
 def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> int:
     """A random undecided edge or node, drawn from (seed, epoch, salt) so resumes repeat it."""
     rng = np.random.default_rng([seed, epoch, salt])
@@ -96,16 +125,22 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     write_json(folder / "result.json", {**result, "status": "running"})
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     log_test_freq(trainer, tuning=True)
+    progress = run_progress(cfg.run, plan.tune_epochs, start)
+    n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
     for epoch in range(start, plan.tune_epochs):
-        log.info("tuning epoch %d", epoch)
+        log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
         if plan.is_projection_epoch(epoch):
             _save(trainer, folder, epoch, rounds, timer)
-            plan.project(Scorer(trainer, epoch), plan.stage(rounds), rounds)
+            stage = plan.stage(rounds)
+            passes = plan.passes(stage, epoch)
+            log.info("projection %d of %d (%s): %s scoring passes", rounds + 1, n_rounds, stage, passes or "?")
+            plan.project(Scorer(trainer, epoch, passes), stage, rounds)
             rounds += 1
             log.info("genotype after projection %d = %s", rounds,
                      space.genotype_str(space.genotype(trainer.arch.weights())))
         train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
-                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha)
+                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
+                                                    progress=progress)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
         append_jsonl(folder / "history.jsonl", row)

@@ -20,6 +20,7 @@ from .checkpoint import (
 from .config import SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .progress import run_progress
 from .space import Space
 from .trainer import Trainer
 
@@ -105,6 +106,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     every --ckpt_interval epochs and at the end."""
     cfg, space = trainer.cfg, trainer.space
     log_test_freq(trainer, tuning=False)
+    progress = run_progress(cfg.run, cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
         cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
@@ -112,7 +114,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
         log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
                  f" epsilon_alpha {epsilon:e}" if space.perturb else "")
         train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha,
-                                                    cutout_prob=cutout_prob, epsilon=epsilon)
+                                                    cutout_prob=cutout_prob, epsilon=epsilon, progress=progress)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
         append_jsonl(folder / history, row)
@@ -165,7 +167,7 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     softmax = arch.softmax()
     row["softmax"] = _rounded(softmax)
     for kind, w in softmax.items():
-        log.info("softmax(alpha) %s:\n%s", kind, _format_matrix(w))
+        log.info("softmax(alpha) %s:\n%s", kind, alpha_table(space, kind, w))
     # What the supernet mixes with: softmax(alpha) but, on an edge projection decided, its
     # projected row (one-hot; zeros for an edge topology projection dropped), as the genotype
     # and the cell diagram have it. Equal to softmax(alpha) while nothing is decided.
@@ -211,8 +213,20 @@ def log_test_freq(trainer: Trainer, tuning: bool) -> None:
              "--eval_freq" if trainer.cfg.eval_freq >= 0 else "as the original; --eval_freq N to change")
 
 
-def _format_matrix(w: torch.Tensor) -> str:
-    return "\n".join(" ".join(f"{v:.4f}" for v in r) for r in w.detach().cpu().tolist())
+def alpha_table(space: Space, kind: str, w: torch.Tensor) -> str:
+    """softmax(alpha) of a cell kind as a table: a row per edge, named; a column per op, named
+    in a header where every edge has the same ops, else each value after its op's name (S1)."""
+    rows = w.detach().cpu().tolist()
+    edges = [space.edge_names[e] if e < len(space.edge_names) else str(e) for e in range(len(rows))]
+    ops = [[space.op_name(kind, e, o) for o in range(len(r))] for e, r in enumerate(rows)]
+    indent = max(map(len, edges), default=0)
+    if any(names != ops[0] for names in ops):
+        return "\n".join(f"{edge:>{indent}}  " + "  ".join(f"{op} {v:.4f}" for op, v in zip(names, r))
+                         for edge, names, r in zip(edges, ops, rows))
+    width = [max(len(op), 6) for op in ops[0]]
+    header = " " * indent + "".join(f"  {op:>{n}}" for op, n in zip(ops[0], width))
+    return "\n".join([header] + [f"{edge:>{indent}}" + "".join(f"  {v:>{n}.4f}" for v, n in zip(r, width))
+                                 for edge, r in zip(edges, rows)])
 
 
 def result_base(trainer: Trainer, status: str) -> dict[str, Any]:

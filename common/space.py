@@ -56,6 +56,12 @@ class Space:
     epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
     tests_each_search_epoch: bool = True         # the original's per-search-epoch test-set pass
+    edge_ops: dict[str, list[list[str]]] | None = None  # per kind and edge its ops' names (None: op_names)
+
+    def op_name(self, kind: str, edge: int, op: int) -> str:
+        """The name of op `op` of edge `edge` (as logs name it)."""
+        names = self.edge_ops[kind][edge] if self.edge_ops else self.op_names.get(kind, [])
+        return names[op] if op < len(names) else f"op{op}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class Plan:
     interval: int
     stages: tuple[str, ...]
     project: Callable[[Score, str, int], None]
+    # (stage, tuning epoch) -> the scoring passes of that round, for the log (0: unknown)
+    passes: Callable[[str, int], int] = lambda stage, epoch: 0
 
     def is_projection_epoch(self, epoch: int) -> bool:
         return epoch % self.interval == 0 or epoch == self.tune_epochs - 1

@@ -7,8 +7,8 @@ Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step the al
 step computes alpha's gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
 (no device sync) and shares one ReLU per cell state; batches come from device-resident
 data (common/data.py) and are never re-created per step; loss and accuracy stay on the
-device until `report_freq`; SGD runs its multi-tensor (foreach) update; evaluation runs
-under inference mode; on CPU the model and batches use the channels-last layout
+device until a progress line is due (common/progress.py); SGD runs its multi-tensor (foreach)
+update; evaluation runs under inference mode; on CPU the model and batches use the channels-last layout
 (`--memory_format`), whose results differ from NCHW only by float summation order.
 Optional, off by default because they change numerics: `--amp` (bf16 autocast of the
 forward passes), `--compile` (torch.compile of the model), `--proj_batch_size`.
@@ -31,6 +31,7 @@ from .data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches
 from .device import memory_format
 from .experiment import LOGGER
 from .metrics import Stats, check_finite
+from .progress import Progress, run_progress
 from .space import Space, Weights
 
 log = logging.getLogger(LOGGER)
@@ -150,19 +151,20 @@ class Trainer:
 
     # -- passes ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float, epsilon: float = 0.0,
-                    tuning: bool = False) -> tuple[float, float]:
+                    tuning: bool = False, progress: Progress | None = None) -> tuple[float, float]:
+        """One epoch; `progress`: the run's, for its ETA in the log lines (None: this epoch alone)."""
         self.model.train()
         stats = Stats(self.device)
-        n_steps = len(self.data.train)
+        lines = (progress or run_progress(self.cfg.run, epoch + 1, epoch)).epoch(epoch, len(self.data.train))
         for step, ((x, y), (xa, ya)) in enumerate(self._pairs(epoch, cutout_prob, tuning)):
             if train_alpha:
                 self.alpha_step(xa, ya)
             logits, loss = self.weight_step(x, y, epsilon)
             stats.add(logits, y, loss)
-            if step % self.cfg.run.report_freq == 0 or step == n_steps - 1:
+            if lines.due(step):
                 acc, avg = stats.result()  # the only host sync inside an epoch
                 check_finite(avg, f"training loss at epoch {epoch} step {step}")
-                log.info("train %03d/%03d loss %.4f acc %.2f", step, n_steps, avg, acc)
+                lines.log(step, f"loss {avg:.4f} acc {acc:.2f}")
         return stats.result()
 
     def _pairs(self, epoch: int, cutout_prob: float, tuning: bool) -> Iterator:

@@ -122,7 +122,8 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
         log.info("edge %s -> %s", EDGE_KEYS[edge], NB201_OPS[op])
         space.arch.project_op("cell", edge, op)
 
-    return Plan(tune_epochs, intv, ("op",) * n_edges, project)
+    return Plan(tune_epochs, intv, ("op",) * n_edges, project,
+                passes=lambda stage, epoch: n_ops if space.arch.undecided_edges("cell") else 0)
 
 
 SEARCH_SPACE = SearchSpace(name="nasbench201", parser=build_parser, config=config, layout=LAYOUT,

@@ -55,6 +55,7 @@ from common.experiment import (
     write_json,
 )
 from common.metrics import Stats, check_finite
+from common.progress import Progress, run_progress
 from common.runstate import tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
@@ -187,23 +188,24 @@ class Run:
         """Wrap the net for multi-process training (a collective: every process, after the checks)."""
         self.model = self.group.wrap(self.net, self.device)
 
-    def epoch(self, epoch: int) -> dict[str, float]:
+    def epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
         """Train one epoch, step the schedule, test: the epoch's history row."""
         lr = self.scheduler.get_last_lr()[0]
         log.info("epoch %d lr %e", epoch, lr)
-        train_acc, train_loss = self.train_epoch(epoch)
+        train_acc, train_loss = self.train_epoch(epoch, progress)
         self.scheduler.step()
         test_acc, test_loss = self.evaluate()
         return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss,
                 "test_acc": test_acc, "test_loss": test_loss, "drop_path_prob": self.net.drop_path_prob}
 
-    def train_epoch(self, epoch: int) -> tuple[float, float]:
+    def train_epoch(self, epoch: int, progress: Progress) -> tuple[float, float]:
         """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch."""
         cfg, model, group = self.cfg, self.model, self.group
         model.train()
         self.net.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
         stats = Stats(self.device)
         cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
+        lines = progress.epoch(epoch, len(self.train_batches))
         for step, (x, y) in enumerate(self.train_batches((TRAIN, epoch), cutout_prob)):
             self.optimizer.zero_grad(set_to_none=True)
             logits, logits_aux = model(x)
@@ -214,8 +216,10 @@ class Run:
             nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
             self.optimizer.step()
             stats.add(logits, y, loss)
-            if step % cfg.run.report_freq == 0:  # the only host syncs inside an epoch
-                _check_finite(_log_step("train", step, group.result(stats)), epoch)
+            if lines.due(step):  # the only host syncs inside an epoch
+                acc, avg = group.result(stats)
+                _check_finite(avg, epoch)
+                lines.log(step, f"loss {avg:e} acc {acc:f}")
         acc, loss = group.result(stats)
         _check_finite(loss, epoch)
         log.info("train_acc %f", acc)
@@ -329,8 +333,11 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
               **_accuracies(best_acc, test_acc, timer)}
     if main:
         write_json(folder / "result.json", result)
+    # Several processes log at the same steps only: a line reads the loss of all of them (a
+    # collective), and their clocks differ.
+    progress = run_progress(cfg.run, cfg.epochs, start, timed=not r.group.distributed)
     for epoch in range(start, cfg.epochs):
-        row = r.epoch(epoch)
+        row = r.epoch(epoch, progress)
         test_acc, best_acc = row["test_acc"], max(row["test_acc"], best_acc or 0.0)
         checkpoint = r.state() if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs else None
         if not main:
@@ -349,10 +356,9 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     return result
 
 
-def _log_step(what: str, step: int, result: tuple[float, float]) -> float:
+def _log_step(what: str, step: int, result: tuple[float, float]) -> None:
     acc, loss = result
     log.info("%s %03d %e %f", what, step, loss, acc)
-    return loss
 
 
 def _check_finite(loss: float, epoch: int) -> None:

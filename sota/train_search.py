@@ -20,7 +20,7 @@ from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check, finite
 from common.experiment import LOGGER, write_json
-from common.projection import random_choice, select_edges, select_op
+from common.projection import random_choice, select_edges, select_edges_passes, select_op
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
@@ -123,7 +123,8 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
                  genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
                  epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
-                 finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result))
+                 finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),
+                 edge_ops={k: model.edge_ops(k) for k in KINDS})
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:
@@ -134,28 +135,35 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
     crit = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce}
     arch = space.arch
 
+    def target(kind: str, stage: str, epoch: int, salt: int) -> int | None:
+        """The random undecided edge (op stage) or node (topology stage) of `kind` the round at
+        tuning epoch `epoch` decides; None when every one is decided."""
+        undecided = (arch.undecided_edges(kind) if stage == "op"
+                     else [n for n in NODE_EDGES if n not in arch.decided_nodes[kind]])
+        return random_choice(seed, epoch, salt, undecided) if undecided else None
+
     def project(score: Score, stage: str, round_index: int) -> None:
         for salt, kind in enumerate(KINDS):
+            chosen = target(kind, stage, score.epoch, salt)
+            if chosen is None:
+                continue
             if stage == "op":
-                undecided = arch.undecided_edges(kind)
-                if not undecided:
-                    continue
-                edge = random_choice(seed, score.epoch, salt, undecided)
-                op = select_op(score, kind, edge, n_ops, crit[kind])
-                log.info("projection %d (%s): edge %d -> op %d (%s)", round_index + 1, kind, edge, op,
-                         space.model.edge_ops(kind)[edge][op])
-                arch.project_op(kind, edge, op)
+                op = select_op(score, kind, chosen, n_ops, crit[kind])
+                log.info("projection %d (%s): edge %d -> op %d (%s)", round_index + 1, kind, chosen, op,
+                         space.model.edge_ops(kind)[chosen][op])
+                arch.project_op(kind, chosen, op)
             else:
-                nodes = [n for n in NODE_EDGES if n not in arch.decided_nodes[kind]]
-                if not nodes:
-                    continue
-                node = random_choice(seed, score.epoch, salt, nodes)
-                kept = select_edges(score, kind, NODE_EDGES[node], o.proj_crit_edge)
-                log.info("projection %d (%s): node %d keeps edges %s", round_index + 1, kind, node, kept)
-                arch.drop_edges(kind, node, [e for e in NODE_EDGES[node] if e not in kept])
+                kept = select_edges(score, kind, NODE_EDGES[chosen], o.proj_crit_edge)
+                log.info("projection %d (%s): node %d keeps edges %s", round_index + 1, kind, chosen, kept)
+                arch.drop_edges(kind, chosen, [e for e in NODE_EDGES[chosen] if e not in kept])
+
+    def passes(stage: str, epoch: int) -> int:
+        chosen = [target(kind, stage, epoch, salt) for salt, kind in enumerate(KINDS)]
+        return sum(n_ops if stage == "op" else select_edges_passes(len(NODE_EDGES[c]))
+                   for c in chosen if c is not None)
 
     stages = ("op",) * NUM_EDGES + ("topology",) * len(NODE_EDGES)
-    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project)
+    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project, passes)
 
 
 def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genotype,

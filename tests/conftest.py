@@ -1,8 +1,11 @@
 """Shared test fixtures: tiny datasets in the real formats, and a runner for exp_scripts."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,6 +64,53 @@ def kill_when(script: str, args: list[str], marker: Path, timeout: float = 300) 
     proc.kill()
     proc.wait()
     assert marker.exists(), f"{script} ended without writing {marker}"
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int, what: str):
+    """Fail with a TimeoutError, rather than hang, when the block runs longer than `seconds`
+    (SIGALRM: main thread only; no pytest-timeout plugin here)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"{what} ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class FakeClock:
+    """Time that moves by `tick` seconds each time it is read (progress lines without waiting)."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.fixture
+def log_lines():
+    """The messages the run's logger emits during the test."""
+    from common.experiment import LOGGER
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger, handler = logging.getLogger(LOGGER), Keep()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 def read_json(path: Path) -> dict:

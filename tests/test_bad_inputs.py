@@ -28,6 +28,7 @@ CASES = [
     ("darts-201.sh", ["--train_portion", "0"], "train_portion"),
     ("darts-201.sh", ["--init_channels", "0"], "init_channels"),
     ("darts-201.sh", ["--report_freq", "0"], "report_freq"),
+    ("darts-201.sh", ["--report_secs", "-1"], "report_secs"),
     ("darts-201.sh", ["--ckpt_interval", "0"], "ckpt_interval"),
     ("darts-201.sh", ["--batch_size", "0"], "batch_size"),
     ("darts-201.sh", ["--learning_rate", "0"], "learning_rate"),

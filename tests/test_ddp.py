@@ -84,6 +84,24 @@ def test_each_process_draws_its_own_reproducible_masks():
     assert all(0 <= s < 2**32 for s in seeds)  # NumPy's limit
 
 
+@pytest.mark.parametrize("batch,processes", [(16, 3), (7, 2), (5, 4), (12, 1)])
+def test_weighted_losses_average_to_the_gradient_of_the_batch_mean(batch, processes):
+    """DDP averages the processes' gradients: with each shard's mean loss weighted by
+    Group.weighted, that average is the gradient of the whole batch's mean loss, also when
+    the shards are unequal (16 over 3: 6/5/5)."""
+    torch.manual_seed(0)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    x, y = torch.randn(batch, 5, dtype=torch.float64), torch.randint(0, 3, (batch,))
+    expected, = torch.autograd.grad(nn.functional.cross_entropy(x @ w, y), w)
+    grads = []
+    for rank in range(processes):
+        part = shard_slice(batch, rank, processes)
+        loss = nn.functional.cross_entropy(x[part] @ w, y[part])
+        weighted = Group(rank, processes).weighted(loss, part.stop - part.start, batch)
+        grads.append(torch.autograd.grad(weighted, w)[0])
+    torch.testing.assert_close(sum(grads) / processes, expected, rtol=1e-12, atol=1e-12)
+
+
 # -- processes started in this test (torch.multiprocessing) -------------------------------------------
 
 def _free_port() -> int:
@@ -151,8 +169,9 @@ def history(folder: Path) -> list[dict]:
 
 
 def step_losses(log: str) -> list[tuple[float, float]]:
-    """(running mean loss, accuracy) after each training step of the log (--report_freq 1)."""
-    return [(float(f[5]), float(f[6])) for f in (line.split() for line in log.splitlines()) if f[3:4] == ["train"]]
+    """(running mean loss, accuracy) after each training step of the log (--report_freq 1):
+    `<date> <time> <AM|PM> train 001/004 loss 2.3e+00 acc 12.5 | ...`."""
+    return [(float(f[6]), float(f[8])) for f in (line.split() for line in log.splitlines()) if f[3:4] == ["train"]]
 
 
 @pytest.mark.slow

@@ -111,6 +111,29 @@ def test_darts_projection_schedule_at_the_default_interval():
     assert done == {**{e: "op" for e in range(0, 70, 5)}, 70: "topology", 75: "topology", 80: "topology"}
 
 
+# Normalisation of the original (nasbench201/utils.py _data_transforms_*, and its
+# train_search.py for ImageNet16-120), as published; written out, not imported from common/data.py.
+PUBLISHED_NORMALISATION = {
+    "cifar10": ((0.49139968, 0.48215827, 0.44653124), (0.24703233, 0.24348505, 0.26158768)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "imagenet16-120": (tuple(v / 255 for v in (122.68, 116.66, 104.01)), tuple(v / 255 for v in (63.22, 61.26, 65.09))),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(PUBLISHED_NORMALISATION))
+def test_datasets_are_normalised_with_the_published_mean_and_std(tmp_path, dataset):
+    from common.data import load_dataset
+    from tests.fixtures import datasets
+
+    writer = {"imagenet16-120": "imagenet16"}.get(dataset, dataset)
+    getattr(datasets, f"write_{writer}")(tmp_path, n_train=20, n_test=6, seed=0)
+    mean, std = PUBLISHED_NORMALISATION[dataset]
+    for train in (True, False):
+        data = load_dataset(dataset, tmp_path, train=train)
+        assert data.mean == pytest.approx(mean, abs=1e-12) and data.std == pytest.approx(std, abs=1e-12)
+
+
 def test_published_genotypes_are_the_reference_ones():
     published = json.loads(reference_file("published_genotypes.json").read_text())
     assert len(published) == 56

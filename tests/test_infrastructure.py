@@ -116,6 +116,49 @@ def test_cuda_rng_state_is_the_run_devices_own(monkeypatch):
     assert [(int(s), d) for s, d in restored] == [(7, torch.device("cuda:0")), (2, torch.device("cuda:1"))]
 
 
+def _draws() -> tuple:
+    """The next numbers of every global generator a run uses."""
+    import random
+
+    import numpy as np
+
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), np.random.randn(1).tolist(), random.random()
+
+
+def test_rng_state_restores_every_generator():
+    from common.checkpoint import rng_state, set_rng_state
+
+    torch.manual_seed(1)
+    state = rng_state()
+    expected = _draws()
+    assert _draws() != expected  # the generators moved on
+    set_rng_state(state)
+    assert _draws() == expected
+
+
+def test_a_loaded_search_checkpoint_resumes_the_generators(tmp_path):
+    """A resumed run draws what the uninterrupted one would have drawn next: the checkpoint's
+    RNG state, not the seed's, after `load_search_checkpoint`."""
+    from common.checkpoint import rng_state
+    from common.search import load_search_checkpoint
+    from common.space import Space
+    from common.trainer import Trainer
+    from tests.fixtures.configs import search_cfg
+
+    def trainer() -> Trainer:
+        space = Space(label="toy", model=torch.nn.Linear(2, 2), arch=Architecture({"cell": (1, 2)}), op_names={},
+                      edge_names=[], genotype=lambda w: None)
+        return Trainer(space, None, search_cfg(), torch.device("cpu"))
+
+    torch.manual_seed(1)
+    path = tmp_path / "checkpoint_1.pth.tar"
+    save_checkpoint({"epoch": 1, **trainer().state(), "rng": rng_state()}, path)
+    expected = _draws()
+    torch.manual_seed(2)  # elsewhere in the generators
+    load_search_checkpoint(trainer(), path)
+    assert _draws() == expected
+
+
 def test_alpha_heatmaps_only_when_asked(tmp_path):
     """Drawing softmax(alpha) figures costs more than a tiny search epoch and the original did
     not: TensorBoard gets them only with --alpha_heatmaps (scalars always)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TEST_GPU, _script_env, read_json, run_script
+from tests.conftest import REPO, TEST_GPU, _script_env, read_json, run_script, time_limit
 
 pytestmark = pytest.mark.slow  # end to end: real studies through exp_scripts/study.sh
 
@@ -46,8 +46,14 @@ def tiny(data: Path, *extra: str) -> list[str]:
             "--ckpt_interval", "1", "--proj_intv", "1", "--gpu", TEST_GPU, *extra]
 
 
+# A tiny study command takes seconds to a minute; one that hangs (say, rerunning finished runs
+# forever) fails after this long rather than the default 10 minutes.
+STUDY_LIMIT = 300
+
+
 def study(root: Path, name: str, *args: str, check: bool = True, env: dict | None = None):
-    return run_script("study.sh", "--name", name, "--exp_root", str(root), *args, check=check, env=env)
+    return run_script("study.sh", "--name", name, "--exp_root", str(root), *args, check=check, env=env,
+                      timeout=STUDY_LIMIT)
 
 
 def in_process(capsys, root: Path, name: str, *args: str) -> tuple[int, str, str]:
@@ -55,7 +61,8 @@ def in_process(capsys, root: Path, name: str, *args: str) -> tuple[int, str, str
     from study.__main__ import main
 
     capsys.readouterr()
-    code = main(["--name", name, "--exp_root", str(root), *args])
+    with time_limit(STUDY_LIMIT, f"python -m study --name {name}"):
+        code = main(["--name", name, "--exp_root", str(root), *args])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -230,7 +237,7 @@ def test_kill_and_resume(grid, capsys):
     code, out, _ = in_process(capsys, root, "grid", "--status")
     assert "nb201-cifar10-darts-seed3-search  interrupted (stopped: process " in out  # its process.json
 
-    proc = run_script("study.sh", *args)
+    proc = run_script("study.sh", *args, timeout=STUDY_LIMIT)
     assert "1 runs: 0 finished, 1 to do" in proc.stdout and "(continuing its folder)" in proc.stdout
     run = manifest(root, "grid")["nb201-cifar10-darts-seed3-search"]
     assert run["state"] == "finished" and run["attempts"] == 2 and run["command"][-2:] == ["--resume_epoch", "-1"]
@@ -508,7 +515,8 @@ def test_submitit_local_runs_a_chain(tmp_path, data, monkeypatch):
         monkeypatch.setenv(k, v)
     args = ["--name", "chain", "--exp_root", str(tmp_path), *NB201_GRID, "--seed", "1", "--stages", "search,proj",
             "--executor", "slurm", "--gpus_per_job", "0", *tiny(data, "--epochs", "1")]
-    assert main(args, cluster="local") == 0
+    with time_limit(STUDY_LIMIT, "a submitit-local study"):
+        assert main(args, cluster="local") == 0
     runs = manifest(tmp_path, "chain")
     assert [r["state"] for r in runs.values()] == ["finished"] * 2
     assert all(r["slurm_job_id"] and r["attempts"] == 1 for r in runs.values())
