@@ -29,6 +29,7 @@ from common.imagefolder import Stream, open_splits
 from .genotypes import Genotype
 from .model_imagenet import AUX_MAP_SIZES, DOWNSAMPLING, IMAGE_SIZE, NetworkImageNet, final_map_size
 from .train import EvalConfig, Run, add_training_flags, run, start, training_config
+from .train import run_folder as run_folder  # the study names an evaluation's folder through its module
 
 DATASET = "imagenet"
 
