@@ -255,6 +255,10 @@ class Run:
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.test_data((EVAL_TEST,))
 
+    def size(self) -> dict[str, float]:
+        """The network's size, for result.json."""
+        return {"params_mb": count_parameters_mb(self.net)}
+
     # -- the loop ----------------------------------------------------------------------------------
     def distribute(self) -> None:
         """Wrap the net for multi-process training (a collective: every process, after the checks)."""
@@ -419,7 +423,7 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     result = {"status": "running", "kind": "eval", "arch": name, "genotype": genotype_to_dict(genotype),
               "dataset": cfg.data.dataset, "seed": cfg.run.seed, "epochs": cfg.epochs, "epochs_done": start,
               "init_channels": cfg.init_channels, "layers": cfg.layers, "auxiliary": cfg.auxiliary,
-              "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, "params_mb": count_parameters_mb(r.net),
+              "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, **r.size(),
               **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer)}
     if main:
         write_json(folder / "result.json", result)

@@ -27,6 +27,7 @@ from common.experiment import REPO_ROOT
 from common.imagefolder import Stream, open_splits
 
 from .genotypes import Genotype
+from .model_eval import count_mult_adds_m
 from .model_imagenet import AUX_MAP_SIZES, DOWNSAMPLING, IMAGE_SIZE, NetworkImageNet, final_map_size
 from .train import EvalConfig, Run, add_training_flags, run, start, training_config
 from .train import run_folder as run_folder  # the study names an evaluation's folder through its module
@@ -109,6 +110,9 @@ class ImageNetRun(Run):
         cfg = self.cfg
         return NetworkImageNet(cfg.init_channels, num_classes, cfg.layers, cfg.auxiliary, genotype,
                                cfg.data.image_size)
+
+    def size(self) -> dict[str, float]:
+        return {**super().size(), "mult_adds_m": count_mult_adds_m(self.net, self.cfg.data.image_size)}
 
     def schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
         return torch.optim.lr_scheduler.StepLR(self.optimizer, self.cfg.decay_period, gamma=self.cfg.gamma)

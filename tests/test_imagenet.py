@@ -163,6 +163,7 @@ def test_script_trains_reports_top5_and_keeps_few_checkpoints(run):
     assert result["status"] == "finished" and result["dataset"] == "imagenet" and result["epochs_done"] == 5
     assert result["genotype"] == genotype_to_dict(get_genotype("darts_pt_s5_0"))
     assert result["final_test_error_top5"] == pytest.approx(100 - result["final_test_acc_top5"])
+    assert result["mult_adds_m"] > 0 and result["params_mb"] > 0
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [h["lr"] for h in history] == pytest.approx([0.1 * 0.97 ** e for e in range(5)])
     assert history[-1]["test_acc_top5"] == result["final_test_acc_top5"]

@@ -140,3 +140,13 @@ def test_smaller_images_pool_their_own_final_map():
     net = NetworkImageNet(8, 5, 3, False, get_genotype("darts_pt_s5_0"), image_size=64)
     logits, aux = net(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 5) and aux is None
+
+
+def test_mult_adds_count_convolutions_and_classifier():
+    from sota.model_eval import count_mult_adds_m
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    assert count_mult_adds_m(net, 32) * 1e6 == pytest.approx(16 * 16 * 8 * (3 * 9 + 9) + 8 * 16 * 16 * 10)
+    big = NetworkImageNet(48, 1000, 14, True, get_genotype("DARTS_V2")).train()
+    assert 500 < count_mult_adds_m(big, 224) < 600 and big.training  # DARTS' ImageNet network: "574M" in its paper
