@@ -3,10 +3,11 @@
 `DIR/train/<class>/*` and `DIR/val/<class>/*` (torchvision's ImageFolder layout, as the
 original's train_imagenet.py reads them), decoded and augmented in worker processes with
 the original's transforms: RandomResizedCrop, horizontal flip and ColorJitter(0.4, 0.4, 0.4,
-0.2) for training, Resize(256/224 of the crop) and CenterCrop for validation, both normalised
-with ImageNet's statistics. Unlike common/data.py's in-memory `Batches`, each process reads only
-its own images: a DistributedSampler (reshuffled per epoch with `set_epoch`) gives every process
-of a multi-process run an equal share of each epoch, so each trains on `batch_size // processes`
+0.2) for training, Resize(256/224 of the crop) and CenterCrop for validation; the batches
+travel as uint8 and are normalised with ImageNet's statistics on the training device.
+Unlike common/data.py's in-memory `Batches`, each process reads only its own images: a
+DistributedSampler (reshuffled per epoch with `set_epoch`) gives every process of a
+multi-process run an equal share of each epoch, so each trains on `batch_size // processes`
 images per step. The order is a function of (seed, epoch, processes) and each image's crop,
 flip and jitter of (seed, epoch, image), whatever the number of workers, so a run resumed at
 an epoch boundary sees the images and crops an uninterrupted run would have.
@@ -34,8 +35,7 @@ def train_transform(image_size: int) -> transforms.Compose:
         transforms.RandomResizedCrop(image_size),
         transforms.RandomHorizontalFlip(),
         transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        transforms.PILToTensor(),  # uint8: a quarter of the bytes to collate, pin and copy; see `normalise`
     ])
 
 
@@ -43,9 +43,15 @@ def val_transform(image_size: int) -> transforms.Compose:
     return transforms.Compose([
         transforms.Resize(round(image_size * RESIZE_RATIO)),
         transforms.CenterCrop(image_size),
-        transforms.ToTensor(),
-        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        transforms.PILToTensor(),
     ])
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """torchvision's ToTensor then Normalize of a uint8 batch, on its device: the same float32
+    operations, so the same numbers, after the copy rather than before it."""
+    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    return images.float().div_(255).sub_(mean).div_(std)
 
 
 def open_image_folder(root: Path, split: str, image_size: int) -> datasets.ImageFolder:
@@ -142,5 +148,5 @@ class Stream:
         for step, (x, y) in enumerate(self.loader):
             if step == len(self):
                 break
-            yield (x.to(self.device, non_blocking=True, memory_format=self.memory_format),
-                   y.to(self.device, non_blocking=True))
+            x = normalise(x.to(self.device, non_blocking=True))
+            yield x.contiguous(memory_format=self.memory_format), y.to(self.device, non_blocking=True)

@@ -15,7 +15,7 @@ from torch import nn
 
 from common.checkpoint import checkpoint_epochs, prune_checkpoints
 from common.config import ConfigError
-from common.imagefolder import Stream, open_splits
+from common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, Stream, normalise, open_splits
 from sota.genotypes import genotype_to_dict, get_genotype
 from sota.model_imagenet import NetworkImageNet
 from sota.train_imagenet import ImageNetRun, build_parser, config
@@ -56,6 +56,17 @@ def test_streams_are_reproducible_whatever_the_workers(folder):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     other = list(Stream(train, 5, workers=0, **kwargs)(2))  # another epoch: other order and crops
     assert not torch.equal(torch.cat([x for x, _ in a]), torch.cat([x for x, _ in other]))
+
+
+def test_batches_are_normalised_as_torchvision_does():
+    """uint8 batches normalised on the device: ToTensor then Normalize, to the bit."""
+    from PIL import Image
+    from torchvision import transforms
+
+    x = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    to_float = transforms.Compose([transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    expected = torch.stack([to_float(Image.fromarray(i.permute(1, 2, 0).numpy())) for i in x])
+    assert torch.equal(normalise(x), expected)
 
 
 def test_processes_share_the_epochs(folder):
