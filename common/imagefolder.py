@@ -48,10 +48,13 @@ def val_transform(image_size: int) -> transforms.Compose:
 
 
 def normalise(images: torch.Tensor) -> torch.Tensor:
-    """torchvision's ToTensor then Normalize of a uint8 batch, on its device: the same float32
-    operations, so the same numbers, after the copy rather than before it."""
-    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-    return images.float().div_(255).sub_(mean).div_(std)
+    """torchvision's ToTensor then Normalize of a uint8 batch [N, 3, H, W], on its device. The
+    256 values per channel are computed once on the CPU with torchvision's float32 operations and
+    looked up, so that every device gives the same bits (CUDA computes x / 255 as x * (1/255))."""
+    levels = torch.arange(256, dtype=torch.float32).view(256, 1).div(255)
+    mean, std = (torch.tensor(v, dtype=torch.float32) for v in (IMAGENET_MEAN, IMAGENET_STD))
+    table = levels.sub(mean).div(std).to(images.device)  # [byte, channel]
+    return torch.stack([table[images[:, c].long(), c] for c in range(3)], dim=1)
 
 
 def open_image_folder(root: Path, split: str, image_size: int) -> datasets.ImageFolder:
