@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.checkpoint import checkpoint_epochs, prune_checkpoints
+from common.checkpoint import checkpoint_epochs
 from common.config import ConfigError
 from common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, Stream, normalise, open_splits
 from sota.genotypes import genotype_to_dict, get_genotype
@@ -145,15 +145,6 @@ def _one_process():
     from common.distributed import Group
 
     return Group()
-
-
-def test_retention_keeps_the_latest_and_every_nth(tmp_path):
-    for e in range(1, 8):
-        (tmp_path / f"checkpoint_{e}.pth.tar").write_bytes(b"")
-        prune_checkpoints(tmp_path, 3, keep=e)
-    assert checkpoint_epochs(tmp_path) == [3, 6, 7]
-    prune_checkpoints(tmp_path, 0, keep=7)
-    assert checkpoint_epochs(tmp_path) == [7]
 
 
 # -- end to end (exp_scripts/eval-imagenet.sh) ---------------------------------------------------
