@@ -177,17 +177,17 @@ def run_folder(cfg: EvalConfig, name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return start(build_parser, config, lambda cfg, group: run(cfg, group, Run), argv)
+    return start(build_parser, config, Run, argv)
 
 
 def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[argparse.Namespace, int], Any],
-          job: Callable[[Any, Group], object], argv: list[str] | None) -> int:
-    """An evaluation entry point in this process of its group: parse, run, exit code."""
+          run_class: type[Run], argv: list[str] | None) -> int:
+    """An evaluation entry point in this process of its group: parse, run `run_class`, exit code."""
     group = Group.start()
     try:
         with group.quiet():
             cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv)
-        code = exit_code(lambda: job(cfg, group), report=group.main)
+        code = exit_code(lambda: run(cfg, group, run_class), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()

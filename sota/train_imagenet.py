@@ -29,7 +29,7 @@ from common.imagefolder import Stream, open_splits
 from .genotypes import Genotype
 from .model_eval import count_mult_adds_m
 from .model_imagenet import AUX_MAP_SIZES, DOWNSAMPLING, IMAGE_SIZE, NetworkImageNet, final_map_size
-from .train import EvalConfig, Run, add_training_flags, run, start, training_config
+from .train import EvalConfig, Run, add_training_flags, start, training_config
 from .train import run_folder as run_folder  # the study names an evaluation's folder through its module
 
 DATASET = "imagenet"
@@ -130,7 +130,7 @@ class ImageNetRun(Run):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return start(build_parser, config, lambda cfg, group: run(cfg, group, ImageNetRun), argv)
+    return start(build_parser, config, ImageNetRun, argv)
 
 
 if __name__ == "__main__":

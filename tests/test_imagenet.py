@@ -141,6 +141,22 @@ def test_loss_schedule_and_top5_are_the_originals(folder):
     assert set(row) == {"test_acc", "test_loss", "test_acc_top5"} and row["test_acc_top5"] == 100.0  # 3 classes
 
 
+@pytest.mark.parametrize("autocast, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
+def test_autocast_trains_in_half_precision(folder, autocast, dtype, monkeypatch):
+    cfg = tiny_config(folder, "--autocast", autocast, "--fast")
+    r = ImageNetRun(cfg, get_genotype("darts_pt_s5_0"), torch.device("cpu"), _one_process())
+    seen = []
+    monkeypatch.setattr(r, "criterion", lambda logits, y: seen.append(logits.dtype) or nn.functional.cross_entropy(
+        logits.float(), y))
+    before = [p.detach().clone() for p in r.net.parameters()]
+    acc, loss = r.train_epoch(0)
+    assert seen == [dtype] and all(p.dtype == torch.float32 for p in r.net.parameters())
+    stepped = any(not torch.equal(a, p) for a, p in zip(before, r.net.parameters(), strict=True))
+    # fp16: the gradient scaler skips a step whose gradients overflow, and lowers its scale
+    assert stepped or (autocast == "fp16" and r.scaler.get_scale() < 2.0 ** 16)
+    assert ("scaler" in r.state()) == (autocast == "fp16")  # fp16's loss scale is resumed with the run
+
+
 def _one_process():
     from common.distributed import Group
 
