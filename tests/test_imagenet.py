@@ -253,3 +253,13 @@ def test_multi_node_flags_are_checked_before_anything_runs(folder, tmp_path):
     assert "error: --node_rank 2: must be a whole number below --nnodes 2" in fails(
         "eval-imagenet.sh", *env, "--nnodes", "2", "--node_rank", "2", "--rdzv_endpoint", "localhost:1")
     assert not (tmp_path / "exp").exists()
+
+
+def test_launch_is_standalone_on_one_machine_and_c10d_on_several():
+    from common.launch import torchrun_argv
+
+    assert torchrun_argv(["--nproc_per_node", "2", "-m", "x"]) == ["--standalone", "--nproc_per_node", "2", "-m", "x"]
+    argv = ["--nproc_per_node", "8", "--nnodes", "2", "--rdzv_endpoint", "n1:29500", "--node_rank", "1", "-m", "x"]
+    assert torchrun_argv(argv) == ["--rdzv_backend", "c10d", "--rdzv_conf", "is_host=false", "--nproc_per_node", "8",
+                                   "--nnodes", "2", "--rdzv_endpoint", "n1:29500", "-m", "x"]
+    assert "is_host=true" in torchrun_argv([*argv[:6], "--node_rank", "0", "-m", "x"])
