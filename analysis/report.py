@@ -32,6 +32,7 @@ from typing import Any
 from .figures import alpha_figures, cell_figures, eval_figure, supernet_figure, trajectory_figure
 from .runs import Run, discover
 from .tables import (
+    TRANSFER,
     Group,
     build_groups,
     darts_table,
@@ -161,9 +162,12 @@ def _eval_section(dataset: str, evals: list[Run], out: Path, ddof: int, std_note
     name = f"eval-{dataset}"
     header, md_rows, csv_rows = eval_table(dataset, evals, ddof)
     write_csv(out / f"{name}.csv", csv_rows)
+    transfer = (" Top-1 and top-5 error on the validation set (the original's test set); mult-adds of the "
+                "convolutions and classifier for one 224x224 image; the paper's DARTS-PT row in the last column."
+                if dataset in TRANSFER else "")
     text = [f"## Evaluations, {dataset_title(dataset)}\n",
             "Genotypes trained from scratch: test error (%) at the last epoch, mean ± std over finished "
-            "runs. " + std_note + "\n", markdown_table(header, md_rows) + "\n"]
+            "runs." + transfer + " " + std_note + "\n", markdown_table(header, md_rows) + "\n"]
     fig = eval_figure(dataset, evals, out / name / "eval_curves.png")
     if fig:
         text.append(f"![eval_curves]({fig.relative_to(out)})\n")

@@ -27,7 +27,10 @@ METHOD_ORDER = ["DARTS", "DARTS+PT", "fix-alpha", "fix-alpha+PT", "SDARTS", "SDA
 BENCH_TEST = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
 DATASET_KEY = {"cifar10": "cifar10_test", "cifar100": "cifar100_test", "imagenet16-120": "imagenet16_test",
                "imagenet16": "imagenet16_test"}
-DATASET_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet16-120": "ImageNet16-120"}
+DATASET_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "imagenet16-120": "ImageNet16-120",
+                 "imagenet": "ImageNet"}
+# Evaluated on a dataset that is never searched: a genotype searched elsewhere, transferred.
+TRANSFER = ("imagenet",)
 
 # The paper's numbers (SPEC section 7): NAS-Bench-201 CIFAR-10 test accuracy (100 - error),
 # DARTS-space test error after evaluation (S5 is the DARTS space; SDARTS+PT is SDARTS-RS+PT).
@@ -38,11 +41,14 @@ PAPER: dict[tuple[str, str], dict[str, str]] = {
 }
 # The paper's evaluation protocol (exp_scripts/eval.sh, eval-c100.sh, eval-svhn.sh): dataset ->
 # (init_channels, cells, epochs, batch size).
-EVAL_PROTOCOL = {"cifar10": (36, 20, 600, 96), "cifar100": (16, 8, 600, 96), "svhn": (16, 8, 600, 96)}
+EVAL_PROTOCOL = {"cifar10": (36, 20, 600, 96), "cifar100": (16, 8, 600, 96), "svhn": (16, 8, 600, 96),
+                 "imagenet": (48, 14, 250, 128)}
 for _ds, _errs in {"cifar10": ("3.50", "2.79", "2.49", "2.64"), "cifar100": ("24.48", "23.16", "22.03", "20.80"),
                    "svhn": ("2.62", "2.53", "2.42", "2.42")}.items():
     for _k, _e in enumerate(_errs):
         PAPER[(f"s{_k + 1}", _ds)] = {"DARTS+PT": _e}
+# ImageNet transfer of the DARTS-space genotype: top-1 / top-5 test error (%), parameters.
+PAPER_IMAGENET = {"DARTS+PT": "25.5 / 8.0 (4.6M)"}
 
 
 # -- statistics and formatting ----------------------------------------------------------------
@@ -204,6 +210,10 @@ def link_evals(groups: dict[tuple[str, str], Group], evals: list[Run]) -> None:
                     by_geno[(group.dataset, canon)].append((group, row))
     for ev in evals:
         dataset, arch = ev.dataset, ev.result.get("arch")
+        if dataset in TRANSFER:  # named after its search run only: its errors join no search dataset's row
+            ev.links.update((g.name, row.display) for (_, name), found in by_name.items() if name == arch
+                            for g, row in found)
+            continue
         targets = by_name.get((dataset, arch), []) if arch else []
         if not targets and ev.result.get("genotype") is not None:
             # an evaluation does not name its space: its genotype in each space's canonical form
@@ -348,8 +358,12 @@ def eval_table(dataset: str, evals: list[Run], ddof: int) -> Table:
     by_arch: dict[str, list[Run]] = defaultdict(list)
     for ev in evals:  # one row per genotype and training setting
         by_arch[ev.label + _eval_setting(ev)].append(ev)
+    imagenet = dataset in TRANSFER
     header = ["genotype", "selected by", "runs", "seeds", "not counted", "test error (%)", "best",
               "best-epoch test acc (%)", "epochs", "params (M)", "train time"]
+    if imagenet:
+        header[5:5] = ["top-5 error (%)"]
+        header += ["mult-adds (M)", "paper top-1 / top-5 (params)"]
     md, csv_rows = [], []
     for arch in sorted(by_arch, key=natural):
         runs = by_arch[arch]
@@ -361,15 +375,26 @@ def eval_table(dataset: str, evals: list[Run], ddof: int) -> Table:
         params = _mean(r.result.get("params_mb") for r in fin)
         train_t = _mean(r.result.get("train_time_s") for r in fin)
         best_acc = [r.result.get("best_test_acc") for r in fin]
-        md.append([arch, source, str(len(fin)), _seeds(fin), not_counted_text(runs), fmt_mean_std(errors, ddof),
-                   f"{min(errors):.2f}" if errors else "—", fmt_mean_std(best_acc, ddof),
-                   "/".join(map(str, epochs)) or "—", f"{params:.2f}" if params is not None else "—",
-                   fmt_time(train_t)])
+        md_row = [arch, source, str(len(fin)), _seeds(fin), not_counted_text(runs), fmt_mean_std(errors, ddof),
+                  f"{min(errors):.2f}" if errors else "—", fmt_mean_std(best_acc, ddof),
+                  "/".join(map(str, epochs)) or "—", f"{params:.2f}" if params is not None else "—",
+                  fmt_time(train_t)]
         m, s = mean_std(errors, ddof)
-        csv_rows.append({"dataset": dataset, "arch": arch, "selected_by": source, "runs": len(fin),
-                         "seeds": _seeds(fin, sep=" "), "not_counted": not_counted_text(runs),
-                         "test_error_mean": m, "test_error_std": s, "best_test_error": min(errors) if errors else None,
-                         "params_mb": params, "train_time_s": train_t})
+        rec = {"dataset": dataset, "arch": arch, "selected_by": source, "runs": len(fin),
+               "seeds": _seeds(fin, sep=" "), "not_counted": not_counted_text(runs),
+               "test_error_mean": m, "test_error_std": s, "best_test_error": min(errors) if errors else None,
+               "params_mb": params, "train_time_s": train_t}
+        if imagenet:
+            top5 = [r.result["final_test_error_top5"] for r in fin if is_number(r.result.get("final_test_error_top5"))]
+            mult_adds = _mean(r.result.get("mult_adds_m") for r in fin)
+            paper = next((PAPER_IMAGENET[label] for r in runs for _, label in sorted(r.links)
+                          if label in PAPER_IMAGENET), "")
+            md_row[5:5] = [fmt_mean_std(top5, ddof)]
+            md_row += [f"{mult_adds:.0f}" if mult_adds is not None else "—", paper or "—"]
+            t5m, t5s = mean_std(top5, ddof)
+            rec.update(top5_error_mean=t5m, top5_error_std=t5s, mult_adds_m=mult_adds, paper=paper)
+        md.append(md_row)
+        csv_rows.append(rec)
     return header, md, csv_rows
 
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# One pass of every check that needs a GPU, in under 10 minutes, logs in OUTDIR:
+# One pass of every check that needs a GPU, in under 11 minutes, logs in OUTDIR:
 #   1. CUDA correctness: fast vs reference steps on CUDA, CUDA vs CPU step, CUDA vs CPU batches,
 #      the cells' shared steps and running sums (tests/test_cellops.py) on CUDA
 #   2. the per-step speed figures of benchmarks/RESULTS.md on CUDA, bf16 autocast (amp) included
 #   3. the whole-pipeline benchmark on CUDA (NAS-Bench-201) and the projected 100-epoch pipeline
 #   4. the end-to-end tests (the real exp_scripts) with --gpu auto
 #   5. --compile, default mode and with CUDA graphs (reduce-overhead), on both supernets
+#   6. ImageNet: the loader's images/s at 8 and 16 workers, the network's training step (fp32, bf16)
 #
 #   bash benchmarks/device_check.sh [OUTDIR]      (default: $OUT, else /tmp/device_check)
 #
@@ -50,3 +51,5 @@ step compile_nb201 60 $py -m benchmarks.bench_search --device cuda --spaces nb20
     --variants fast,compile,compile_cg,reference
 step compile_darts 60 $py -m benchmarks.bench_search --device cuda --spaces darts --no_eval --steps 3 \
     --variants fast,compile,compile_cg
+step bench_imagenet 100 $py -m benchmarks.bench_imagenet --device cuda --workers 8,16 --batch_size 128 \
+    --loader_batches 30 --steps 5

@@ -94,6 +94,15 @@ def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[in
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name)))
 
 
+def prune_checkpoints(folder: str | Path, keep_every: int, keep: int, prefix: str = "checkpoint") -> None:
+    """Delete `{prefix}_{epoch}.pth.tar` files but `keep` (the one just written, what a resume
+    needs) and those of epochs that are multiples of `keep_every` (0: none). Called after the
+    newer checkpoint is safely written; keep_every 1 keeps every file."""
+    for epoch in checkpoint_epochs(folder, prefix):
+        if epoch != keep and (keep_every == 0 or epoch % keep_every):
+            checkpoint_path(folder, epoch, prefix).unlink(missing_ok=True)
+
+
 def split_model_state(state: dict[str, Any], alpha_keys: tuple[str, ...]) -> tuple[dict, list | None]:
     """The model state_dict of a checkpoint, and alphas the original code may have stored in it.
 

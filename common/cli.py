@@ -207,6 +207,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
                    help="move an existing experiment folder aside and start again")
     g.add_argument("--ckpt_interval", type=int, default=ckpt_interval,
                    help="checkpoint every N epochs (and at the end)")
+    g.add_argument("--ckpt_keep_every", type=int, default=1,
+                   help="keep the checkpoints of epochs that are multiples of N, and the latest (what a resume "
+                        "needs); delete the others once a newer one is written. 0: only the latest")
     g.add_argument("--report_freq", type=int, default=50, help="log a training line every N steps ...")
     g.add_argument("--report_secs", type=float, default=30.0,
                    help="... and whenever N seconds passed since the last line (0: every --report_freq steps only)")
@@ -228,8 +231,8 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 def run_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig(exp_root=Path(args.exp_root), save=args.save, seed=args.seed, gpu=args.gpu,
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
-                     ckpt_interval=args.ckpt_interval, report_freq=args.report_freq,
-                     report_secs=args.report_secs, fast=args.fast,
+                     ckpt_interval=args.ckpt_interval, ckpt_keep_every=args.ckpt_keep_every,
+                     report_freq=args.report_freq, report_secs=args.report_secs, fast=args.fast,
                      deter=args.deter, tensorboard=not args.no_tensorboard)
 
 

@@ -143,6 +143,7 @@ class RunConfig:
     resume_epoch: int = 0
     overwrite: bool = False
     ckpt_interval: int = 10
+    ckpt_keep_every: int = 1  # keep checkpoints at multiples of this, and the latest (0: the latest only)
     report_freq: int = 50
     report_secs: float = 30.0
     fast: bool = False
@@ -153,6 +154,7 @@ class RunConfig:
         check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,
               "must be a checkpoint epoch, or -1 for the latest one")
         at_least("ckpt_interval", self.ckpt_interval, 1)
+        at_least("ckpt_keep_every", self.ckpt_keep_every, 0, " (0: keep only the latest checkpoint)")
         at_least("report_freq", self.report_freq, 1)
         finite("report_secs", self.report_secs)
         check(self.seed >= 0, "seed", self.seed, "must be >= 0")

@@ -1,8 +1,12 @@
-"""torchrun --standalone, ending as the run it starts ends (exp_scripts/common.sh's `--nproc N`).
+"""torchrun, ending as the run it starts ends (exp_scripts/common.sh's `--nproc G`, `--nnodes N`).
 
     python -m common.launch --nproc_per_node 4 -m sota.train --arch darts_pt_s5_0
+    python -m common.launch --nnodes 2 --nproc_per_node 8 --rdzv_endpoint node1:29500 \
+        --rdzv_id JOB -m sota.train_imagenet ...            # the same on each of the 2 machines
 
-takes torchrun's arguments and runs them as `torchrun --standalone` does. torchrun reports
+takes torchrun's arguments and runs them as `torchrun --standalone` does on one machine, and
+with the c10d rendezvous at `--rdzv_endpoint` on several (`--node_rank 0` marks the machine that
+hosts it, which torchrun otherwise finds by host name). torchrun reports
 any process that exits non-zero as a failure of its own (a traceback, exit code 1); a run
 that refuses a bad command has already said why in one line (process 0) and exits with code
 2 on every process, so this launcher passes that code on and adds nothing. Other failures
@@ -19,8 +23,20 @@ from torch.distributed.run import parse_args, run
 USER_ERROR = 2  # common.entry.exit_code's code for a refused command
 
 
+def torchrun_argv(argv: list[str]) -> list[str]:
+    """torchrun's arguments: standalone on one machine, the c10d rendezvous on several."""
+    if not any(a.split("=")[0] == "--rdzv_endpoint" for a in argv):
+        return ["--standalone", *argv]
+    rendezvous, rest = ["--rdzv_backend", "c10d"], list(argv)
+    if "--node_rank" in rest[:-1]:  # the rendezvous store's host; c10d numbers the machines itself
+        i = rest.index("--node_rank")
+        rendezvous += ["--rdzv_conf", f"is_host={str(rest[i + 1] == '0').lower()}"]
+        del rest[i:i + 2]
+    return [*rendezvous, *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(["--standalone", *(sys.argv[1:] if argv is None else argv)])
+    args = parse_args(torchrun_argv(sys.argv[1:] if argv is None else argv))
     # torchrun logs every process that ends non-zero, and each one it stops after that; the
     # report printed below says it once.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)

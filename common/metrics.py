@@ -12,16 +12,21 @@ class DivergedError(RuntimeError):
 
 
 class Stats:
-    """Running loss and accuracy kept on the device, read back only when asked."""
+    """Running loss and top-k accuracy (k=1: the prediction is the label; k=5: the label is among
+    the five highest logits) kept on the device, read back only when asked."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, k: int = 1) -> None:
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.n = 0
+        self.k = k
 
     def add(self, logits: Tensor, y: Tensor, loss: Tensor) -> None:
         self.loss += loss.detach().double() * y.shape[0]
-        self.correct += (logits.argmax(dim=1) == y).sum()
+        if self.k == 1:
+            self.correct += (logits.argmax(dim=1) == y).sum()
+        else:
+            self.correct += (logits.topk(min(self.k, logits.shape[1]), dim=1).indices == y[:, None]).any(1).sum()
         self.n += y.shape[0]
 
     def result(self) -> tuple[float, float]:

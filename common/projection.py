@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
+from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, rng_state, save_checkpoint
 from .config import CRITERIA
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
@@ -165,6 +165,7 @@ def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer)
     save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
                      "projection": trainer.arch.projection_state(), "rng": rng_state(trainer.device),
                      "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
+    prune_checkpoints(folder, trainer.cfg.run.ckpt_keep_every, epoch)
 
 
 def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:

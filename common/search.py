@@ -12,6 +12,7 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
+    prune_checkpoints,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -122,6 +123,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
             save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
                              "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
                             checkpoint_path(folder, epoch + 1, prefix))
+            prune_checkpoints(folder, cfg.run.ckpt_keep_every, epoch + 1, prefix)
 
 
 def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any], folder: Path,

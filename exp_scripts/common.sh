@@ -18,16 +18,30 @@ run() {
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m "$module" "$@"
 }
 
-# `run` for a module that trains under torchrun: the script's own flag `--nproc N` (default 1;
-# not passed to the module) starts N processes on this machine, through common/launch.py
-# (torchrun --standalone --nproc_per_node N -m MODULE ...).
+# `run` for a module that trains under torchrun. The script's own flags (not passed to the
+# module): `--nproc G` (default 1) starts G processes on this machine, through common/launch.py
+# (torchrun --standalone --nproc_per_node G -m MODULE ...); `--nnodes N --rdzv_endpoint HOST:PORT`
+# runs on N machines, the same command on each (G processes on every one), which meet through
+# torchrun's c10d rendezvous at HOST:PORT (HOST: one of the machines); `--node_rank R` says which
+# machine hosts the rendezvous (R 0; needed only when the machines share a host name, as in tests)
+# and `--rdzv_id ID` names the job (e.g. $SLURM_JOB_ID), so that two jobs on one endpoint do not meet.
 run_distributed() {
-    local module=$1 nproc=1 args=()
+    local module=$1 nproc=1 nnodes=1 node_rank="" endpoint="" rdzv_id="" args=() value
     shift
     while (($#)); do
         case $1 in
-            --nproc) nproc=${2-}; shift $(($# > 1 ? 2 : 1)) ;;
+            --nproc | --nnodes | --node_rank | --rdzv_endpoint | --rdzv_id)
+                value=${2-}
+                case $1 in
+                    --nproc) nproc=$value ;; --nnodes) nnodes=$value ;; --node_rank) node_rank=$value ;;
+                    --rdzv_endpoint) endpoint=$value ;; --rdzv_id) rdzv_id=$value ;;
+                esac
+                shift $(($# > 1 ? 2 : 1)) ;;
             --nproc=*) nproc=${1#--nproc=}; shift ;;
+            --nnodes=*) nnodes=${1#--nnodes=}; shift ;;
+            --node_rank=*) node_rank=${1#--node_rank=}; shift ;;
+            --rdzv_endpoint=*) endpoint=${1#--rdzv_endpoint=}; shift ;;
+            --rdzv_id=*) rdzv_id=${1#--rdzv_id=}; shift ;;
             *) args+=("$1"); shift ;;
         esac
     done
@@ -35,12 +49,31 @@ run_distributed() {
         echo "error: --nproc ${nproc:-(no value)}: must be a whole number of processes, at least 1" >&2
         exit 2
     fi
-    if ((nproc == 1)) || [[ -n ${DARTS_PT_PRINT_COMMAND:-} ]]; then
+    if [[ ! $nnodes =~ ^[1-9][0-9]*$ ]]; then
+        echo "error: --nnodes ${nnodes:-(no value)}: must be a whole number of machines, at least 1" >&2
+        exit 2
+    fi
+    if ((nnodes > 1)) && [[ ! $endpoint =~ ^[^:]+:[0-9]+$ ]]; then
+        echo "error: --rdzv_endpoint ${endpoint:-(none)}: --nnodes $nnodes needs HOST:PORT, a machine of the" \
+             "job and a free port on it, where the machines meet (e.g. --rdzv_endpoint node1:29500)" >&2
+        exit 2
+    fi
+    if [[ -n $node_rank ]] && { [[ ! $node_rank =~ ^[0-9]+$ ]] || ((node_rank >= nnodes)); }; then
+        echo "error: --node_rank $node_rank: must be a whole number below --nnodes $nnodes" >&2
+        exit 2
+    fi
+    if ((nproc == 1 && nnodes == 1)) || [[ -n ${DARTS_PT_PRINT_COMMAND:-} ]]; then
         run "$module" "${args[@]}"
     fi
-    echo "[$(basename "$0")] $PYTHON -m common.launch --nproc_per_node $nproc -m $module ${args[*]}"
+    local launch=(--nproc_per_node "$nproc")
+    if ((nnodes > 1)); then
+        launch+=(--nnodes "$nnodes" --rdzv_endpoint "$endpoint")
+        [[ -n $node_rank ]] && launch+=(--node_rank "$node_rank")
+        [[ -n $rdzv_id ]] && launch+=(--rdzv_id "$rdzv_id")
+    fi
+    echo "[$(basename "$0")] $PYTHON -m common.launch ${launch[*]} -m $module ${args[*]}"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-        exec "$PYTHON" -m common.launch --nproc_per_node "$nproc" -m "$module" "${args[@]}"
+        exec "$PYTHON" -m common.launch "${launch[@]}" -m "$module" "${args[@]}"
 }
 
 # True if the user's arguments name the given flag (e.g. has_flag --space "$@").

@@ -123,6 +123,33 @@ class NetworkCIFAR(nn.Module):
         return self.classifier(out.flatten(1)), logits_aux
 
 
+def count_mult_adds_m(model: nn.Module, image_size: int) -> float:
+    """Multiply-adds (millions) of the convolutions and linear layers for one image in eval mode
+    (the auxiliary head is idle), as the NAS papers' "mult-adds" count them."""
+    total = 0
+
+    def conv(m: nn.Conv2d, _: object, out: Tensor) -> None:
+        nonlocal total
+        total += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear(m: nn.Linear, _: object, out: Tensor) -> None:
+        nonlocal total
+        total += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)  # type: ignore[arg-type]
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    training, param = model.training, next(model.parameters())
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, dtype=param.dtype, device=param.device))
+    finally:
+        model.train(training)
+        for h in hooks:
+            h.remove()
+    return total / 1e6
+
+
 def count_parameters_mb(model: nn.Module) -> float:
     """Parameters in millions, without the auxiliary head (as DARTS reports model size)."""
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name) / 1e6

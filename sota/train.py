@@ -10,19 +10,24 @@ Under torchrun (`exp_scripts/eval.sh --nproc N`) it trains in N processes with
 DistributedDataParallel (common/distributed.py): `--batch_size` and `--learning_rate` stay
 those of the whole batch, each process trains on its shard of every batch, `--sync_bn`
 normalises over the whole batch, and process 0 alone writes.
+
+The training loop (`Run`, `train`) is shared with ImageNet (sota/train_imagenet.py), whose
+`Run` subclass changes only the data, network, loss, schedule and metrics.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from common import checkpoint as ckpt
 from common.batchnorm import SyncBatchNorm2d
@@ -64,6 +69,9 @@ from .model_eval import NetworkCIFAR, count_parameters_mb
 log = logging.getLogger(LOGGER)
 
 AUX_IMAGE_SIZE = 32  # DARTS' AuxiliaryHeadCIFAR pools an 8x8 map, i.e. 32x32 inputs
+AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CKPT_KEEP_EVERY = 50  # the original kept a checkpoint every 50 epochs
+BEST = "model_best.pth.tar"  # the weights of the epoch with the best test accuracy (the original's name)
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,16 @@ class EvalConfig:
     drop_path_prob: float = 0.2
     nproc: int = 1  # processes (torchrun's WORLD_SIZE; the exp_scripts' --nproc)
     sync_bn: bool = False
+    autocast: str = "none"  # forward passes in bf16 or fp16 (AUTOCAST)
 
     def __post_init__(self) -> None:
+        self.check_training()
+        check(not self.auxiliary or self.data.image_size == AUX_IMAGE_SIZE, "image_size", self.data.image_size,
+              f"the auxiliary head needs {AUX_IMAGE_SIZE}x{AUX_IMAGE_SIZE} inputs: pass --image_size "
+              f"{AUX_IMAGE_SIZE} or leave out --auxiliary")
+
+    def check_training(self) -> None:
+        """The checks every evaluation protocol shares."""
         at_least("epochs", self.epochs, 1)
         at_least("nproc", self.nproc, 1)
         check(self.data.batch_size >= self.nproc, "batch_size", self.data.batch_size,
@@ -93,41 +109,59 @@ class EvalConfig:
         check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
         finite("auxiliary_weight", self.auxiliary_weight)
         check(0.0 <= self.drop_path_prob < 1.0, "drop_path_prob", self.drop_path_prob, "must be in [0, 1)")
-        check(not self.auxiliary or self.data.image_size == AUX_IMAGE_SIZE, "image_size", self.data.image_size,
-              f"the auxiliary head needs {AUX_IMAGE_SIZE}x{AUX_IMAGE_SIZE} inputs: pass --image_size "
-              f"{AUX_IMAGE_SIZE} or leave out --auxiliary")
+        check(self.autocast in AUTOCAST, "autocast", self.autocast, f"choose one of {', '.join(AUTOCAST)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(__doc__.splitlines()[0])
     add_data_flags(p.add_argument_group("data"), datasets=[d for d in DATASETS if d != "imagenet16-120"])
     p.set_defaults(batch_size=96)
+    add_training_flags(p, init_channels=36, layers=20, drop_path_prob=0.2, epochs=600, learning_rate=0.025,
+                       weight_decay=3e-4)
+    return p
+
+
+def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers: int, drop_path_prob: float,
+                       epochs: int, learning_rate: float, weight_decay: float) -> argparse._ArgumentGroup:
+    """The network, training, speed and run flags every evaluation protocol shares, with its
+    defaults; the network-and-training group, for a protocol's own flags."""
     g = p.add_argument_group("network and training")
     g.add_argument("--arch", default="DARTS_V2", help="catalog name or genotype literal")
-    g.add_argument("--init_channels", type=int, default=36)
-    g.add_argument("--layers", type=int, default=20)
+    g.add_argument("--init_channels", type=int, default=init_channels)
+    g.add_argument("--layers", type=int, default=layers)
     g.add_argument("--auxiliary", action="store_true", default=False, help="auxiliary head")
     g.add_argument("--auxiliary_weight", type=float, default=0.4)
-    g.add_argument("--drop_path_prob", type=float, default=0.2, help="reached at the last epoch, ramped from 0")
-    g.add_argument("--epochs", type=int, default=600)
+    g.add_argument("--drop_path_prob", type=float, default=drop_path_prob,
+                   help="reached at the last epoch, ramped from 0")
+    g.add_argument("--epochs", type=int, default=epochs)
     g.add_argument("--sync_bn", action="store_true", default=False,
                    help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
                         "processes, as one process; off: each process normalises its own shard")
     add_optim_flags(g)
+    p.set_defaults(learning_rate=learning_rate, weight_decay=weight_decay)
 
-    add_kernel_flags(p.add_argument_group("speed (see benchmarks/RESULTS.md)"))
+    s = p.add_argument_group("speed (see benchmarks/RESULTS.md)")
+    add_kernel_flags(s)
+    s.add_argument("--autocast", default="none", choices=list(AUTOCAST),
+                   help="CHANGES NUMERICS: forward passes in bf16 or fp16 (fp16 with a gradient scaler); "
+                        "weights, optimiser and losses stay float32")
     add_run_flags(p, seed=2, save="eval", ckpt_interval=1)  # as the original eval scripts
-    return p
+    p.set_defaults(ckpt_keep_every=CKPT_KEEP_EVERY)
+    return g
 
 
 def config(args: argparse.Namespace, nproc: int = 1) -> EvalConfig:
-    return EvalConfig(arch=args.arch, data=data_config(args), run=run_config(args),
-                      optim=OptimConfig(learning_rate=args.learning_rate, learning_rate_min=0.0,
-                                        momentum=args.momentum, weight_decay=args.weight_decay,
-                                        grad_clip=args.grad_clip),
-                      speed=speed_config(args), epochs=args.epochs, init_channels=args.init_channels,
-                      layers=args.layers, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
-                      drop_path_prob=args.drop_path_prob, nproc=nproc, sync_bn=args.sync_bn)
+    return EvalConfig(data=data_config(args), **training_config(args, nproc))
+
+
+def training_config(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
+    """The fields of EvalConfig every protocol's flags give."""
+    return dict(arch=args.arch, run=run_config(args),
+                optim=OptimConfig(learning_rate=args.learning_rate, learning_rate_min=0.0,
+                                  momentum=args.momentum, weight_decay=args.weight_decay, grad_clip=args.grad_clip),
+                speed=speed_config(args), epochs=args.epochs, init_channels=args.init_channels,
+                layers=args.layers, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
+                drop_path_prob=args.drop_path_prob, nproc=nproc, sync_bn=args.sync_bn, autocast=args.autocast)
 
 
 def arch_name(arch: str, genotype: Genotype) -> str:
@@ -145,11 +179,17 @@ def run_folder(cfg: EvalConfig, name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return start(build_parser, config, Run, argv)
+
+
+def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[argparse.Namespace, int], Any],
+          run_class: type[Run], argv: list[str] | None) -> int:
+    """An evaluation entry point in this process of its group: parse, run `run_class`, exit code."""
     group = Group.start()
     try:
         with group.quiet():
-            cfg = parse_config(build_parser(), lambda args: config(args, group.size), argv)
-        code = exit_code(lambda: run(cfg, group), report=group.main)
+            cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv)
+        code = exit_code(lambda: run(cfg, group, run_class), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()
@@ -157,33 +197,75 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class Run:
-    """Model, optimiser, scheduler and data of one evaluation run (of this process's part of it)."""
+    """Model, optimiser, scheduler and data of one evaluation run (of this process's part of it).
+
+    CIFAR's protocol (DARTS' train.py); a subclass changes what a protocol changes: `load_data`,
+    `network`, `schedule`, `train_criterion`, `train_batches`, `test_batches` and `top5`.
+    """
+
+    top5 = False  # also report top-5 accuracy
 
     def __init__(self, cfg: EvalConfig, genotype: Genotype, device: torch.device, group: Group) -> None:
         self.cfg, self.device, self.group = cfg, device, group
-        data = cfg.data
-        train_set, test_set = (load_dataset(data.dataset, data.data, train=t, image_size=data.image_size)
-                               for t in (True, False))
-        common = dict(device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
-                      # channels-last on CPU: the same numbers up to summation order, faster
-                      memory_format=memory_format(cfg.speed.memory_format, device),
-                      shard=(group.rank, group.size))
-        self.train_batches = Batches(train_set, None, data.batch_size, augment=True,
-                                     cutout_length=data.cutout_size, **common)
-        self.test_batches = Batches(test_set, None, data.batch_size, augment=False, shuffle=False, **common)
-        last = self.train_batches.batch_size_of(len(self.train_batches) - 1)
-        check(last >= group.size, "batch_size", data.batch_size,
-              f"the last batch of an epoch holds {last} of the {len(train_set)} training images, fewer than the "
-              f"--nproc {group.size} processes: choose a batch size that leaves at least {group.size}")
-        net = NetworkCIFAR(cfg.init_channels, train_set.num_classes, cfg.layers, cfg.auxiliary, genotype)
-        self.net = (SyncBatchNorm2d.convert(net) if cfg.sync_bn else net).to(device,
-                                                                            memory_format=common["memory_format"])
+        # channels-last on CPU: the same numbers up to summation order, faster
+        self.memory_format = memory_format(cfg.speed.memory_format, device)
+        num_classes = self.load_data()
+        net = self.network(genotype, num_classes)
+        self.net = (SyncBatchNorm2d.convert(net) if cfg.sync_bn else net).to(device, memory_format=self.memory_format)
         self.model: nn.Module = self.net  # what trains: DistributedDataParallel of the net once `distribute` ran
         self.optimizer = torch.optim.SGD(self.net.parameters(), cfg.optim.learning_rate,
                                          momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(cfg.epochs), eta_min=0)
-        self.criterion = nn.CrossEntropyLoss()
+        self.scheduler = self.schedule()
+        self.criterion = self.train_criterion(num_classes)
+        self.test_criterion = nn.CrossEntropyLoss()
+        self.autocast = AUTOCAST[cfg.autocast]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast == torch.float16)
 
+    # -- the protocol ------------------------------------------------------------------------------
+    def load_data(self) -> int:
+        """Set up the training and test batches; the number of classes."""
+        cfg, group = self.cfg, self.group
+        data = cfg.data
+        train_set, test_set = (load_dataset(data.dataset, data.data, train=t, image_size=data.image_size)
+                               for t in (True, False))
+        common = dict(device=self.device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
+                      memory_format=self.memory_format, shard=(group.rank, group.size))
+        self.train_data = Batches(train_set, None, data.batch_size, augment=True,
+                                  cutout_length=data.cutout_size, **common)
+        self.test_data = Batches(test_set, None, data.batch_size, augment=False, shuffle=False, **common)
+        last = self.train_data.batch_size_of(len(self.train_data) - 1)
+        check(last >= group.size, "batch_size", data.batch_size,
+              f"the last batch of an epoch holds {last} of the {len(train_set)} training images, fewer than the "
+              f"--nproc {group.size} processes: choose a batch size that leaves at least {group.size}")
+        return train_set.num_classes
+
+    def network(self, genotype: Genotype, num_classes: int) -> nn.Module:
+        return NetworkCIFAR(self.cfg.init_channels, num_classes, self.cfg.layers, self.cfg.auxiliary, genotype)
+
+    def schedule(self) -> torch.optim.lr_scheduler.LRScheduler:
+        return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(self.cfg.epochs), eta_min=0)
+
+    def train_criterion(self, num_classes: int) -> nn.Module:
+        return nn.CrossEntropyLoss()
+
+    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, int]]:
+        """This process's (images, targets) of each step, and the images of the step in all processes."""
+        cutout_prob = self.cfg.data.cutout_prob if self.cfg.data.cutout else 0.0
+        for step, (x, y) in enumerate(self.train_data((TRAIN, epoch), cutout_prob)):
+            yield x, y, self.train_data.batch_size_of(step)
+
+    def train_steps(self) -> int:
+        """Steps of a training epoch."""
+        return len(self.train_data)
+
+    def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.test_data((EVAL_TEST,))
+
+    def size(self) -> dict[str, float]:
+        """The network's size, for result.json."""
+        return {"params_mb": count_parameters_mb(self.net)}
+
+    # -- the loop ----------------------------------------------------------------------------------
     def distribute(self) -> None:
         """Wrap the net for multi-process training (a collective: every process, after the checks)."""
         self.model = self.group.wrap(self.net, self.device)
@@ -194,9 +276,12 @@ class Run:
         log.info("epoch %d lr %e", epoch, lr)
         train_acc, train_loss = self.train_epoch(epoch, progress)
         self.scheduler.step()
-        test_acc, test_loss = self.evaluate()
-        return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss,
-                "test_acc": test_acc, "test_loss": test_loss, "drop_path_prob": self.net.drop_path_prob}
+        test = self.evaluate()
+        return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss, **test,
+                "drop_path_prob": self.net.drop_path_prob}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None)
 
     def train_epoch(self, epoch: int, progress: Progress) -> tuple[float, float]:
         """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch."""
@@ -204,17 +289,19 @@ class Run:
         model.train()
         self.net.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
         stats = Stats(self.device)
-        cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-        lines = progress.epoch(epoch, len(self.train_batches))
-        for step, (x, y) in enumerate(self.train_batches((TRAIN, epoch), cutout_prob)):
+        lines = progress.epoch(epoch, self.train_steps())
+        for step, (x, y, batch) in enumerate(self.train_batches(epoch)):
             self.optimizer.zero_grad(set_to_none=True)
-            logits, logits_aux = model(x)
-            loss = self.criterion(logits, y)
-            if cfg.auxiliary:
-                loss = loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
-            group.weighted(loss, len(y), self.train_batches.batch_size_of(step)).backward()
+            with self._autocast():
+                logits, logits_aux = model(x)
+                loss = self.criterion(logits, y)
+                if cfg.auxiliary:
+                    loss = loss + cfg.auxiliary_weight * self.criterion(logits_aux, y)
+            self.scaler.scale(group.weighted(loss, len(y), batch)).backward()
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients (no-op without fp16)
             nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.grad_clip)
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             stats.add(logits, y, loss)
             if lines.due(step):  # the only host syncs inside an epoch
                 acc, avg = group.result(stats)
@@ -226,21 +313,30 @@ class Run:
         return acc, loss
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[float, float]:
+    def evaluate(self) -> dict[str, float]:
+        """test_acc and test_loss (and test_acc_top5) of the test pass."""
         # Per-process batch norm leaves each process its own running statistics: every process
         # tests with process 0's, the ones its checkpoint holds.
         self.group.broadcast(self.net.buffers())
         self.net.eval()
-        stats = Stats(self.device)
-        for step, (x, y) in enumerate(self.test_batches((EVAL_TEST,))):
+        stats, stats5 = Stats(self.device), Stats(self.device, k=5)
+        for step, (x, y) in enumerate(self.test_batches()):
             if len(y):  # a process's shard of a last batch smaller than --nproc may be empty
-                logits, _ = self.net(x)
-                stats.add(logits, y, self.criterion(logits, y))
+                with self._autocast():
+                    logits, _ = self.net(x)
+                    loss = self.test_criterion(logits, y)
+                stats.add(logits, y, loss)
+                if self.top5:
+                    stats5.add(logits, y, loss)
             if step % self.cfg.run.report_freq == 0:
                 _log_step("valid", step, self.group.result(stats))
         acc, loss = self.group.result(stats)
         log.info("valid_acc %f", acc)
-        return acc, loss
+        row = {"test_acc": acc, "test_loss": loss}
+        if self.top5:
+            row["test_acc_top5"] = self.group.result(stats5)[0]
+            log.info("valid_acc_top5 %f", row["test_acc_top5"])
+        return row
 
     def state(self) -> dict[str, Any] | None:
         """The checkpoint's model, optimiser, scheduler and RNG states, on process 0 (None on the
@@ -251,11 +347,13 @@ class Run:
         # "rng" is process 0's, what one process saves; "process_rng" every process's, by rank
         return {"state_dict": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": rngs[0], "nproc": self.group.size,
+                "epochs": self.cfg.epochs, **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
                 **({"process_rng": rngs} if self.group.distributed else {})}
 
     def load(self, state: dict[str, Any], path: Path) -> None:
-        epochs = int(state.get("scheduler", {}).get("T_max", -1))
-        if epochs != self.cfg.epochs:  # loading the scheduler would silently keep the old schedule
+        # checkpoints from before "epochs" was saved: the cosine schedule's length
+        epochs = int(state.get("epochs", state.get("scheduler", {}).get("T_max", -1)))
+        if epochs != self.cfg.epochs:  # the schedule and drop path ramp would silently change
             raise ConfigError("epochs", self.cfg.epochs, f"{path} belongs to a run of {epochs} epochs: "
                                                          f"pass --epochs {epochs} to resume it")
         nproc = int(state.get("nproc", 1))
@@ -266,14 +364,16 @@ class Run:
             self.net.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
             rng = state["process_rng"][self.group.rank] if self.group.distributed else state["rng"]
             ckpt.set_rng_state(rng, self.device)
         except (RuntimeError, ValueError, KeyError) as e:
             raise ckpt.CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
-                                  f"--init_channels, --layers and --auxiliary): {e!r}") from e
+                                       f"--init_channels, --layers and --auxiliary): {e!r}") from e
 
 
-def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
+def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
     """Every check a bad command can fail, and the run set up to start or resume; writes nothing."""
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
@@ -284,7 +384,7 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     name = arch_name(cfg.arch, genotype)
     folder = run_folder(cfg, name)
     resume_epoch = run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite)
-    r = Run(cfg, genotype, device, group)
+    r = run_class(cfg, genotype, device, group)
     state: dict[str, Any] = {}
     if resume_epoch > 0:
         path = ckpt.checkpoint_path(folder, resume_epoch)
@@ -293,16 +393,16 @@ def prepare(cfg: EvalConfig, group: Group) -> tuple[Run, Path, str, Genotype, di
     return r, folder, name, genotype, state
 
 
-def run(cfg: EvalConfig, group: Group) -> dict[str, Any]:
+def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
     start_logging(main=group.main)
     # Everything that can fail on a bad command runs, on every process, before the folder is touched.
-    r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group))
+    r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group, run_class))
     group.on_main(lambda: new_run_dir(folder, resume=bool(state), overwrite=cfg.run.overwrite))
     r.distribute()
     if group.main:
         log_to_file(folder / "log.txt")
     log.info("config = %s", cfg)
-    log.info("device = %s (%s), experiment folder = %s", r.device, r.train_batches.memory_format, folder)
+    log.info("device = %s (%s), experiment folder = %s", r.device, r.memory_format, folder)
     if cfg.sync_bn and not group.distributed:
         log.info("--sync_bn: one process already normalises over the whole batch")
     log.info("genotype = %s", genotype)
@@ -321,6 +421,7 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     cfg, main = r.cfg, r.group.main
     start, timer = int(state.get("epoch", 0)), Timer(float(state.get("train_time", 0.0)))
     best_acc, test_acc = state.get("best_acc"), state.get("test_acc")
+    top5 = state.get("test_acc_top5")
     if start and main:
         truncate_history(folder / "history.jsonl", start)
     if start:
@@ -329,8 +430,8 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
               "dataset": cfg.data.dataset, "seed": cfg.run.seed, "fast": cfg.run.fast, "epochs": cfg.epochs,
               "epochs_done": start, "init_channels": cfg.init_channels, "layers": cfg.layers,
               "batch_size": cfg.data.batch_size, "auxiliary": cfg.auxiliary,
-              "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, "params_mb": count_parameters_mb(r.net),
-              **_accuracies(best_acc, test_acc, timer)}
+              "nproc": cfg.nproc, "sync_bn": cfg.sync_bn, **r.size(),
+              **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer)}
     if main:
         write_json(folder / "result.json", result)
     # Several processes log at the same steps only: a line reads the loss of all of them (a
@@ -338,18 +439,25 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     progress = run_progress(cfg.run, cfg.epochs, start, timed=not r.group.distributed)
     for epoch in range(start, cfg.epochs):
         row = r.epoch(epoch, progress)
-        test_acc, best_acc = row["test_acc"], max(row["test_acc"], best_acc or 0.0)
+        test_acc, top5 = row["test_acc"], row.get("test_acc_top5")
+        improved = best_acc is None or test_acc > best_acc
+        best_acc = test_acc if improved else best_acc
         checkpoint = r.state() if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs else None
         if not main:
             continue
         append_jsonl(folder / "history.jsonl", row)
         board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
+        if improved:
+            ckpt.save_checkpoint({"epoch": epoch + 1, "state_dict": r.net.state_dict(), "best_acc": best_acc,
+                                  **({"test_acc_top5": top5} if r.top5 else {})}, folder / BEST)
         if checkpoint is not None:
             ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
-                                  "train_time": timer.elapsed()}, ckpt.checkpoint_path(folder, epoch + 1))
-        result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, timer))
+                                  **({"test_acc_top5": top5} if r.top5 else {}), "train_time": timer.elapsed()},
+                                 ckpt.checkpoint_path(folder, epoch + 1))
+            ckpt.prune_checkpoints(folder, cfg.run.ckpt_keep_every, keep=epoch + 1)
+        result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run
-    result.update(status="finished", **_accuracies(best_acc, test_acc, timer))
+    result.update(status="finished", **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
     if main:
         write_json(folder / "result.json", result)
     log.info("finished: test accuracy %.2f%% (best %.2f%%), %.0f s", test_acc, best_acc, timer.elapsed())
@@ -366,9 +474,13 @@ def _check_finite(loss: float, epoch: int) -> None:
                  "start again with a lower --learning_rate (and --expid_tag or --overwrite).")
 
 
-def _accuracies(best_acc: float | None, test_acc: float | None, timer: Timer) -> dict[str, Any]:
+def _accuracies(best_acc: float | None, test_acc: float | None, top5: float | None | bool,
+                timer: Timer) -> dict[str, Any]:
+    """result.json's accuracies; `top5` False: a protocol without top-5."""
+    top = {} if top5 is False else {"final_test_acc_top5": top5,
+                                    "final_test_error_top5": None if top5 is None else 100.0 - top5}
     return {"best_test_acc": best_acc, "final_test_acc": test_acc,
-            "final_test_error": None if test_acc is None else 100.0 - test_acc,
+            "final_test_error": None if test_acc is None else 100.0 - test_acc, **top,
             "train_time_s": round(timer.elapsed(), 1)}
 
 

@@ -5,7 +5,8 @@
 
 For every (space, dataset, method, seed) the study runs the exp_scripts a user would type:
 the supernet search, the perturbation-based projection of that supernet, and (DARTS spaces)
-the from-scratch evaluation of the genotype the projection registered. Everything lands in
+the from-scratch evaluation of the genotype the projection registered (and, with `--stages
+...,eval-imagenet`, its ImageNet evaluation). Everything lands in
 <exp_root>/studies/NAME/: study.json (the manifest), logs/, attempts/, runs/ (the runs'
 --exp_root) and, with Slurm, slurm/ (submitit's job files).
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from common.experiment import REPO_ROOT
 
-from .flags import STAGES, FlagError, RunFlags
+from .flags import DEFAULT_STAGES, STAGES, FlagError, RunFlags
 from .plan import METHODS, SPACES
 
 LISTS = ("space", "dataset", "method", "seed")
-SLURM_FLAGS = ("partition", "time", "gpus_per_job", "cpus_per_job", "mem_gb", "slurm_extra")
+SLURM_FLAGS = ("partition", "time", "gpus_per_job", "nodes_per_job", "cpus_per_job", "mem_gb", "slurm_extra")
 
 
 class StudyError(Exception):
@@ -24,6 +24,7 @@ class SlurmConfig:
     partition: str | None = None
     time_min: int = 1440
     gpus_per_job: int = 1
+    nodes_per_job: int = 1        # evaluations (their scripts' --nnodes); other runs take one machine
     cpus_per_job: int = 8
     mem_gb: float | None = None
     extra: tuple[tuple[str, str], ...] = ()   # anything else sbatch takes: (key, value)
@@ -37,7 +38,7 @@ class StudyConfig:
     datasets: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     seeds: tuple[int, ...] = ()
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = DEFAULT_STAGES
     run_flags: RunFlags = RunFlags()
     executor: str = "local"
     jobs: int | None = None       # local: runs at once (default: one per visible GPU, one on CPU)
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "cifar10, cifar100, imagenet16-120 (nb201); imagefolder (both; with --data DIR)")
     p.add_argument("--method", help=f"comma-separated: {', '.join(METHODS)} (sdarts-*: DARTS spaces only)")
     p.add_argument("--seed", help="comma-separated integers")
-    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated: search, proj, eval")
+    p.add_argument("--stages", default=",".join(DEFAULT_STAGES),
+                   help="comma-separated: search, proj, eval, eval-imagenet (the ImageNet transfer of the "
+                        "genotype, DARTS spaces: `--data` of that stage, e.g. --eval-imagenet.data DIR)")
     p.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"),
                    help="experiments folder; the study goes to <exp_root>/studies/NAME/")
     p.add_argument("--executor", default="local", choices=["local", "slurm"])
@@ -78,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--partition")
     g.add_argument("--time", type=int, help="time limit per job in minutes (default 1440); a job that "
                    "reaches it is requeued and resumes from its latest checkpoint")
-    g.add_argument("--gpus_per_job", type=int)
+    g.add_argument("--gpus_per_job", type=int, help="GPUs per machine of a job")
+    g.add_argument("--nodes_per_job", type=int,
+                   help="machines per evaluation job (default 1): each runs its script with --nnodes N and "
+                        "torchrun's c10d rendezvous on the job's first machine; pass the GPUs each uses with "
+                        "--eval.nproc G / --eval-imagenet.nproc G (and --gpus_per_job G)")
     g.add_argument("--cpus_per_job", type=int)
     g.add_argument("--mem_gb", type=float)
     g.add_argument("--slurm_extra", action="append", default=[],
@@ -154,12 +161,14 @@ def _slurm(args: argparse.Namespace) -> SlurmConfig:
             if not eq or not key:
                 raise StudyError(f"--slurm_extra {item!r}: expected KEY=VALUE")
             extra[key.strip()] = value.strip()
-    for name in ("time", "gpus_per_job", "cpus_per_job", "mem_gb"):
+    for name in ("time", "gpus_per_job", "nodes_per_job", "cpus_per_job", "mem_gb"):
         value = getattr(args, name)
-        if value is not None and value < (1 if name == "time" else 0):
-            raise StudyError(f"--{name} {value}: must be {'positive' if name == 'time' else '>= 0'}")
+        positive = name in ("time", "nodes_per_job")
+        if value is not None and value < (1 if positive else 0):
+            raise StudyError(f"--{name} {value}: must be {'positive' if positive else '>= 0'}")
     d = SlurmConfig()
     return SlurmConfig(partition=args.partition, time_min=args.time or d.time_min,
                        gpus_per_job=d.gpus_per_job if args.gpus_per_job is None else args.gpus_per_job,
+                       nodes_per_job=args.nodes_per_job or d.nodes_per_job,
                        cpus_per_job=args.cpus_per_job or d.cpus_per_job, mem_gb=args.mem_gb,
                        extra=tuple(extra.items()))

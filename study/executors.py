@@ -21,6 +21,7 @@ from typing import IO, Any
 from common.experiment import REPO_ROOT
 
 from .config import SlurmConfig, StudyError
+from .flags import EVAL_STAGES
 from .manifest import (
     BLOCKED,
     FAILED,
@@ -292,11 +293,23 @@ def _raise_stop(signum: int, frame: Any) -> None:
 
 # -- Slurm (submitit) -------------------------------------------------------------------------
 
+RDZV_PORT = 29400  # plus the job id modulo 1000: jobs sharing a machine meet at different ports
+
+
+def node_args(job_id: str, hostnames: list[str], node: int) -> list[str]:
+    """The exp_script flags of machine `node` of a job on `hostnames`: torchrun's c10d
+    rendezvous on the first machine (exp_scripts/common.sh run_distributed)."""
+    endpoint = f"{hostnames[0]}:{RDZV_PORT + int(''.join(c for c in job_id if c.isdigit()) or 0) % 1000}"
+    return ["--nnodes", str(len(hostnames)), "--node_rank", str(node), "--rdzv_endpoint", endpoint,
+            "--rdzv_id", job_id]
+
+
 @dataclass(frozen=True)
 class RunJob:
     """What a Slurm job runs: one run's exp_script. Its command is made when the job starts, so
     an evaluation reads the genotype its projection (finished by then) registered, and a
-    requeued job continues from the run's latest checkpoint."""
+    requeued job continues from the run's latest checkpoint. A job of several machines runs one
+    task per machine, each the same script with its `node_args`; the first keeps the records."""
 
     run: Run
     ctx: Context
@@ -304,11 +317,17 @@ class RunJob:
     def __call__(self) -> str:
         import submitit
 
+        env = submitit.JobEnvironment()
         folder = run_folder(self.run, self.ctx)
         if read_result(folder).get("status") == FINISHED:  # e.g. requeued after the run had finished
             return str(folder)
         argv = launch_command(self.run, self.ctx)
-        start_attempt(self.ctx, self.run, argv, submitit.JobEnvironment().job_id)
+        if env.num_nodes > 1:
+            argv += node_args(str(env.job_id), list(env.hostnames), env.node)
+            if env.global_rank:  # the other machines train along; the first one's records say how it went
+                subprocess.run(argv, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=True)
+                return str(folder)
+        start_attempt(self.ctx, self.run, argv, env.job_id)
         with open_log(self.ctx.log_path(self.run), argv) as log:
             code = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
         finished, reason = finish_attempt(self.ctx, self.run, code)
@@ -410,7 +429,8 @@ class SlurmExecutor:
         extra = {"kill-on-invalid-dep": "yes", **dict(self.config.extra)}
         if dependency:
             extra["dependency"] = f"afterok:{dependency}"
-        executor.update_parameters(name=run.id, slurm_additional_parameters=extra)
+        nodes = self.config.nodes_per_job if run.stage in EVAL_STAGES else 1
+        executor.update_parameters(name=run.id, slurm_additional_parameters=extra, nodes=nodes, tasks_per_node=1)
         job = executor.submit(RunJob(run, s.ctx))
         self.jobs[run.id] = job
         submit_attempt(s.ctx, run, str(job.job_id))

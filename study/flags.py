@@ -14,18 +14,20 @@ import functools
 import importlib
 from dataclasses import dataclass
 
-STAGES = ("search", "proj", "eval")
+STAGES = ("search", "proj", "eval", "eval-imagenet")
+DEFAULT_STAGES = STAGES[:3]  # ImageNet evaluation only when asked: it needs ImageNet and GPU-days
+EVAL_STAGES = ("eval", "eval-imagenet")  # train the genotype a projection registered
 # The Python modules behind each stage's exp_scripts.
 STAGE_MODULES = {"search": ("nasbench201.train_search", "sota.train_search"),
                  "proj": ("nasbench201.train_search", "sota.train_search"),
-                 "eval": ("sota.train",)}
+                 "eval": ("sota.train",), "eval-imagenet": ("sota.train_imagenet",)}
 # Set by the study for each run (a user value would break the chain search -> projection ->
 # evaluation, or put runs where the study does not look for them).
 OWNED = ("--seed", "--dataset", "--space", "--method", "--exp_root", "--save", "--resume_expid",
          "--resume_epoch", "--arch", "--overwrite", "--dev", "--genotype_name", "--perturb_alpha",
          "--no_resume", "--dev_resume_epoch")
 # Flags of a stage's exp_scripts themselves (exp_scripts/common.sh), not of their module -> takes a value.
-SCRIPT_FLAGS = {"search": {}, "proj": {}, "eval": {"--nproc": True}}
+SCRIPT_FLAGS = {"search": {}, "proj": {}, "eval": {"--nproc": True}, "eval-imagenet": {"--nproc": True}}
 
 
 class FlagError(ValueError):

@@ -23,7 +23,7 @@ from common.config import ConfigError
 from common.experiment import REPO_ROOT
 from common.run import resolve_projection
 
-from .flags import STAGES, FlagError, RunFlags, build_parser
+from .flags import EVAL_STAGES, FlagError, RunFlags, build_parser
 
 SCRIPTS_DIR = REPO_ROOT / "exp_scripts"
 NB201 = "nb201"
@@ -58,6 +58,8 @@ METHOD_SCRIPTS: dict[tuple[str, str], dict[str, Script]] = {
 # your own images get DARTS' (CIFAR-10's) protocol, which --eval.init_channels / --eval.layers change.
 EVAL_SCRIPTS = {"cifar10": Script("eval.sh"), "cifar100": Script("eval-c100.sh"), "svhn": Script("eval-svhn.sh"),
                 IMAGEFOLDER: Script("eval.sh")}
+IMAGENET_SCRIPT = Script("eval-imagenet.sh")  # the transfer of a searched genotype (C=48, 14 cells)
+UPSTREAM = {"proj": "search", "eval": "proj", "eval-imagenet": "proj"}
 
 
 class PlanError(ValueError):
@@ -87,11 +89,13 @@ class Run:
     @property
     def upstream(self) -> Run | None:
         """The run this one continues: a projection's search, an evaluation's projection."""
-        i = STAGES.index(self.stage)
-        return None if i == 0 else Run(self.space, self.dataset, self.method, self.seed, STAGES[i - 1])
+        up = UPSTREAM.get(self.stage)
+        return None if up is None else Run(self.space, self.dataset, self.method, self.seed, up)
 
     @property
     def script(self) -> Script:
+        if self.stage == "eval-imagenet":
+            return IMAGENET_SCRIPT
         if self.stage == "eval":
             return EVAL_SCRIPTS[self.dataset]
         return METHOD_SCRIPTS[(self.kind, self.method)][self.stage]
@@ -131,7 +135,7 @@ def plan_runs(spaces: tuple[str, ...], datasets: tuple[str, ...], methods: tuple
                 for seed in seeds:
                     # NAS-Bench-201 has no evaluation stage: its benchmark query stands in for it.
                     runs += [Run(space, dataset, method, seed, s) for s in stages
-                             if not (s == "eval" and kind == NB201)]
+                             if not (s in EVAL_STAGES and kind == NB201)]
     return runs
 
 
@@ -140,14 +144,16 @@ def plan_runs(spaces: tuple[str, ...], datasets: tuple[str, ...], methods: tuple
 def study_args(run: Run, ctx: Context, arch: str | None, script: bool = True) -> list[str]:
     """The script arguments of a run, before resume flags (not `script`: without the script's
     own flags, what its module parses); `arch` fills an evaluation's --arch."""
-    args = ["--seed", str(run.seed), "--dataset", run.dataset]
-    if run.kind == "sota" and run.stage != "eval":
+    args = ["--seed", str(run.seed)]
+    if run.stage != "eval-imagenet":  # ImageNet is its script's only dataset
+        args += ["--dataset", run.dataset]
+    if run.kind == "sota" and run.stage not in EVAL_STAGES:
         args += ["--space", run.space]
     args += ["--exp_root", str(ctx.runs_root), *run.script.extra]
     if run.stage == "proj":
         search = run.upstream
         args += ["--resume_expid", run_config(search, ctx).name, "--resume_epoch", "-1"]
-    elif run.stage == "eval":
+    elif run.stage in EVAL_STAGES:
         args += ["--arch", arch or f"<genotype_name of {run.upstream.id}>"]
     return args + ctx.run_flags.for_run(run.stage, script_command(run.script.file)[0], script)
 
@@ -160,7 +166,7 @@ def launch_command(run: Run, ctx: Context) -> list[str]:
     """The command to run now: the evaluation's genotype read from its projection, and what
     continues an interrupted or failed run from its folder."""
     arch = None
-    if run.stage == "eval":
+    if run.stage in EVAL_STAGES:
         arch = genotype_name(run_folder(run.upstream, ctx))
         if arch is None:
             raise NotReady(f"{run.upstream.id} has not registered a genotype")
@@ -206,13 +212,13 @@ def run_config(run: Run, ctx: Context, arch: str | None = None) -> ResolvedRun:
 def run_folder(run: Run, ctx: Context, arch: str | None = None) -> Path | None:
     """The run's folder, named by the run module itself; None until it can be known (a
     projection's name holds its supernet's epoch, an evaluation's its genotype name)."""
-    if run.stage == "eval" and arch is None:
+    if run.stage in EVAL_STAGES and arch is None:
         arch = genotype_name(run_folder(run.upstream, ctx))
         if arch is None:
             return None
     rc = run_config(run, ctx, arch)
     entry = importlib.import_module(rc.module)
-    if run.stage == "eval":
+    if run.stage in EVAL_STAGES:
         return entry.run_folder(rc.cfg, rc.cfg.arch)  # registered names are never genotype literals
     layout = entry.LAYOUT
     if run.stage == "search":

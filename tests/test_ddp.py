@@ -199,9 +199,11 @@ def test_sync_bn_first_steps_equal_one_process(tmp_path, cifar10_dir):
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory, cifar10_dir) -> tuple[list[str], Path, str]:
     """2 epochs in two processes, per-process batch norm, drop path on (0.1 in epoch 1:
-    random masks of each process's own), TensorBoard on: (arguments but --nproc, folder, output)."""
+    random masks of each process's own), TensorBoard on, every checkpoint kept (for the resume
+    test): (arguments but --nproc, folder, output)."""
     root = tmp_path_factory.mktemp("ddp")
-    args = ["--data", str(cifar10_dir), "--exp_root", str(root), *TINY, "--batch_size", "16", "--epochs", "2"]
+    args = ["--data", str(cifar10_dir), "--exp_root", str(root), *TINY, "--batch_size", "16", "--epochs", "2",
+            "--ckpt_keep_every", "1"]
     proc = run_script("eval.sh", *args, "--nproc", "2")
     return args, eval_dir(root) / "eval-darts_pt_s5_0-2", proc.stdout + proc.stderr
 
@@ -213,7 +215,7 @@ def test_process_0_alone_writes(ddp_run):
     events = [n for n in names if n.startswith("events.out.tfevents")]
     assert len(events) == 1  # one TensorBoard writer
     assert sorted(set(names) - set(events)) == ["checkpoint_1.pth.tar", "checkpoint_2.pth.tar", "history.jsonl",
-                                                "log.txt", "process.json", "result.json"]
+                                                "log.txt", "model_best.pth.tar", "process.json", "result.json"]
     log = (folder / "log.txt").read_text()
     for text in ("param size = ", "epoch 0 lr", "epoch 1 lr", "finished: "):
         assert log.count(text) == 1 and out.count(text) == 1, text  # no second process's lines

@@ -15,6 +15,7 @@ from common.search import sdarts_epsilon
 from common.space import Space
 from nasbench201 import train_search as nb201
 from sota import train as sota_eval
+from sota import train_imagenet
 from sota import train_search as sota
 from sota.genotypes import genotype_to_dict, get_genotype
 from sota.model_eval import NetworkCIFAR
@@ -158,7 +159,7 @@ def test_drop_path_changes_training_outputs_only():
 # -- each script's defaults, read from the script itself ----------------------------------------
 
 PARSERS = {"nasbench201.train_search": nb201.build_parser, "sota.train_search": sota.build_parser,
-           "sota.train": sota_eval.build_parser}
+           "sota.train": sota_eval.build_parser, "sota.train_imagenet": train_imagenet.build_parser}
 
 SEARCH = dict(batch_size=64, init_channels=16, cutout=False, learning_rate=0.025)
 EVAL = dict(epochs=600, batch_size=96, auxiliary=True, cutout=True, seed=2, learning_rate=0.025)
@@ -179,6 +180,11 @@ EXPECTED = {
     "eval.sh": dict(EVAL, dataset="cifar10", init_channels=36, layers=20),
     "eval-c100.sh": dict(EVAL, dataset="cifar100", init_channels=16, layers=8),
     "eval-svhn.sh": dict(EVAL, dataset="svhn", init_channels=16, layers=8),
+    # the original's train_imagenet.py, with DARTS' auxiliary head
+    "eval-imagenet.sh": dict(epochs=250, batch_size=128, auxiliary=True, auxiliary_weight=0.4, seed=0,
+                             learning_rate=0.1, weight_decay=3e-5, momentum=0.9, grad_clip=5.0, label_smooth=0.1,
+                             gamma=0.97, decay_period=1, init_channels=48, layers=14, drop_path_prob=0.0,
+                             image_size=224, ckpt_keep_every=50),
 }
 
 

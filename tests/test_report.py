@@ -464,3 +464,28 @@ def test_sdarts_adv_apart_and_studies_reported_on_their_own(tmp_path):
     labels = sorted(r.label for r in discover(tmp_path))
     assert labels == ["SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV", "SDARTS-ADV+PT"]
     assert [r.label for r in discover(study)] == ["DARTS"]
+
+
+def test_imagenet_transfer_rows(darts_tree):
+    """ImageNet evaluations of a projected genotype: top-1/top-5 error, params, mult-adds and the
+    paper's row, selected by the projection that registered the genotype; the CIFAR-10 rows keep
+    their own evaluations only."""
+    inet = darts_tree / "sota" / "imagenet" / "eval"
+    for seed, (top1, top5) in enumerate([(25.0, 7.5), (26.0, 8.5)]):
+        _write(inet / f"eval-c10_pt_1-{seed}",
+               {"status": "finished", "kind": "eval", "arch": "c10_pt_1", "dataset": "imagenet", "seed": seed,
+                "epochs": 250, "epochs_done": 250, "init_channels": 48, "layers": 14, "params_mb": 4.5,
+                "mult_adds_m": 520.0, "best_test_acc": 100 - top1, "final_test_acc": 100 - top1,
+                "final_test_error": top1, "final_test_acc_top5": 100 - top5, "final_test_error_top5": top5,
+                "train_time_s": 3600.0})
+    proc = report(darts_tree)
+    assert proc.returncode == 0, proc.stderr
+    out = darts_tree / "report"
+    row = read_csv(out / "eval-imagenet.csv")[0]
+    assert row["arch"] == "c10_pt_1" and row["selected_by"] == "DARTS+PT (s5-cifar10)" and row["runs"] == "2"
+    assert float(row["test_error_mean"]) == 25.5 and float(row["top5_error_mean"]) == 8.0
+    assert float(row["params_mb"]) == 4.5 and float(row["mult_adds_m"]) == 520.0
+    assert row["paper"] == "25.5 / 8.0 (4.6M)"
+    md = (out / "eval-imagenet.md").read_text()
+    assert "| top-5 error (%) |" in md and "| 8.00 ± 0.50 |" in md and "| 520 | 25.5 / 8.0 (4.6M) |" in md
+    assert next(r for r in read_csv(out / "s5-cifar10.csv") if r["method"] == "DARTS+PT")["eval_runs"] == "3"

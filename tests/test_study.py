@@ -525,3 +525,44 @@ def test_submitit_local_runs_a_chain(tmp_path, data, monkeypatch):
     assert read_json(Path(proj["folder"]) / "result.json")["status"] == "finished"
     jobs = tmp_path / "studies" / "chain" / "slurm"
     assert {p.name for p in jobs.glob("*_0_log.out")} == {f"{r['slurm_job_id']}_0_log.out" for r in runs.values()}
+
+
+def test_imagenet_stage_transfers_the_projected_genotype(tmp_path):
+    """eval-imagenet follows the projection, as eval does, through eval-imagenet.sh (no --dataset:
+    ImageNet is its only one); it is planned only when asked, and never on NAS-Bench-201."""
+    from study.config import parse_config
+    from study.flags import RunFlags
+    from study.plan import Context, Run, command, plan_runs, run_folder
+
+    assert "eval-imagenet" not in parse_config(["--name", "x"]).stages
+    runs = plan_runs(("nb201", "s5"), ("cifar10",), ("darts",), (1,), ("search", "proj", "eval-imagenet"))
+    assert [r.id for r in runs] == ["nb201-cifar10-darts-seed1-search", "nb201-cifar10-darts-seed1-proj",
+                                    "s5-cifar10-darts-seed1-search", "s5-cifar10-darts-seed1-proj",
+                                    "s5-cifar10-darts-seed1-eval-imagenet"]
+    run = runs[-1]
+    assert run.upstream == Run("s5", "cifar10", "darts", 1, "proj")
+    ctx = Context(tmp_path, RunFlags.parse(["--data", "/cifar", "--eval-imagenet.data", "/imagenet",
+                                            "--eval-imagenet.nproc", "8", "--epochs", "2"]))
+    argv = command(run, ctx, "my_cell")
+    assert argv[1].endswith("exp_scripts/eval-imagenet.sh") and "--dataset" not in argv
+    assert argv[2:] == ["--seed", "1", "--exp_root", str(tmp_path / "runs"), "--arch", "my_cell", "--data", "/cifar",
+                        "--epochs", "2", "--data", "/imagenet", "--nproc", "8"]
+    assert run_folder(run, ctx, "my_cell") == tmp_path / "runs" / "sota" / "imagenet" / "eval" / "eval-my_cell-1"
+
+
+def test_slurm_evaluations_span_nodes_per_job(fake_slurm):
+    """--nodes_per_job N: evaluation jobs take N machines (one task each), searches and
+    projections one; each task meets the others at the first machine (node_args)."""
+    from study.executors import node_args
+
+    root, env = fake_slurm
+    study(root, "nodes", "--space", "s5", "--dataset", "cifar10", "--method", "darts", "--seed", "1",
+          "--stages", "search,proj,eval,eval-imagenet", "--executor", "slurm", "--gpus_per_job", "8",
+          "--nodes_per_job", "4", "--eval-imagenet.nproc", "8", env=env)
+    nodes = {n: sbatch_options(root / f"job-{n}.sh") for n in (101, 102, 103, 104)}
+    assert [(o["job-name"].rsplit("seed1-", 1)[1], o["nodes"], o["ntasks-per-node"], o["gpus-per-node"])
+            for o in nodes.values()] == [("search", "1", "1", "8"), ("proj", "1", "1", "8"), ("eval", "4", "1", "8"),
+                                         ("eval-imagenet", "4", "1", "8")]
+    assert nodes[104]["dependency"] == "afterok:102"  # after the projection, not after the CIFAR evaluation
+    assert node_args("12345", ["gpu7", "gpu9"], 1) == ["--nnodes", "2", "--node_rank", "1", "--rdzv_endpoint",
+                                                        "gpu7:29745", "--rdzv_id", "12345"]
