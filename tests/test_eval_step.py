@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from common.data import TRAIN
 from common.distributed import Group
 from common.progress import Progress
 from sota.genotypes import get_genotype
@@ -37,7 +36,7 @@ def test_auxiliary_loss_is_weighted_by_auxiliary_weight(cifar10_dir):
     torch.manual_seed(0)
     r = make_run(cifar10_dir, "--auxiliary", "--auxiliary_weight", "0.7", "--fast")
     net = copy.deepcopy(r.net).train()
-    x, y = next(iter(r.train_batches((TRAIN, 0), 0.0)))
+    x, y, _ = next(iter(r.train_batches(0)))
     logits, logits_aux = net(x)
     main, aux = nn.functional.cross_entropy(logits, y), nn.functional.cross_entropy(logits_aux, y)
     assert abs(aux.item()) > 0.1  # the term matters

@@ -16,6 +16,7 @@ from torch import nn
 from common.checkpoint import checkpoint_epochs
 from common.config import ConfigError
 from common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, Stream, normalise, open_splits
+from common.progress import Progress
 from sota.genotypes import genotype_to_dict, get_genotype
 from sota.model_imagenet import NetworkImageNet
 from sota.train_imagenet import ImageNetRun, build_parser, config
@@ -149,7 +150,7 @@ def test_autocast_trains_in_half_precision(folder, autocast, dtype, monkeypatch)
     monkeypatch.setattr(r, "criterion", lambda logits, y: seen.append(logits.dtype) or nn.functional.cross_entropy(
         logits.float(), y))
     before = [p.detach().clone() for p in r.net.parameters()]
-    acc, loss = r.train_epoch(0)
+    acc, loss = r.train_epoch(0, Progress(1, every_steps=1000, every_s=0.0))
     assert seen == [dtype] and all(p.dtype == torch.float32 for p in r.net.parameters())
     stepped = any(not torch.equal(a, p) for a, p in zip(before, r.net.parameters(), strict=True))
     # fp16: the gradient scaler skips a step whose gradients overflow, and lowers its scale
