@@ -49,7 +49,9 @@ def fraction(flag: str, value: float, *, closed: bool) -> None:
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SAMPLINGS = ("fresh", "epoch")
-CRITERIA = ("acc", "loss")
+EXACT_CRITERIA = ("acc", "loss")  # DARTS-PT's: the supernet's accuracy or loss on the alpha half
+PROXY_CRITERIA = ("nwot", "synflow", "grad_norm", "jacob_cov")  # zero-cost scores (common/proxies.py)
+CRITERIA = EXACT_CRITERIA + PROXY_CRITERIA
 MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
 
 
@@ -165,6 +167,7 @@ class ProjectionConfig:
     resume_expid: str = ""
     log_tag: str = ""
     proj_batch_size: int = 0
+    proj_batches: int = 0
 
     def __post_init__(self) -> None:
         at_least("proj_intv", self.proj_intv, 1)
@@ -172,6 +175,8 @@ class ProjectionConfig:
         check(self.dev_resume_epoch >= -1, "dev_resume_epoch", self.dev_resume_epoch,
               "must be a projection checkpoint epoch, or -1 for the latest one")
         at_least("proj_batch_size", self.proj_batch_size, 0, " (0: --batch_size)")
+        at_least("proj_batches", self.proj_batches, 0,
+                 " (0: the whole alpha half for acc/loss, one batch for a zero-cost proxy)")
 
 
 @dataclass(frozen=True)

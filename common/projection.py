@@ -8,16 +8,19 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
-from .config import CRITERIA
+from .config import CRITERIA, PROXY_CRITERIA
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .proxies import proxy_score
 from .search import epoch_report, load_search_checkpoint, log_test_freq
 from .space import Plan, Score
 from .trainer import Trainer
@@ -26,55 +29,79 @@ log = logging.getLogger(LOGGER)
 
 
 class Scorer:
-    """Scoring passes over the alpha half (at --proj_batch_size), in train mode, each with its
-    own data key."""
+    """Scoring passes over the alpha half (at --proj_batch_size), in train mode: each over the whole
+    half with its own data key or, with --proj_batches N, all over the same first N batches of one
+    key per projection round; a zero-cost proxy (`proxy`) scores one batch unless N says more."""
 
     def __init__(self, trainer: Trainer, epoch: int) -> None:
         self.trainer, self.epoch, self.passes = trainer, epoch, 0
+        self.limit = trainer.cfg.projection.proj_batches
+        self._proxy_batches: list[tuple[Tensor, Tensor]] | None = None
+
+    def _cutout_prob(self) -> float:
+        data = self.trainer.cfg.data
+        return data.cutout_prob if data.cutout else 0.0
 
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
         t = self.trainer
         self.passes += 1
-        data = t.cfg.data
-        acc, loss = t.evaluate(t.data.score, (SCORE, self.epoch, self.passes),
-                               t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
-                               train_mode=True, cutout_prob=data.cutout_prob if data.cutout else 0.0)
-        log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge,
-                 "whole edge" if op is None else f"op {op}", acc, loss)
+        batches, key = t.data.score, (SCORE, self.epoch, self.passes)
+        if self.limit:  # the same first batches for every op of the round
+            batches, key = batches.with_limit(self.limit), (SCORE, self.epoch, 0)
+        acc, loss = t.evaluate(batches, key, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+                               train_mode=True, cutout_prob=self._cutout_prob())
+        log.info("  mask %s edge %d %s: valid_acc %.4f valid_loss %.4f", kind, edge, _what(op), acc, loss)
         return acc, loss
 
+    def proxy(self, name: str, kind: str, edge: int, op: int | None) -> float:
+        """Zero-cost proxy `name` of the supernet with that op (edge) removed (common/proxies.py)."""
+        t = self.trainer
+        self.passes += 1
+        if self._proxy_batches is None:  # drawn once: every op of the round sees the same images
+            batches = t.data.score.with_limit(self.limit or 1)
+            self._proxy_batches = list(batches((SCORE, self.epoch, 0), self._cutout_prob()))
+        value = proxy_score(name, t.model, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+                            self._proxy_batches)
+        log.info("  mask %s edge %d %s: %s %.6g", kind, edge, _what(op), name, value)
+        return value
 
-def _crit(stats: tuple[float, float], crit: str) -> float:
+
+def _what(op: int | None) -> str:
+    return "whole edge" if op is None else f"op {op}"
+
+
+def _value(score: Score, crit: str, kind: str, edge: int, op: int | None) -> float:
+    """The criterion of the supernet with the op (edge) removed; lower means it hurt more
+    (the loss is negated)."""
+    if crit in PROXY_CRITERIA:
+        return score.proxy(crit, kind, edge, op)
     if crit not in CRITERIA:
         raise ValueError(f"projection criterion must be one of {CRITERIA}, not '{crit}'")
-    return stats[0] if crit == "acc" else stats[1]
-
-
-def _hurts_more(a: float, b: float, crit: str) -> bool:
-    """Removing something hurts more if accuracy drops lower, or loss rises higher."""
-    return a < b if crit == "acc" else a > b
+    acc, loss = score(kind, edge, op)
+    return acc if crit == "acc" else -loss
 
 
 def select_op(score: Score, kind: str, edge: int, n_ops: int, crit: str) -> int:
-    """The op whose removal hurts the supernet most (first one on ties)."""
-    best, extreme = 0, None
+    """The op whose removal hurts the supernet most (first one on ties; a nan score, which a
+    zero-cost proxy may give, never wins over a number)."""
+    best, extreme = 0, math.nan
     for op in range(n_ops):
-        c = _crit(score(kind, edge, op), crit)
-        if extreme is None or _hurts_more(c, extreme, crit):
+        c = _value(score, crit, kind, edge, op)
+        if not math.isnan(c) and (math.isnan(extreme) or c < extreme):
             best, extreme = op, c
     return best
 
 
 def select_edges(score: Score, kind: str, edges: Sequence[int], crit: str, keep: int = 2) -> list[int]:
-    """Drop, one at a time, the edge whose removal hurts least, until `keep` remain."""
+    """Drop, one at a time, the edge whose removal hurts least (the last one on ties; a nan
+    score is dropped only after every number), until `keep` remain."""
     remaining = list(edges)
     while len(remaining) > keep:
-        weakest, extreme = None, None
+        weakest, extreme = remaining[0], math.nan
         for e in remaining:
-            c = _crit(score(kind, e, None), crit)
-            if extreme is None or not _hurts_more(c, extreme, crit):
+            c = _value(score, crit, kind, e, None)
+            if c >= extreme or math.isnan(extreme):
                 weakest, extreme = e, c
-        assert weakest is not None  # `remaining` holds more than `keep` >= 0 edges
         remaining.remove(weakest)
     return remaining
 
@@ -87,23 +114,31 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
 
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
-    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch)."""
+    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch);
+    a plan that does not tune (zero-cost proxies) runs its rounds back to back."""
     cfg, space = trainer.cfg, trainer.space
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
+    result.update(proj_crit=plan.criterion, proj_batches=cfg.projection.proj_batches)
     write_json(folder / "result.json", {**result, "status": "running"})
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-    log_test_freq(trainer, tuning=True)
+    if plan.tunes:
+        log_test_freq(trainer, tuning=True)
+    else:
+        log.info("zero-cost criteria only (%s): no tuning between projections", plan.criterion)
     for epoch in range(start, plan.tune_epochs):
-        log.info("tuning epoch %d", epoch)
+        if plan.tunes:
+            log.info("tuning epoch %d", epoch)
         if plan.is_projection_epoch(epoch):
             _save(trainer, folder, epoch, rounds, timer)
             plan.project(Scorer(trainer, epoch), plan.stage(rounds), rounds)
             rounds += 1
             log.info("genotype after projection %d = %s", rounds,
                      space.genotype_str(space.genotype(trainer.arch.weights())))
+        if not plan.tunes:
+            continue
         train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
                                                     cutout_prob=cutout_prob, epsilon=space.epsilon_alpha)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,

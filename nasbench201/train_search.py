@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--search_space", default="nas-bench-201", choices=["nas-bench-201"])
     g.add_argument("--num_cells", type=int, default=5, help="search cells per stage (N)")
     g.add_argument("--proj_crit", default="acc", choices=CRITERIA,
-                   help="keep the op whose removal lowers accuracy most (acc) or raises loss most (loss)")
+                   help="keep the op whose removal lowers accuracy most (acc), raises loss most (loss) or lowers "
+                        "a zero-cost proxy most (nwot, synflow, grad_norm, jacob_cov: fast, no tuning; README)")
     g.add_argument("--api_path", default=str(Options.api_path), help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
     return p
 
@@ -73,6 +74,7 @@ def search_name(cfg: SearchConfig) -> str:
 
 def projection_name(cfg: SearchConfig, epoch: int) -> str:
     name = f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    name += f"-b{cfg.projection.proj_batches}" if cfg.projection.proj_batches else ""
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
@@ -120,7 +122,7 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
         log.info("edge %s -> %s", EDGE_KEYS[edge], NB201_OPS[op])
         space.arch.project_op("cell", edge, op)
 
-    return Plan(tune_epochs, intv, ("op",) * n_edges, project)
+    return Plan(tune_epochs, intv, ("op",) * n_edges, project, criteria={"op": cfg.space.proj_crit})
 
 
 SEARCH_SPACE = SearchSpace(name="nasbench201", parser=build_parser, config=config, layout=LAYOUT,

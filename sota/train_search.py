@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SDARTS perturbation radius, ramped from 0.03 during search")
     for kind in ("normal", "reduce", "edge"):
         g.add_argument(f"--proj_crit_{kind}", default="acc", choices=CRITERIA,
-                       help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'}")
+                       help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'} "
+                            "(nwot, synflow, grad_norm, jacob_cov: zero-cost proxies, README's Fast projection)")
     g.add_argument("--genotype_name", default="",
                    help="name under which projection registers the genotype for exp_scripts/eval.sh")
     return p
@@ -102,6 +103,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     crits = {o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge}
     crit = crits.pop() if len(crits) == 1 else f"n-{o.proj_crit_normal}_r-{o.proj_crit_reduce}_e-{o.proj_crit_edge}"
     name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
+    name += f"-b{cfg.projection.proj_batches}" if cfg.projection.proj_batches else ""
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
@@ -150,7 +152,8 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
                 arch.drop_edges(kind, node, [e for e in NODE_EDGES[node] if e not in kept])
 
     stages = ("op",) * NUM_EDGES + ("topology",) * len(NODE_EDGES)
-    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project)
+    criteria = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce, "edge": o.proj_crit_edge}
+    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project, criteria)
 
 
 def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genotype,
