@@ -12,6 +12,7 @@ The field names are the flags' names, so a message always says which flag to cha
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,8 @@ class ProjectionConfig:
     log_tag: str = ""
     proj_batch_size: int = 0
     proj_batches: int = 0
+    proj_pool: int = 1
+    proj_pool_batches: int = 100
 
     def __post_init__(self) -> None:
         at_least("proj_intv", self.proj_intv, 1)
@@ -177,6 +180,15 @@ class ProjectionConfig:
         at_least("proj_batch_size", self.proj_batch_size, 0, " (0: --batch_size)")
         at_least("proj_batches", self.proj_batches, 0,
                  " (0: the whole alpha half for acc/loss, one batch for a zero-cost proxy)")
+        at_least("proj_pool", self.proj_pool, 1)
+        at_least("proj_pool_batches", self.proj_pool_batches, 1)
+
+    def check_pool(self, criteria: Iterable[str]) -> None:
+        """A pool of projections (Zero-Cost-PT) repeats untuned projections: zero-cost criteria only."""
+        exact = [c for c in criteria if c in EXACT_CRITERIA]
+        check(self.proj_pool == 1 or not exact, "proj_pool", self.proj_pool,
+              f"a pool needs zero-cost criteria only, and {exact[0] if exact else ''} is exact; "
+              "pass --proj_pool 1 or choose a proxy (nwot, synflow, grad_norm, jacob_cov)")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
-from .config import CRITERIA, PROXY_CRITERIA
+from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .proxies import proxy_score
@@ -114,20 +116,43 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
 
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
-    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch);
-    a plan that does not tune (zero-cost proxies) runs its rounds back to back."""
+    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch); a
+    plan that does not tune (zero-cost proxies) runs its rounds back to back, --proj_pool times."""
     cfg, space = trainer.cfg, trainer.space
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
-    result.update(proj_crit=plan.criterion, proj_batches=cfg.projection.proj_batches)
+    proj = cfg.projection
+    result.update(proj_crit=plan.criterion, proj_batches=proj.proj_batches)
+    if proj.proj_pool > 1:
+        result.update(proj_pool=proj.proj_pool, proj_pool_batches=proj.proj_pool_batches)
     write_json(folder / "result.json", {**result, "status": "running"})
-    cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     if plan.tunes:
         log_test_freq(trainer, tuning=True)
     else:
         log.info("zero-cost criteria only (%s): no tuning between projections", plan.criterion)
+    if proj.proj_pool > 1 and start < plan.tune_epochs:
+        rounds, result["pool"] = _project_pool(trainer, plan, proj.proj_pool, proj.proj_pool_batches)
+    else:
+        rounds = _project_and_tune(trainer, folder, plan, board, start, rounds, timer)
+    if start < plan.tune_epochs:  # the tuned, fully projected supernet
+        _save(trainer, folder, plan.tune_epochs, rounds, timer)
+    genotype = space.genotype(trainer.arch.weights())
+    result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
+                  projection_time_s=round(timer.elapsed(), 1))
+    if space.finalize is not None:
+        space.finalize(folder, genotype, result)
+    write_json(folder / "result.json", result)
+    log.info("projection finished: genotype = %s", result["genotype"])
+    return result
+
+
+def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, start: int, rounds: int,
+                      timer: Timer) -> int:
+    """The projection rounds from tuning epoch `start` on, a checkpoint before each; the rounds done."""
+    cfg, space = trainer.cfg, trainer.space
+    cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     for epoch in range(start, plan.tune_epochs):
         if plan.tunes:
             log.info("tuning epoch %d", epoch)
@@ -144,16 +169,56 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
         append_jsonl(folder / "history.jsonl", row)
-    if start < plan.tune_epochs:  # the tuned, fully projected supernet
-        _save(trainer, folder, plan.tune_epochs, rounds, timer)
-    genotype = space.genotype(trainer.arch.weights())
-    result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
-                  projection_time_s=round(timer.elapsed(), 1))
-    if space.finalize is not None:
-        space.finalize(folder, genotype, result)
-    write_json(folder / "result.json", result)
-    log.info("projection finished: genotype = %s", result["genotype"])
-    return result
+    return rounds
+
+
+def _project_pool(trainer: Trainer, plan: Plan, size: int, n_batches: int) -> tuple[int, list[dict[str, Any]]]:
+    """Zero-Cost-PT's pool: `size` untuned projections of the supernet, member p drawing its edges
+    as a projection whose epochs are numbered from p * tune_epochs (member 0 is the single
+    projection), then the distinct candidates scored by the plan's first criterion on the
+    supernet they project to, over the first `n_batches` batches of the alpha half; the best is
+    kept. Returns the rounds of one projection and the candidates with their scores."""
+    arch, space = trainer.arch, trainer.space
+    initial = copy.deepcopy(arch.projection_state())
+    candidates: dict[str, dict] = {}
+    rounds = 0
+    for member in range(size):
+        arch.load_projection_state(initial)
+        rounds = 0
+        for epoch in range(plan.tune_epochs):
+            if plan.is_projection_epoch(epoch):
+                plan.project(Scorer(trainer, epoch + member * plan.tune_epochs), plan.stage(rounds), rounds)
+                rounds += 1
+        genotype = space.genotype_str(space.genotype(arch.weights()))
+        log.info("pool member %d: %s", member, genotype)
+        candidates.setdefault(genotype, copy.deepcopy(arch.projection_state()))
+    crit = next(iter(plan.criteria.values()))
+    values = []
+    for genotype, state in candidates.items():
+        arch.load_projection_state(state)
+        values.append(candidate_score(trainer, crit, n_batches))
+        log.info("pool candidate %s: %s %.6g", genotype, crit, values[-1])
+    best = int(np.nanargmax(values)) if not all(map(math.isnan, values)) else 0
+    arch.load_projection_state(list(candidates.values())[best])
+    scored = [{"genotype": g, crit: v} for g, v in zip(candidates, values)]
+    return rounds, scored
+
+
+def candidate_score(trainer: Trainer, crit: str, n_batches: int) -> float:
+    """Zero-cost proxy `crit` of the supernet as projected, over the first `n_batches` batches of
+    the alpha half (the same for every candidate)."""
+    data = trainer.cfg.data
+    batches = trainer.data.score.with_limit(n_batches)((SCORE, -1), data.cutout_prob if data.cutout else 0.0)
+    with torch.no_grad():
+        weights = {k: w.detach() for k, w in trainer.arch.weights().items()}
+    return proxy_score(crit, trainer.model, weights, trainer.arch.active(), batches)
+
+
+def selection_suffix(proj: ProjectionConfig) -> str:
+    """Projection folder-name suffix of the selection settings that differ from the default
+    (-b4: --proj_batches 4; -pool10: --proj_pool 10), so that such runs sit apart."""
+    return (f"-b{proj.proj_batches}" if proj.proj_batches else "") + (f"-pool{proj.proj_pool}" if proj.proj_pool > 1
+                                                                      else "")
 
 
 def latest_projection_epoch(folder: Path) -> int | None:

@@ -98,7 +98,7 @@ def synflow(model: nn.Module, weights: Weights, active: Active, x: Tensor, y: Te
     w64 = {k: v.double() for k, v in weights.items()}
     layers = _scored_layers(model)
     grads = torch.autograd.grad(model(ones, w64, active).sum(), layers, allow_unused=True)
-    return float(sum((w * g).abs().sum() for w, g in zip(layers, grads) if g is not None))
+    return float(sum((w.detach() * g).abs().sum() for w, g in zip(layers, grads) if g is not None))
 
 
 def grad_norm(model: nn.Module, weights: Weights, active: Active, x: Tensor, y: Tensor) -> float:

@@ -19,7 +19,7 @@ from common.arch import Architecture
 from common.cli import search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check
 from common.experiment import LOGGER, REPO_ROOT
-from common.projection import random_choice, select_op
+from common.projection import random_choice, select_op, selection_suffix
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space
 
@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config(args: argparse.Namespace) -> SearchConfig:
-    return search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
-                                       api_path=Path(args.api_path)))
+    cfg = search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
+                                      api_path=Path(args.api_path)))
+    cfg.projection.check_pool([cfg.space.proj_crit])
+    return cfg
 
 
 def search_name(cfg: SearchConfig) -> str:
@@ -74,7 +76,7 @@ def search_name(cfg: SearchConfig) -> str:
 
 def projection_name(cfg: SearchConfig, epoch: int) -> str:
     name = f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
-    name += f"-b{cfg.projection.proj_batches}" if cfg.projection.proj_batches else ""
+    name += selection_suffix(cfg.projection)
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 

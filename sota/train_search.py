@@ -20,7 +20,7 @@ from common.arch import Architecture
 from common.cli import search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check, finite
 from common.experiment import LOGGER, write_json
-from common.projection import random_choice, select_edges, select_op
+from common.projection import random_choice, select_edges, select_op, selection_suffix
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space
 
@@ -85,6 +85,7 @@ def config(args: argparse.Namespace) -> SearchConfig:
                       proj_crit_reduce=args.proj_crit_reduce, proj_crit_edge=args.proj_crit_edge,
                       genotype_name=args.genotype_name)
     cfg = search_config(args, options)
+    cfg.projection.check_pool([options.proj_crit_normal, options.proj_crit_reduce, options.proj_crit_edge])
     sdarts, perturbed = cfg.method == "sdarts", options.perturb_alpha != "none"
     check(sdarts or not perturbed, "perturb_alpha", options.perturb_alpha,
           "perturbing alpha is SDARTS; pass --method sdarts (sdarts-proj to project), or leave it out")
@@ -103,7 +104,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     crits = {o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge}
     crit = crits.pop() if len(crits) == 1 else f"n-{o.proj_crit_normal}_r-{o.proj_crit_reduce}_e-{o.proj_crit_edge}"
     name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-ep{epoch}"
-    name += f"-b{cfg.projection.proj_batches}" if cfg.projection.proj_batches else ""
+    name += selection_suffix(cfg.projection)
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 

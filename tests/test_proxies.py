@@ -22,9 +22,9 @@ from common.arch import Architecture
 from common.cli import parse_config
 from common.config import PROXY_CRITERIA
 from common.data import Batches, ImageSet
-from common.projection import Scorer, select_edges, select_op
+from common.projection import Scorer, _project_pool, candidate_score, select_edges, select_op
 from common.proxies import PROXIES, grad_norm, jacob_cov, nwot, proxy_score, synflow
-from common.space import Space
+from common.space import Plan, Space
 from common.trainer import SearchData, Trainer
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
@@ -190,6 +190,27 @@ def op_trainer(*flags: str) -> Trainer:
     return Trainer(space, SearchData(batches, batches, None), search_cfg(*flags), torch.device("cpu"))
 
 
+def test_pool_keeps_the_candidate_whose_projected_supernet_scores_best():
+    trainer = op_trainer()
+    arch = trainer.arch
+    trainer.space.genotype = lambda w: int(w["cell"][0].argmax())
+
+    def project(score, stage, r):  # member p (its epochs numbered from p * 1) takes op p % 3
+        arch.project_op("cell", 0, score.epoch % 3)
+
+    plan = Plan(1, 1, ("op",), project, criteria={"op": "synflow"})
+    rounds, pool = _project_pool(trainer, plan, 4, 2)
+    assert rounds == 1 and [c["genotype"] for c in pool] == ["0", "1", "2"]  # member 3 repeats member 0
+    for op, c in enumerate(pool):
+        arch.project_op("cell", 0, op)
+        assert c["synflow"] == candidate_score(trainer, "synflow", 2)
+    best = max(range(3), key=lambda i: pool[i]["synflow"])
+    assert best == 1  # op 1 carries the 10x weights
+    arch.project_op("cell", 0, 0)
+    _project_pool(trainer, plan, 4, 2)
+    assert arch.weights()["cell"][0].tolist() == [0.0, 1.0, 0.0] and arch.decided["cell"] == [True]
+
+
 def test_a_real_scorer_selects_the_op_carrying_the_network_by_synflow():
     trainer = op_trainer()
     assert select_op(Scorer(trainer, 0), "cell", 0, 3, "synflow") == 1
@@ -221,6 +242,10 @@ def test_proj_batches_bounds_each_pass_and_every_op_sees_the_same_images(flags, 
 
 @pytest.mark.parametrize("space,flags,message", [
     ("nb201", ["--proj_batches", "-1"], "error: --proj_batches -1: must be at least 0"),
+    ("nb201", ["--proj_pool", "0", "--proj_crit", "nwot"], "error: --proj_pool 0: must be at least 1"),
+    ("nb201", ["--proj_pool", "3"], "error: --proj_pool 3: a pool needs zero-cost criteria only, and acc"),
+    ("sota", ["--proj_pool", "3", "--proj_crit_normal", "nwot", "--proj_crit_reduce", "nwot"],
+     "error: --proj_pool 3: a pool needs zero-cost criteria only, and acc"),
     ("nb201", ["--proj_crit", "jacob"], "error: argument --proj_crit: invalid choice: 'jacob'"),
     ("sota", ["--proj_crit_reduce", "snip"], "error: argument --proj_crit_reduce: invalid choice: 'snip'"),
 ])
@@ -242,6 +267,8 @@ def test_proxy_criteria_are_accepted_and_skip_tuning():
     cfg = search_cfg("--proj_crit", "nwot", "--proj_batches", "2")
     assert cfg.space.proj_crit == "nwot" and cfg.projection.proj_batches == 2
     assert projection_name(cfg, 50) == "exp-seed1-nwot-intv5-ep50-b2"  # apart from the acc runs' folder
+    pooled = search_cfg("--proj_crit", "nwot", "--proj_pool", "10")
+    assert projection_name(pooled, 50) == "exp-seed1-nwot-intv5-ep50-pool10"
     sota = search_cfg("--proj_crit_normal", "synflow", "--proj_crit_reduce", "synflow", "--proj_crit_edge",
                       "jacob_cov", space="sota")
     model = type("M", (), {"edge_ops": lambda self, kind: []})()
@@ -262,11 +289,13 @@ def test_reports_keep_proxy_and_limited_runs_apart():
 
     runs = [run("a"), run("b", proj_crit="acc", proj_batches=0), run("c", proj_crit="nwot"),
             run("d", proj_crit="loss", proj_batches=4),
-            run("e", proj_crit={"normal": "nwot", "reduce": "nwot", "edge": "acc"}, proj_batches=1)]
+            run("e", proj_crit={"normal": "nwot", "reduce": "nwot", "edge": "acc"}, proj_batches=1),
+            run("f", proj_crit="synflow", proj_pool=10, proj_pool_batches=100)]
     groups, _ = build_groups(runs)
     rows = {row.label: [r.rel for r in row.runs] for row in groups[("nasbench201", "cifar10")].rows.values()}
     assert rows == {"DARTS+PT": ["a", "b"], "DARTS+PT (nwot)": ["c"], "DARTS+PT (loss, 4 batches)": ["d"],
-                    "DARTS+PT (normal nwot, reduce nwot, edge acc, 1 batch)": ["e"]}
+                    "DARTS+PT (normal nwot, reduce nwot, edge acc, 1 batch)": ["e"],
+                    "DARTS+PT (synflow, pool 10)": ["f"]}
 
 
 @pytest.mark.slow
