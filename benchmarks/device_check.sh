@@ -5,7 +5,8 @@
 #   2. the per-step speed figures of benchmarks/RESULTS.md on CUDA, bf16 autocast (amp) included
 #   3. the whole-pipeline benchmark on CUDA (NAS-Bench-201) and the projected 100-epoch pipeline
 #   4. the end-to-end tests (the real exp_scripts) with --gpu auto
-#   5. --compile, default mode and with CUDA graphs (reduce-overhead), on both supernets
+#   5. projection cost per criterion (zero-cost proxies) and their rank agreement with acc
+#   6. --compile, default mode and with CUDA graphs (reduce-overhead), on both supernets
 #
 #   bash benchmarks/device_check.sh [OUTDIR]      (default: $OUT, else /tmp/device_check)
 #
@@ -46,6 +47,8 @@ step bench_cuda 120 $py -m benchmarks.bench_search --device cuda --variants fast
 step pipeline_cuda 150 $py -m benchmarks.bench_pipeline --device cuda --spaces nb201 --project_full
 step e2e_cuda 80 env DARTS_PT_TEST_GPU=auto $py -m pytest -q -rs -x -p no:cacheprovider tests/test_nb201_e2e.py \
     tests/test_sota_e2e.py tests/test_eval.py
+step projection_cuda 60 $py -m benchmarks.bench_projection --device cuda --init_channels 16 --num_cells 5 \
+    --train_images 4096 --epochs 3 --proj_batches 1,4
 step compile_nb201 60 $py -m benchmarks.bench_search --device cuda --spaces nb201 --no_eval \
     --variants fast,compile,compile_cg,reference
 step compile_darts 60 $py -m benchmarks.bench_search --device cuda --spaces darts --no_eval --steps 3 \

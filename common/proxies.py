@@ -19,20 +19,22 @@ Zero-Cost-PT calls:
 - jacob_cov (Mellor et al. v1): with J the input Jacobians of the summed outputs, one row per image,
   and v the eigenvalues of the correlation matrix of J's rows: -sum(log(v + 1e-5) + 1 / (v + 1e-5)).
 
-Every score runs on a copy of the supernet, as foresight and Zero-Cost-PT do: its weights, gradients
-and batch-norm statistics are never changed by scoring.
+Scoring leaves the supernet as it was (foresight and Zero-Cost-PT score a copy): synflow works on a
+copy, the others take gradients with `torch.autograd.grad` (no `.grad` written), and `proxy_score`
+puts the batch-norm statistics and train/eval modes back.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 
 from .arch import Active
 from .config import PROXY_CRITERIA
@@ -47,18 +49,18 @@ def _scored_layers(model: nn.Module) -> list[Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-class _ReluCodes(TorchDispatchMode):
+class _ReluCodes(TorchFunctionMode):
     """Adds each ReLU input's binary-code kernel to K, whichever way the ReLU is called
-    (nn.ReLU, torch.relu, F.relu: all dispatch to aten.relu): the supernets share one functional
-    ReLU per cell state, which module hooks would miss."""
+    (nn.ReLU, F.relu, torch.relu, Tensor.relu): the supernets share one functional ReLU per cell
+    state, which module hooks would miss."""
 
-    RELUS = (torch.ops.aten.relu.default, torch.ops.aten.relu_.default)
+    RELUS = frozenset({torch.relu, torch.relu_, F.relu, F.relu_, Tensor.relu, Tensor.relu_})
 
     def __init__(self, batch: int, device: torch.device) -> None:
         super().__init__()
         self.K = torch.zeros(batch, batch, dtype=torch.float64, device=device)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.RELUS:
             x = args[0]
             codes = (x.reshape(x.shape[0], -1) > 0).to(torch.float64)
@@ -87,6 +89,7 @@ def _identity(x: Tensor) -> Tensor:
 
 
 def synflow(model: nn.Module, weights: Weights, active: Active, x: Tensor, y: Tensor) -> float:
+    model = copy.deepcopy(model)  # its weights become absolute values, in float64
     model.train()
     _drop_batch_norm(model)
     model.double()
@@ -125,12 +128,27 @@ assert tuple(PROXIES) == PROXY_CRITERIA
 
 def proxy_score(name: str, model: nn.Module, weights: Weights, active: Active,
                 batches: Iterable[tuple[Tensor, Tensor]]) -> float:
-    """The mean of proxy `name` over `batches`, each scored on a fresh copy of `model`; nan if
-    a batch scores nan (the selection then ignores this op, as Zero-Cost-PT's nanargmin)."""
+    """The mean of proxy `name` over `batches`; nan if a batch scores nan (the selection then
+    ignores this op, as Zero-Cost-PT's nanargmin). The model's batch-norm statistics and mode are
+    restored after each batch, and no proxy writes its parameters or their .grad."""
     fn = PROXIES[name]
     values = []
     for x, y in batches:
-        net = copy.deepcopy(model)
-        with torch.inference_mode(False), torch.enable_grad():
-            values.append(fn(net, weights, active, x, y))
+        with _restored(model), torch.inference_mode(False), torch.enable_grad():
+            values.append(fn(model, weights, active, x, y))
     return float(np.mean(values)) if values else math.nan
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module) -> Iterator[None]:
+    """Puts back the model's buffers (batch-norm running statistics) and train/eval modes."""
+    buffers = {k: b.clone() for k, b in model.named_buffers()}
+    modes = [m.training for m in model.modules()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for k, b in model.named_buffers():
+                b.copy_(buffers[k])
+        for m, training in zip(model.modules(), modes):
+            m.training = training

@@ -29,6 +29,8 @@ from common.trainer import SearchData, Trainer
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny networks: threads would only contend
+
 
 class TinyNet(nn.Module):
     """conv -> BN -> ReLU (module) -> conv -> relu (functional) -> pool -> linear, scaled by the
@@ -312,3 +314,27 @@ def test_a_proxy_projection_ends_with_a_genotype_without_tuning(small_cifar10, b
     assert not (proj / "history.jsonl").exists()  # no tuning epochs
     log = (proj / "log.txt").read_text()
     assert log.count("nwot") >= 6 * 5 and "valid_acc" not in log.split("zero-cost criteria only")[1]
+
+
+@pytest.mark.parametrize("space", ["nb201", pytest.param("s5", marks=pytest.mark.slow)])
+def test_every_proxy_scores_the_real_supernets(space):
+    """Finite scores on tiny supernets of both spaces, channels-last as on the CPU, with one op
+    masked; the same value again (deterministic), and a different one without the mask."""
+    if space == "nb201":
+        from nasbench201.model_search import NB201Supernet
+        model = NB201Supernet(4, 1, 10)
+    else:
+        from sota.model_search import DartsSupernet
+        model = DartsSupernet(4, 10, 2, "s5")
+    model = model.to(memory_format=torch.channels_last).train()
+    arch = Architecture(model.arch_shapes())
+    kind = arch.kinds[-1]  # with 2 layers both DARTS cells reduce
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 8, generator=g).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (4,), generator=g)
+    for name in PROXY_CRITERIA:
+        masked = proxy_score(name, model, arch.masked(kind, 0, 1), arch.masked_active(kind, 0, 1), [(x, y)])
+        again = proxy_score(name, model, arch.masked(kind, 0, 1), arch.masked_active(kind, 0, 1), [(x, y)])
+        with torch.no_grad():
+            whole = proxy_score(name, model, arch.weights(), arch.active(), [(x, y)])
+        assert math.isfinite(masked) and masked == again and masked != whole, name
