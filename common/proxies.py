@@ -11,7 +11,7 @@ Zero-Cost-PT calls:
 - nwot (Mellor et al., "Neural Architecture Search without Training", v2): log|det K|, where
   K[i, j] sums, over every ReLU the forward evaluates, the number of units on which images i and j
   have the same binary code (input > 0 or not); the model in eval mode. Zero-Cost-PT's own
-  `--proj_crit jacob` computes exactly this (its `Jocab_Score`).
+  `--proj_crit jacob` computes this (its `Jocab_Score`; README says how ReLUs are counted here).
 - synflow (Tanaka et al.): the network without batch norm, every parameter replaced by its absolute
   value, in float64, on one all-ones image: sum over conv and linear weights of |w * dR/dw|, R the sum
   of the outputs.
@@ -38,8 +38,8 @@ from torch.overrides import TorchFunctionMode
 
 from .arch import Active
 from .config import PROXY_CRITERIA
+from .space import Weights
 
-Weights = dict[str, Tensor]
 Proxy = Callable[[nn.Module, Weights, Active, Tensor, Tensor], float]
 JACOB_EPS = 1e-5  # foresight's k in jacob_cov
 
