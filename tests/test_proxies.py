@@ -315,6 +315,13 @@ def test_a_proxy_projection_ends_with_a_genotype_without_tuning(small_cifar10, b
     log = (proj / "log.txt").read_text()
     assert log.count("nwot") >= 6 * 5 and "valid_acc" not in log.split("zero-cost criteria only")[1]
 
+    run_script("darts-proj-201.sh", *env, "--resume_epoch", "1", "--proj_intv", "1", "--proj_crit", "synflow",
+               "--proj_pool", "2", "--proj_pool_batches", "1")
+    pooled = read_json(proj.parent / "darts-proj-201-seed1-synflow-intv1-ep1-pool2" / "result.json")
+    assert pooled["status"] == "finished" and (pooled["proj_pool"], pooled["proj_pool_batches"]) == (2, 1)
+    best = max(pooled["pool"], key=lambda c: c["synflow"])
+    assert 1 <= len(pooled["pool"]) <= 2 and pooled["genotype"] == best["genotype"]
+
 
 @pytest.mark.parametrize("space", ["nb201", pytest.param("s5", marks=pytest.mark.slow)])
 def test_every_proxy_scores_the_real_supernets(space):
