@@ -178,9 +178,9 @@ def build_groups(runs: list[Run]) -> tuple[dict[tuple[str, str], Group], list[Ru
 
 def selection_variant(result: dict[str, Any]) -> str:
     """How a projection's selection differs from DARTS-PT's (acc over the whole alpha half), as a
-    suffix of its method row, e.g. " (nwot)", " (loss, 4 batches)", " (nwot, pool 10)": such runs get
-    rows of their own.
-    A criterion per decision (DARTS space) reads "normal nwot, reduce nwot, edge acc"."""
+    suffix of its method row, e.g. " (nwot)", " (loss, 4 batches)", " (nwot, pool 10)": such runs
+    get rows of their own. A criterion per decision (DARTS space) reads "normal nwot, reduce nwot,
+    edge acc"."""
     crit = result.get("proj_crit", "acc")
     parts = [] if crit == "acc" else [", ".join(f"{k} {v}" for k, v in crit.items()) if isinstance(crit, dict)
                                       else str(crit)]

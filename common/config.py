@@ -186,9 +186,9 @@ class ProjectionConfig:
     def check_pool(self, criteria: Iterable[str]) -> None:
         """A pool of projections (Zero-Cost-PT) repeats untuned projections: zero-cost criteria only."""
         exact = [c for c in criteria if c in EXACT_CRITERIA]
-        check(self.proj_pool == 1 or not exact, "proj_pool", self.proj_pool,
-              f"a pool needs zero-cost criteria only, and {exact[0] if exact else ''} is exact; "
-              "pass --proj_pool 1 or choose a proxy (nwot, synflow, grad_norm, jacob_cov)")
+        if self.proj_pool > 1 and exact:
+            raise ConfigError("proj_pool", self.proj_pool, f"a pool needs zero-cost criteria only, and {exact[0]} "
+                              f"is exact; pass --proj_pool 1 or choose a proxy ({', '.join(PROXY_CRITERIA)})")
 
 
 @dataclass(frozen=True)
