@@ -177,9 +177,10 @@ def build_groups(runs: list[Run]) -> tuple[dict[tuple[str, str], Group], list[Ru
             orphans.append(run)
             continue
         group = groups.setdefault((run.space, run.dataset), Group(run.space, run.dataset, hooks))
-        key = (run.label, run.setting)
+        label = run.label + selection_variant(run.result) if run.kind == "projection" else run.label
+        key = (label, run.setting)
         if run.setting is None:  # an unreadable run: the method's only row, if it has one
-            same = [k for k in group.rows if k[0] == run.label]
+            same = [k for k in group.rows if k[0] == label]
             if len(same) == 1:
                 key = same[0]
         group.rows.setdefault(key, Row(*key)).runs.append(run)
@@ -190,6 +191,22 @@ def build_groups(runs: list[Run]) -> tuple[dict[tuple[str, str], Group], list[Ru
             if setting is None and settings[label] > 1:
                 row.display = f"{label} (setting unknown)"
     return groups, orphans
+
+
+def selection_variant(result: dict[str, Any]) -> str:
+    """How a projection's selection differs from DARTS-PT's (acc over the whole alpha half), as a
+    suffix of its method row, e.g. " (nwot)", " (loss, 4 batches)", " (nwot, pool 10)": such runs
+    get rows of their own. A criterion per decision (DARTS space) reads "normal nwot, reduce nwot,
+    edge acc"."""
+    crit = result.get("proj_crit", "acc")
+    parts = [] if crit == "acc" else [", ".join(f"{k} {v}" for k, v in crit.items()) if isinstance(crit, dict)
+                                      else str(crit)]
+    batches, pool = result.get("proj_batches", 0), result.get("proj_pool", 1)
+    if batches:
+        parts.append(f"{batches} batch{'es' if batches != 1 else ''}")
+    if pool != 1:
+        parts.append(f"pool {pool}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def link_evals(groups: dict[tuple[str, str], Group], evals: list[Run]) -> None:

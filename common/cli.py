@@ -152,6 +152,16 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--proj_batch_size", type=int, default=0,
                    help="CHANGES RESULTS (BatchNorm uses batch statistics while scoring): batch size of the "
                         "projection scoring passes; 0: --batch_size, as the original")
+    g.add_argument("--proj_batches", type=int, default=0,
+                   help="CHANGES RESULTS when > 0: score each projection decision on the first N batches of "
+                        "the alpha half (the same N batches for every op of a decision); 0: the whole alpha "
+                        "half for acc/loss, as the original, and one batch for a zero-cost proxy, as Zero-Cost-PT")
+    g.add_argument("--proj_pool", type=int, default=1,
+                   help="zero-cost criteria only: project N times, each in its own random edge order, and keep "
+                        "the candidate whose projected supernet scores best (Zero-Cost-PT's --pool_size)")
+    g.add_argument("--proj_pool_batches", type=int, default=100,
+                   help="batches of the alpha half each --proj_pool candidate is scored on (Zero-Cost-PT's "
+                        "--validate_rounds)")
 
     g = add_run_flags(p, seed=seed, save="exp", ckpt_interval=ckpt_interval)
     g.add_argument("--alpha_heatmaps", action="store_true", default=False,
@@ -255,7 +265,8 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
         projection=ProjectionConfig(proj_intv=args.proj_intv, edge_decision=args.edge_decision,
                                     dev_resume_epoch=args.dev_resume_epoch, no_resume=args.no_resume,
                                     resume_expid=args.resume_expid, log_tag=args.log_tag,
-                                    proj_batch_size=args.proj_batch_size),
+                                    proj_batch_size=args.proj_batch_size, proj_batches=args.proj_batches,
+                                    proj_pool=args.proj_pool, proj_pool_batches=args.proj_pool_batches),
         train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
         alpha_heatmaps=args.alpha_heatmaps, cutout_ramp=args.cutout_ramp, space=space,
         search_run_flags=tuple(args.search_run_flags), from_search_run=frozenset(args.from_search_run))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,9 @@ def fraction(flag: str, value: float, *, closed: bool) -> None:
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SAMPLINGS = ("fresh", "epoch")
-CRITERIA = ("acc", "loss")
+EXACT_CRITERIA = ("acc", "loss")  # DARTS-PT's: the supernet's accuracy or loss on the alpha half
+PROXY_CRITERIA = ("nwot", "synflow", "grad_norm", "jacob_cov")  # zero-cost scores (common/proxies.py)
+CRITERIA = EXACT_CRITERIA + PROXY_CRITERIA
 MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
 
 
@@ -171,6 +174,9 @@ class ProjectionConfig:
     resume_expid: str = ""
     log_tag: str = ""
     proj_batch_size: int = 0
+    proj_batches: int = 0
+    proj_pool: int = 1
+    proj_pool_batches: int = 100
 
     def __post_init__(self) -> None:
         at_least("proj_intv", self.proj_intv, 1)
@@ -178,6 +184,17 @@ class ProjectionConfig:
         check(self.dev_resume_epoch >= -1, "dev_resume_epoch", self.dev_resume_epoch,
               "must be a projection checkpoint epoch, or -1 for the latest one")
         at_least("proj_batch_size", self.proj_batch_size, 0, " (0: --batch_size)")
+        at_least("proj_batches", self.proj_batches, 0,
+                 " (0: the whole alpha half for acc/loss, one batch for a zero-cost proxy)")
+        at_least("proj_pool", self.proj_pool, 1)
+        at_least("proj_pool_batches", self.proj_pool_batches, 1)
+
+    def check_pool(self, criteria: Iterable[str]) -> None:
+        """A pool of projections (Zero-Cost-PT) repeats untuned projections: zero-cost criteria only."""
+        exact = [c for c in criteria if c in EXACT_CRITERIA]
+        if self.proj_pool > 1 and exact:
+            raise ConfigError("proj_pool", self.proj_pool, f"a pool needs zero-cost criteria only, and {exact[0]} "
+                              f"is exact; pass --proj_pool 1 or choose a proxy ({', '.join(PROXY_CRITERIA)})")
 
 
 @dataclass(frozen=True)

@@ -403,6 +403,12 @@ class Batches:
         other.batch_size = batch_size
         return other
 
+    def with_limit(self, limit: int) -> Batches:
+        """The same images (not copied), a pass stopping after its first `limit` batches."""
+        other = copy.copy(self)
+        other.limit = limit if self.limit is None else min(limit, self.limit)
+        return other
+
     @property
     def num_samples(self) -> int:
         """Number of images selected (one pass visits each once, unless limited)."""

@@ -7,19 +7,24 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 """
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, rng_state, save_checkpoint
-from .config import CRITERIA
+from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .progress import Clock, run_progress, time_left
+from .proxies import proxy_score
 from .search import epoch_report, load_search_checkpoint, log_test_freq
 from .space import Plan, Score, Space
 from .trainer import Trainer
@@ -28,24 +33,46 @@ log = logging.getLogger(LOGGER)
 
 
 class Scorer:
-    """Scoring passes over the alpha half (at --proj_batch_size), in train mode, each with its
-    own data key. Each pass logs what it masked, its result, and, given the round's number of
-    passes (`total`, from the plan), how many remain and when the round ends."""
+    """Scoring passes over the alpha half (at --proj_batch_size), in train mode: each over the whole
+    half with its own data key or, with --proj_batches N, all over the same first N batches of one
+    key per projection round; a zero-cost proxy (`proxy`) scores one batch unless N says more.
+    Each pass logs what it masked, its result, and, given the round's number of passes (`total`,
+    from the plan), how many remain and when the round ends."""
 
     def __init__(self, trainer: Trainer, epoch: int, total: int = 0, clock: Clock = time.monotonic) -> None:
         self.trainer, self.epoch, self.passes, self.total = trainer, epoch, 0, total
         self.clock, self.started = clock, clock()
+        self.limit = trainer.cfg.projection.proj_batches
+        self._proxy_batches: list[tuple[Tensor, Tensor]] | None = None
+
+    def _cutout_prob(self) -> float:
+        data = self.trainer.cfg.data
+        return data.cutout_prob if data.cutout else 0.0
 
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]:
         t = self.trainer
         self.passes += 1
-        data = t.cfg.data
-        acc, loss = t.evaluate(t.data.score, (SCORE, self.epoch, self.passes),
-                               t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
-                               train_mode=True, cutout_prob=data.cutout_prob if data.cutout else 0.0)
+        batches, key = t.data.score, (SCORE, self.epoch, self.passes)
+        if self.limit:  # the same first batches for every op of the round
+            batches, key = batches.with_limit(self.limit), (SCORE, self.epoch, 0)
+        acc, loss = t.evaluate(batches, key, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+                               train_mode=True, cutout_prob=self._cutout_prob())
         log.info("  scoring pass %s: %s masked: valid_acc %.4f valid_loss %.4f | %s", self._count(),
                  _masked(t.space, kind, edge, op), acc, loss, self._pace())
         return acc, loss
+
+    def proxy(self, name: str, kind: str, edge: int, op: int | None) -> float:
+        """Zero-cost proxy `name` of the supernet with that op (edge) removed (common/proxies.py)."""
+        t = self.trainer
+        self.passes += 1
+        if self._proxy_batches is None:  # drawn once: every op of the round sees the same images
+            batches = t.data.score.with_limit(self.limit or 1)
+            self._proxy_batches = list(batches((SCORE, self.epoch, 0), self._cutout_prob()))
+        value = proxy_score(name, t.model, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+                            self._proxy_batches)
+        log.info("  scoring pass %s: %s masked: %s %.6g | %s", self._count(), _masked(t.space, kind, edge, op),
+                 name, value, self._pace())
+        return value
 
     def _count(self) -> str:
         return f"{self.passes} of {self.total}" if self.total else str(self.passes)
@@ -67,37 +94,38 @@ def _masked(space: Space, kind: str, edge: int, op: int | None) -> str:
     return what if op is None else f"{what} op {op} ({space.op_name(kind, edge, op)})"
 
 
-def _crit(stats: tuple[float, float], crit: str) -> float:
+def _value(score: Score, crit: str, kind: str, edge: int, op: int | None) -> float:
+    """The criterion of the supernet with the op (edge) removed; lower means it hurt more
+    (the loss is negated)."""
+    if crit in PROXY_CRITERIA:
+        return score.proxy(crit, kind, edge, op)
     if crit not in CRITERIA:
         raise ValueError(f"projection criterion must be one of {CRITERIA}, not '{crit}'")
-    return stats[0] if crit == "acc" else stats[1]
-
-
-def _hurts_more(a: float, b: float, crit: str) -> bool:
-    """Removing something hurts more if accuracy drops lower, or loss rises higher."""
-    return a < b if crit == "acc" else a > b
+    acc, loss = score(kind, edge, op)
+    return acc if crit == "acc" else -loss
 
 
 def select_op(score: Score, kind: str, edge: int, n_ops: int, crit: str) -> int:
-    """The op whose removal hurts the supernet most (first one on ties)."""
-    best, extreme = 0, None
+    """The op whose removal hurts the supernet most (first one on ties; a nan score, which a
+    zero-cost proxy may give, never wins over a number)."""
+    best, extreme = 0, math.nan
     for op in range(n_ops):
-        c = _crit(score(kind, edge, op), crit)
-        if extreme is None or _hurts_more(c, extreme, crit):
+        c = _value(score, crit, kind, edge, op)
+        if not math.isnan(c) and (math.isnan(extreme) or c < extreme):
             best, extreme = op, c
     return best
 
 
 def select_edges(score: Score, kind: str, edges: Sequence[int], crit: str, keep: int = 2) -> list[int]:
-    """Drop, one at a time, the edge whose removal hurts least, until `keep` remain."""
+    """Drop, one at a time, the edge whose removal hurts least (the last one on ties; a nan
+    score is dropped only after every number), until `keep` remain."""
     remaining = list(edges)
     while len(remaining) > keep:
-        weakest, extreme = None, None
+        weakest, extreme = remaining[0], math.nan
         for e in remaining:
-            c = _crit(score(kind, e, None), crit)
-            if extreme is None or not _hurts_more(c, extreme, crit):
+            c = _value(score, crit, kind, e, None)
+            if c >= extreme or math.isnan(extreme):
                 weakest, extreme = e, c
-        assert weakest is not None  # `remaining` holds more than `keep` >= 0 edges
         remaining.remove(weakest)
     return remaining
 
@@ -116,34 +144,26 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
 
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
-    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch)."""
+    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch); a
+    plan that does not tune (zero-cost proxies) runs its rounds back to back, --proj_pool times."""
     cfg, space = trainer.cfg, trainer.space
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
+    proj = cfg.projection
+    result.update(proj_crit=plan.criterion, proj_batches=proj.proj_batches)
+    if proj.proj_pool > 1:
+        result.update(proj_pool=proj.proj_pool, proj_pool_batches=proj.proj_pool_batches)
     write_json(folder / "result.json", {**result, "status": "running"})
-    cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-    log_test_freq(trainer, tuning=True)
-    progress = run_progress(cfg.run, plan.tune_epochs, start)
-    n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
-    for epoch in range(start, plan.tune_epochs):
-        log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
-        if plan.is_projection_epoch(epoch):
-            _save(trainer, folder, epoch, rounds, timer)
-            stage = plan.stage(rounds)
-            passes = plan.passes(stage, epoch)
-            log.info("projection %d of %d (%s): %s scoring passes", rounds + 1, n_rounds, stage, passes or "?")
-            plan.project(Scorer(trainer, epoch, passes), stage, rounds)
-            rounds += 1
-            log.info("genotype after projection %d = %s", rounds,
-                     space.genotype_str(space.genotype(trainer.arch.weights())))
-        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
-                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
-                                                    progress=progress)
-        row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
-                                                   "projections": rounds}, tuning=True)
-        append_jsonl(folder / "history.jsonl", row)
+    if plan.tunes:
+        log_test_freq(trainer, tuning=True)
+    else:
+        log.info("zero-cost criteria only (%s): no tuning between projections", plan.criterion)
+    if proj.proj_pool > 1 and start < plan.tune_epochs:
+        rounds, result["pool"] = _project_pool(trainer, plan, proj.proj_pool, proj.proj_pool_batches)
+    else:
+        rounds = _project_and_tune(trainer, folder, plan, board, start, rounds, timer)
     if start < plan.tune_epochs:  # the tuned, fully projected supernet
         _save(trainer, folder, plan.tune_epochs, rounds, timer)
     genotype = space.genotype(trainer.arch.weights())
@@ -154,6 +174,85 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     write_json(folder / "result.json", result)
     log.info("projection finished: genotype = %s", result["genotype"])
     return result
+
+
+def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, start: int, rounds: int,
+                      timer: Timer) -> int:
+    """The projection rounds from tuning epoch `start` on, a checkpoint before each; the rounds done."""
+    cfg, space = trainer.cfg, trainer.space
+    cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
+    progress = run_progress(cfg.run, plan.tune_epochs, start)
+    n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
+    for epoch in range(start, plan.tune_epochs):
+        if plan.tunes:
+            log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
+        if plan.is_projection_epoch(epoch):
+            _save(trainer, folder, epoch, rounds, timer)
+            stage = plan.stage(rounds)
+            passes = plan.passes(stage, epoch)
+            log.info("projection %d of %d (%s): %s scoring passes", rounds + 1, n_rounds, stage, passes or "?")
+            plan.project(Scorer(trainer, epoch, passes), stage, rounds)
+            rounds += 1
+            log.info("genotype after projection %d = %s", rounds,
+                     space.genotype_str(space.genotype(trainer.arch.weights())))
+        if not plan.tunes:
+            continue
+        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
+                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
+                                                    progress=progress)
+        row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                   "projections": rounds}, tuning=True)
+        append_jsonl(folder / "history.jsonl", row)
+    return rounds
+
+
+def _project_pool(trainer: Trainer, plan: Plan, size: int, n_batches: int) -> tuple[int, list[dict[str, Any]]]:
+    """Zero-Cost-PT's pool: `size` untuned projections of the supernet, member p drawing its edges
+    as a projection whose epochs are numbered from p * tune_epochs (member 0 is the single
+    projection), then the distinct candidates scored by the plan's first criterion on the
+    supernet they project to, over the first `n_batches` batches of the alpha half; the best is
+    kept. Returns the rounds of one projection and the candidates with their scores."""
+    arch, space = trainer.arch, trainer.space
+    initial = copy.deepcopy(arch.projection_state())
+    candidates: dict[str, dict] = {}
+    rounds = 0
+    for member in range(size):
+        arch.load_projection_state(initial)
+        rounds = 0
+        for epoch in range(plan.tune_epochs):
+            if plan.is_projection_epoch(epoch):
+                plan.project(Scorer(trainer, epoch + member * plan.tune_epochs), plan.stage(rounds), rounds)
+                rounds += 1
+        genotype = space.genotype_str(space.genotype(arch.weights()))
+        log.info("pool member %d: %s", member, genotype)
+        candidates.setdefault(genotype, copy.deepcopy(arch.projection_state()))
+    crit = next(iter(plan.criteria.values()))
+    values = []
+    for genotype, state in candidates.items():
+        arch.load_projection_state(state)
+        values.append(candidate_score(trainer, crit, n_batches))
+        log.info("pool candidate %s: %s %.6g", genotype, crit, values[-1])
+    best = int(np.nanargmax(values)) if not all(map(math.isnan, values)) else 0
+    arch.load_projection_state(list(candidates.values())[best])
+    scored = [{"genotype": g, crit: v} for g, v in zip(candidates, values)]
+    return rounds, scored
+
+
+def candidate_score(trainer: Trainer, crit: str, n_batches: int) -> float:
+    """Zero-cost proxy `crit` of the supernet as projected, over the first `n_batches` batches of
+    the alpha half (the same for every candidate)."""
+    data = trainer.cfg.data
+    batches = trainer.data.score.with_limit(n_batches)((SCORE, -1), data.cutout_prob if data.cutout else 0.0)
+    with torch.no_grad():
+        weights = {k: w.detach() for k, w in trainer.arch.weights().items()}
+    return proxy_score(crit, trainer.model, weights, trainer.arch.active(), batches)
+
+
+def selection_suffix(proj: ProjectionConfig) -> str:
+    """Projection folder-name suffix of the selection settings that differ from the default
+    (-b4: --proj_batches 4; -pool10: --proj_pool 10), so that such runs sit apart."""
+    return (f"-b{proj.proj_batches}" if proj.proj_batches else "") + (f"-pool{proj.proj_pool}" if proj.proj_pool > 1
+                                                                      else "")
 
 
 def latest_projection_epoch(folder: Path) -> int | None:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from torch import Tensor, nn
 
 from .arch import Architecture
-from .config import SearchConfig
+from .config import EXACT_CRITERIA, SearchConfig
 
 Weights = dict[str, Tensor]
 # SDARTS: (model, mixing weights, x, y, epsilon, projection) -> perturbed mixing weights
@@ -88,6 +88,10 @@ class Score(Protocol):
 
     def __call__(self, kind: str, edge: int, op: int | None) -> tuple[float, float]: ...
 
+    def proxy(self, name: str, kind: str, edge: int, op: int | None) -> float:
+        """Zero-cost proxy `name` (common/proxies.py) of the supernet with that op (edge) removed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -104,6 +108,19 @@ class Plan:
     project: Callable[[Score, str, int], None]
     # (stage, tuning epoch) -> the scoring passes of that round, for the log (0: unknown)
     passes: Callable[[str, int], int] = lambda stage, epoch: 0
+    criteria: Mapping[str, str] = field(default_factory=lambda: {"op": "acc"})  # per decision: --proj_crit*
+
+    @property
+    def criterion(self) -> str | dict[str, str]:
+        """The criterion, for result.json: one name, or per decision when they differ."""
+        names = set(self.criteria.values())
+        return names.pop() if len(names) == 1 else dict(self.criteria)
+
+    @property
+    def tunes(self) -> bool:
+        """Zero-cost proxies score the supernet as it is: with no exact criterion (acc, loss)
+        the rounds run back to back, without tuning epochs."""
+        return any(c in EXACT_CRITERIA for c in self.criteria.values())
 
     def is_projection_epoch(self, epoch: int) -> bool:
         return epoch % self.interval == 0 or epoch == self.tune_epochs - 1

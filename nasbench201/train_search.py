@@ -19,7 +19,7 @@ from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check
 from common.experiment import LOGGER, REPO_ROOT
-from common.projection import random_choice, select_op
+from common.projection import random_choice, select_op, selection_suffix
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
@@ -54,15 +54,18 @@ def build_parser() -> Parser:
     g.add_argument("--search_space", default="nas-bench-201", choices=["nas-bench-201"])
     g.add_argument("--num_cells", type=int, default=5, help="search cells per stage (N)")
     g.add_argument("--proj_crit", default="acc", choices=CRITERIA,
-                   help="keep the op whose removal lowers accuracy most (acc) or raises loss most (loss)")
+                   help="keep the op whose removal lowers accuracy most (acc), raises loss most (loss) or lowers "
+                        "a zero-cost proxy most (nwot, synflow, grad_norm, jacob_cov: fast, no tuning; README)")
     g.add_argument("--api_path", default=str(Options.api_path), help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
     p.take_from_search_run("num_cells")
     return p
 
 
 def config(args: argparse.Namespace) -> SearchConfig:
-    return search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
-                                       api_path=Path(args.api_path)))
+    cfg = search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
+                                      api_path=Path(args.api_path)))
+    cfg.projection.check_pool([cfg.space.proj_crit])
+    return cfg
 
 
 def search_name(cfg: SearchConfig) -> str:
@@ -75,6 +78,7 @@ def search_name(cfg: SearchConfig) -> str:
 def projection_name(cfg: SearchConfig, epoch: int) -> str:
     name = (f"{cfg.run.save}-seed{cfg.run.seed}-{cfg.space.proj_crit}-intv{cfg.projection.proj_intv}-"
             f"{supernet_epochs(cfg, epoch)}")
+    name += selection_suffix(cfg.projection)
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
@@ -122,7 +126,7 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
         log.info("edge %s -> %s", EDGE_KEYS[edge], NB201_OPS[op])
         space.arch.project_op("cell", edge, op)
 
-    return Plan(tune_epochs, intv, ("op",) * n_edges, project,
+    return Plan(tune_epochs, intv, ("op",) * n_edges, project, criteria={"op": cfg.space.proj_crit},
                 passes=lambda stage, epoch: n_ops if space.arch.undecided_edges("cell") else 0)
 
 

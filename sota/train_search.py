@@ -20,7 +20,7 @@ from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check, finite
 from common.experiment import LOGGER, write_json
-from common.projection import random_choice, select_edges, select_edges_passes, select_op
+from common.projection import random_choice, select_edges, select_edges_passes, select_op, selection_suffix
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
@@ -76,7 +76,8 @@ def build_parser() -> Parser:
     for kind in ("normal", "reduce", "edge"):
         g.add_argument(f"--proj_crit_{kind}", default=None, choices=CRITERIA,
                        help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'} "
-                            "(default: --crit, else acc)")
+                            "(default: --crit, else acc; nwot, synflow, grad_norm, jacob_cov: zero-cost proxies, "
+                            "README's Fast projection)")
     g.add_argument("--genotype_name", default="",
                    help="name under which projection registers the genotype for exp_scripts/eval.sh")
     p.take_from_search_run("space", "layers")
@@ -89,6 +90,7 @@ def config(args: argparse.Namespace) -> SearchConfig:
     options = Options(space=args.space, layers=args.layers, perturb_alpha=args.perturb_alpha,
                       epsilon_alpha=args.epsilon_alpha, genotype_name=args.genotype_name, **crit)
     cfg = search_config(args, options)
+    cfg.projection.check_pool([options.proj_crit_normal, options.proj_crit_reduce, options.proj_crit_edge])
     sdarts, perturbed = cfg.method == "sdarts", options.perturb_alpha != "none"
     check(sdarts or not perturbed, "perturb_alpha", options.perturb_alpha,
           "perturbing alpha is SDARTS; pass --method sdarts (sdarts-proj to project), or leave it out")
@@ -107,6 +109,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     crits = {o.proj_crit_normal, o.proj_crit_reduce, o.proj_crit_edge}
     crit = crits.pop() if len(crits) == 1 else f"n-{o.proj_crit_normal}_r-{o.proj_crit_reduce}_e-{o.proj_crit_edge}"
     name = f"{cfg.run.save}-seed{cfg.run.seed}-{crit}-intv{cfg.projection.proj_intv}-{supernet_epochs(cfg, epoch)}"
+    name += selection_suffix(cfg.projection)
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
@@ -163,7 +166,8 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
                    for c in chosen if c is not None)
 
     stages = ("op",) * NUM_EDGES + ("topology",) * len(NODE_EDGES)
-    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project, passes)
+    criteria = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce, "edge": o.proj_crit_edge}
+    return Plan(intv * (len(stages) - 1) + 1, intv, stages, project, passes, criteria)
 
 
 def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genotype,
