@@ -268,9 +268,9 @@ def test_proxy_criteria_are_accepted_and_skip_tuning():
 
     cfg = search_cfg("--proj_crit", "nwot", "--proj_batches", "2")
     assert cfg.space.proj_crit == "nwot" and cfg.projection.proj_batches == 2
-    assert projection_name(cfg, 50) == "exp-seed1-nwot-intv5-ep50-b2"  # apart from the acc runs' folder
+    assert projection_name(cfg, 100) == "exp-seed1-nwot-intv5-ep100-b2"  # apart from the acc runs' folder
     pooled = search_cfg("--proj_crit", "nwot", "--proj_pool", "10")
-    assert projection_name(pooled, 50) == "exp-seed1-nwot-intv5-ep50-pool10"
+    assert projection_name(pooled, 100) == "exp-seed1-nwot-intv5-ep100-pool10"
     sota = search_cfg("--proj_crit_normal", "synflow", "--proj_crit_reduce", "synflow", "--proj_crit_edge",
                       "jacob_cov", space="sota")
     model = type("M", (), {"edge_ops": lambda self, kind: []})()
