@@ -98,6 +98,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                         "and epoch on a CPU; the values are in history.jsonl and the report draws them)")
     g.add_argument("--log_tag", default="", help="suffix of the projection folder name")
     g.add_argument("--resume_expid", default="", help="experiment folder to load (projection)")
+    g.add_argument("--sync_bn", action="store_true", default=False,
+                   help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
+                        "processes, as one process; off: each process normalises its own shard")
     return p
 
 
@@ -188,7 +191,7 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
                                     resume_expid=args.resume_expid, log_tag=args.log_tag,
                                     proj_batch_size=args.proj_batch_size),
         train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
-        alpha_heatmaps=args.alpha_heatmaps, space=space)
+        alpha_heatmaps=args.alpha_heatmaps, space=space, sync_bn=args.sync_bn)
 
 
 def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:

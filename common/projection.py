@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, rng_state, save_checkpoint
+from .checkpoint import checkpoint_epochs, checkpoint_path, save_checkpoint
 from .config import CRITERIA
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
@@ -27,7 +27,8 @@ log = logging.getLogger(LOGGER)
 
 class Scorer:
     """Scoring passes over the alpha half (at --proj_batch_size), in train mode, each with its
-    own data key."""
+    own data key. In several processes each scores its shard of every batch and the accuracies
+    and losses are summed over the processes (Trainer.evaluate), so all take the same decision."""
 
     def __init__(self, trainer: Trainer, epoch: int) -> None:
         self.trainer, self.epoch, self.passes = trainer, epoch, 0
@@ -87,13 +88,15 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
 
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
-    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch)."""
-    cfg, space = trainer.cfg, trainer.space
+    """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch);
+    process 0 writes, the others project and tune along."""
+    cfg, space, main = trainer.cfg, trainer.space, trainer.group.main
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
-    write_json(folder / "result.json", {**result, "status": "running"})
+    if main:
+        write_json(folder / "result.json", {**result, "status": "running"})
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     log_test_freq(trainer, tuning=True)
     for epoch in range(start, plan.tune_epochs):
@@ -108,15 +111,17 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
                                                     cutout_prob=cutout_prob, epsilon=space.epsilon_alpha)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
-        append_jsonl(folder / "history.jsonl", row)
+        if main:
+            append_jsonl(folder / "history.jsonl", row)
     if start < plan.tune_epochs:  # the tuned, fully projected supernet
         _save(trainer, folder, plan.tune_epochs, rounds, timer)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
                   projection_time_s=round(timer.elapsed(), 1))
-    if space.finalize is not None:
+    if main and space.finalize is not None:
         space.finalize(folder, genotype, result)
-    write_json(folder / "result.json", result)
+    if main:
+        write_json(folder / "result.json", result)
     log.info("projection finished: genotype = %s", result["genotype"])
     return result
 
@@ -127,13 +132,16 @@ def latest_projection_epoch(folder: Path) -> int | None:
 
 
 def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
-    save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
-                     "projection": trainer.arch.projection_state(), "rng": rng_state(trainer.device),
-                     "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
+    rngs = trainer.group.rng_states(trainer.device)  # every process's; process 0 writes
+    if rngs is not None:
+        save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
+                         "projection": trainer.arch.projection_state(), **rngs,
+                         "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
 
 
 def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
-    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch))
+    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch), resume=True)
     trainer.arch.load_projection_state(state["projection"])
-    truncate_history(folder / "history.jsonl", epoch)
+    if trainer.group.main:
+        truncate_history(folder / "history.jsonl", epoch)
     return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))

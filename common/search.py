@@ -12,7 +12,6 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
-    rng_state,
     save_checkpoint,
     set_rng_state,
     split_model_state,
@@ -37,12 +36,15 @@ def scheduler_for(trainer: Trainer) -> Scheduler:
 
 
 def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | None = None,
-                           with_optimizers: bool = True) -> dict[str, Any]:
-    """Load weights, alpha, optimizers (and scheduler) from a search checkpoint.
+                           with_optimizers: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Load weights, alpha, optimizers (and scheduler) from a search checkpoint; one that
+    this run continues (`resume`) must come from a run of as many processes.
 
     Accepts checkpoints written by the original DARTS-PT code (same keys, no RNG state).
     """
     state = load_checkpoint(path)
+    if resume:
+        trainer.group.check_nproc(state, path)
     sd, inner_alpha = split_model_state(state, ("_arch_parameters", "alphas_normal", "alphas_reduce"))
     try:
         trainer.model.load_state_dict(sd)
@@ -60,14 +62,15 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{path} does not fit this supernet (check --dataset, --space, "
                               f"--init_channels and the layer flags): {e}") from e
-    if "rng" in state:
-        set_rng_state(state["rng"], trainer.device)
+    rng = trainer.group.process_rng(state)
+    if rng is not None:
+        set_rng_state(rng, trainer.device)
     return state
 
 
 def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> dict[str, Any]:
     """A search checkpoint to continue the same search from: its schedule must be this one."""
-    state = load_search_checkpoint(trainer, path, scheduler)
+    state = load_search_checkpoint(trainer, path, scheduler, resume=True)
     epochs = trainer.cfg.epochs
     if scheduler.T_max != epochs:  # the loaded scheduler would silently keep its own length
         raise CheckpointError(f"--epochs {epochs}: the checkpoint {path.name} was trained for "
@@ -78,20 +81,23 @@ def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> d
 def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict[str, Any] | None,
                board: Board) -> dict[str, Any]:
     """Train the supernet (from `state`, a loaded checkpoint, if resuming), then report the
-    magnitude-based genotype in result.json."""
-    cfg, space = trainer.cfg, trainer.space
+    magnitude-based genotype in result.json (process 0 writes; the others train along)."""
+    cfg, space, main = trainer.cfg, trainer.space, trainer.group.main
     start, timer = 0, Timer()
     if state is not None:
         start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
-        truncate_history(folder / "history.jsonl", start)
+        if main:
+            truncate_history(folder / "history.jsonl", start)
         log.info("resumed from epoch %d", start)
     result = result_base(trainer, "running")
-    write_json(folder / "result.json", result)
+    if main:
+        write_json(folder / "result.json", result)
     search_epochs(trainer, scheduler, start, timer, folder, board)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
-    write_json(folder / "result.json", result)
+    if main:
+        write_json(folder / "result.json", result)
     log.info("search finished: genotype = %s", result["genotype"])
     return result
 
@@ -111,11 +117,18 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
                                                     cutout_prob=cutout_prob, epsilon=epsilon)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
+        rngs = trainer.group.rng_states(trainer.device) if checkpoints_at(cfg, epoch) else None
+        if not trainer.group.main:
+            continue
         append_jsonl(folder / history, row)
-        if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs:
+        if rngs is not None:
             save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
-                             "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
-                            checkpoint_path(folder, epoch + 1, prefix))
+                             **rngs, "search_time": timer.elapsed()}, checkpoint_path(folder, epoch + 1, prefix))
+
+
+def checkpoints_at(cfg: SearchConfig, epoch: int) -> bool:
+    """Whether search epoch `epoch` ends with a checkpoint: every --ckpt_interval and the last."""
+    return (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs
 
 
 def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any], folder: Path,
@@ -132,7 +145,8 @@ def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any
         return False
     log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
              "up to --epochs %d (pass --epochs %d to project it as it is)", start, epochs - start, epochs, start)
-    truncate_history(folder / "search_history.jsonl", start)
+    if trainer.group.main:
+        truncate_history(folder / "search_history.jsonl", start)
     search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
                   prefix=SUPERNET, history="search_history.jsonl")
     return True

@@ -3,5 +3,5 @@
 # Reads experiments/nasbench201/{resume_expid}/checkpoint_{resume_epoch}.pth.tar and writes
 # into a sub-folder named after the projection settings.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-run nasbench201.train_search --method darts-proj --dev proj --save darts-proj-201 --seed 1 --dataset cifar10 --gpu auto \
+run_distributed nasbench201.train_search --method darts-proj --dev proj --save darts-proj-201 --seed 1 --dataset cifar10 --gpu auto \
     --resume_epoch 100 --proj_crit acc --proj_intv 5 --edge_decision random "$@"
