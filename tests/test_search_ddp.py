@@ -13,7 +13,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,7 @@ from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from sota.model_search import DartsSupernet
 from sota.perturb import random_smoothing
-from tests.conftest import fails, read_json, run_script
+from tests.conftest import REPO, fails, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -227,16 +231,16 @@ def test_projection_resumes_with_its_processes_only(searched, tmp_path):
     """An interrupted two-process projection continues to the uninterrupted one's end (each
     process restores its own RNG state); one process may not continue it, and says so in one
     line without touching the folder."""
-    args = [*searched, "--resume_epoch", "2", "--proj_intv", "2", "--log_tag", "cut", "--fast"]
+    args = [*searched, "--resume_epoch", "2", "--proj_intv", "1", "--log_tag", "cut", "--fast"]
     run_script("darts-proj-201.sh", *args, "--nproc", "2")
-    folder = nb201(searched) / "search-darts-201-1" / "darts-proj-201-seed1-acc-intv2-ep2-cut"
+    folder = nb201(searched) / "search-darts-201-1" / "darts-proj-201-seed1-acc-intv1-ep2-cut"
     full = tmp_path / "full"
     shutil.copytree(folder, full)
     result = read_json(folder / "result.json")
-    result["status"] = "running"  # as if stopped after the checkpoint of tuning epoch 4 (of 10)
+    result["status"] = "running"  # as if stopped after the checkpoint of tuning epoch 2 (of 6)
     (folder / "result.json").write_text(json.dumps(result))
     for later in folder.glob("checkpoint_*.pth.tar"):
-        if int(later.name.split("_")[1].split(".")[0]) > 4:
+        if int(later.name.split("_")[1].split(".")[0]) > 2:
             later.unlink()
     before = sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())
     msg = fails("darts-proj-201.sh", *args)
@@ -246,7 +250,7 @@ def test_projection_resumes_with_its_processes_only(searched, tmp_path):
     run_script("darts-proj-201.sh", *args, "--nproc", "2")
     assert read_json(folder / "result.json")["genotype"] == read_json(full / "result.json")["genotype"]
     assert (folder / "history.jsonl").read_text() == (full / "history.jsonl").read_text()
-    a, b = (torch.load(f / "checkpoint_10.pth.tar", weights_only=True) for f in (folder, full))
+    a, b = (torch.load(f / "checkpoint_6.pth.tar", weights_only=True) for f in (folder, full))
     assert torch.equal(a["alpha"][0], b["alpha"][0])
     for k in a["state_dict"]:
         assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
@@ -264,3 +268,41 @@ def test_bad_command_ends_every_process_with_one_line(searched):
     assert proc.returncode == 2 and "Traceback" not in out, out[-3000:]
     assert len(errors) == 1 and errors[0].startswith("error: --batch_size 47: the last batch"), out[-3000:]
     assert sorted(p.name for p in root.rglob("*")) == before
+
+
+def _worker(marker: str, rank: int) -> int | None:
+    """The pid of the process of `rank` among those started with the environment `marker`."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = set(environ.read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if {f"DARTS_PT_TEST_RUN={marker}".encode(), f"RANK={rank}".encode()} <= env:
+            return int(environ.parent.name)
+    return None
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_ends_the_run_with_one_line(searched):
+    """Process 1 killed mid-search: torchrun stops process 0 (it marks the run failed), the
+    launcher names the process that died in its last line, and the checkpoints stay whole."""
+    marker = f"{os.getpid()}-{time.time()}"
+    args = [*searched, "--epochs", "50", "--ckpt_interval", "1", "--nproc", "2", "--expid_tag", "killed"]
+    proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args], cwd="/", text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
+                                 "DARTS_PT_TEST_RUN": marker})
+    folder = nb201(searched) / "search-darts-201-1-killed"
+    deadline = time.time() + 300
+    while not (folder / "checkpoint_1.pth.tar").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    pid = _worker(marker, 1)
+    assert pid is not None, "no process 1"
+    os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:]
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert errors == out.splitlines()[-1:], out[-3000:]
+    assert errors[0].startswith("error: process 1 ended with signal SIGKILL, so torchrun stopped the others"), out
+    assert read_json(folder / "result.json")["status"] == "failed"
+    assert torch.load(folder / "checkpoint_1.pth.tar", weights_only=True)["epoch"] == 1
