@@ -4,7 +4,8 @@ The unit tests check the pieces in one process. The slow ones start processes: t
 torch.multiprocessing, which take search steps on their shards of float64 batches (with
 --sync_bn they equal one process's steps to rounding, in both spaces and with SDARTS-RS;
 without it the processes still hold one supernet), and two through the exp_scripts
-(`--nproc 2`, torchrun), whose projection takes one process's decisions.
+(`--nproc 2`, torchrun): search and projection as one process's, resumed with two processes
+only, a bad command or a killed process ending the run with one line.
 """
 from __future__ import annotations
 
@@ -193,12 +194,21 @@ def nb201(args: list[str]) -> Path:
     return Path(args[args.index("--exp_root") + 1]) / "nasbench201"
 
 
+TWO = ["--nproc", "2", "--sync_bn"]
+
+
+@pytest.fixture(scope="module")
+def searched_by_two(searched) -> Path:
+    """The search of `searched`, in two processes with --sync_bn; its folder."""
+    run_script("darts-201.sh", *searched, *TWO, "--expid_tag", "two")
+    return nb201(searched) / "search-darts-201-1-two"
+
+
 @pytest.mark.slow
-def test_search_in_two_processes_is_one_process_search(searched):
+def test_search_in_two_processes_is_one_process_search(searched, searched_by_two):
     """--sync_bn: the same genotypes, alphas and weights as one process (to float32 rounding);
     process 0 alone wrote, the files one process writes; the checkpoint says 2 processes."""
-    run_script("darts-201.sh", *searched, "--nproc", "2", "--sync_bn", "--expid_tag", "two")
-    one, two = (nb201(searched) / name for name in ("search-darts-201-1", "search-darts-201-1-two"))
+    one, two = nb201(searched) / "search-darts-201-1", searched_by_two
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     assert read_json(two / "result.json")["genotype"] == read_json(one / "result.json")["genotype"]
     a, b = (torch.load(f / "checkpoint_2.pth.tar", weights_only=True) for f in (one, two))
@@ -283,11 +293,12 @@ def _worker(marker: str, rank: int) -> int | None:
 
 
 @pytest.mark.slow
-def test_a_process_that_dies_ends_the_run_with_one_line(searched):
+def test_a_process_that_dies_ends_the_run_with_one_line(searched, searched_by_two):
     """Process 1 killed mid-search: torchrun stops process 0 (it marks the run failed), the
-    launcher names the process that died in its last line, and the checkpoints stay whole."""
+    launcher names the process that died in its last line, and the checkpoints stay whole. One
+    process may not continue the run; two continue it to the uninterrupted run's end, to the bit."""
     marker = f"{os.getpid()}-{time.time()}"
-    args = [*searched, "--epochs", "50", "--ckpt_interval", "1", "--nproc", "2", "--expid_tag", "killed"]
+    args = [*searched, *TWO, "--ckpt_interval", "1", "--expid_tag", "killed"]
     proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args], cwd="/", text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
@@ -295,7 +306,7 @@ def test_a_process_that_dies_ends_the_run_with_one_line(searched):
     folder = nb201(searched) / "search-darts-201-1-killed"
     deadline = time.time() + 300
     while not (folder / "checkpoint_1.pth.tar").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     pid = _worker(marker, 1)
     assert pid is not None, "no process 1"
     os.kill(pid, signal.SIGKILL)
@@ -305,4 +316,14 @@ def test_a_process_that_dies_ends_the_run_with_one_line(searched):
     assert errors == out.splitlines()[-1:], out[-3000:]
     assert errors[0].startswith("error: process 1 ended with signal SIGKILL, so torchrun stopped the others"), out
     assert read_json(folder / "result.json")["status"] == "failed"
-    assert torch.load(folder / "checkpoint_1.pth.tar", weights_only=True)["epoch"] == 1
+    assert not (folder / "checkpoint_2.pth.tar").exists()
+
+    msg = fails("darts-201.sh", *searched, "--sync_bn", "--expid_tag", "killed", "--resume_epoch", "-1")
+    errors = [line for line in msg.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: --nproc 1: ") and "pass --nproc 2" in errors[0], msg
+    run_script("darts-201.sh", *args, "--resume_epoch", "-1")
+    assert (folder / "history.jsonl").read_text() == (searched_by_two / "history.jsonl").read_text()
+    a, b = (torch.load(f / "checkpoint_2.pth.tar", weights_only=True) for f in (folder, searched_by_two))
+    assert torch.equal(a["alpha"][0], b["alpha"][0])
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
