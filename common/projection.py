@@ -7,6 +7,7 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from .config import CRITERIA
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .search import epoch_report, load_search_checkpoint, log_test_freq
-from .space import Plan, Score
+from .space import Plan, Score, Space
 from .trainer import Trainer
 
 log = logging.getLogger(LOGGER)
@@ -90,13 +91,12 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
                    result: dict[str, Any]) -> dict[str, Any]:
     """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch);
     process 0 writes, the others project and tune along."""
-    cfg, space, main = trainer.cfg, trainer.space, trainer.group.main
+    cfg, space, group = trainer.cfg, trainer.space, trainer.group
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
         log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
-    if main:
-        write_json(folder / "result.json", {**result, "status": "running"})
+    group.on_main(lambda: write_json(folder / "result.json", {**result, "status": "running"}))
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
     log_test_freq(trainer, tuning=True)
     for epoch in range(start, plan.tune_epochs):
@@ -111,17 +111,13 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
                                                     cutout_prob=cutout_prob, epsilon=space.epsilon_alpha)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
-        if main:
-            append_jsonl(folder / "history.jsonl", row)
+        group.on_main(functools.partial(append_jsonl, folder / "history.jsonl", row))
     if start < plan.tune_epochs:  # the tuned, fully projected supernet
         _save(trainer, folder, plan.tune_epochs, rounds, timer)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
                   projection_time_s=round(timer.elapsed(), 1))
-    if main and space.finalize is not None:
-        space.finalize(folder, genotype, result)
-    if main:
-        write_json(folder / "result.json", result)
+    group.on_main(lambda: _write_result(space, folder, genotype, result))
     log.info("projection finished: genotype = %s", result["genotype"])
     return result
 
@@ -131,17 +127,21 @@ def latest_projection_epoch(folder: Path) -> int | None:
     return epochs[-1] if epochs else None
 
 
+def _write_result(space: Space, folder: Path, genotype: Any, result: dict[str, Any]) -> None:
+    if space.finalize is not None:
+        space.finalize(folder, genotype, result)
+    write_json(folder / "result.json", result)
+
+
 def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
-    rngs = trainer.group.rng_states(trainer.device)  # every process's; process 0 writes
-    if rngs is not None:
-        save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
-                         "projection": trainer.arch.projection_state(), **rngs,
-                         "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
+    rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
+    trainer.group.on_main(lambda: save_checkpoint(
+        {"epoch": epoch, "projections": rounds, **trainer.state(), "projection": trainer.arch.projection_state(),
+         **(rngs or {}), "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch)))
 
 
 def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
     state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch), resume=True)
     trainer.arch.load_projection_state(state["projection"])
-    if trainer.group.main:
-        truncate_history(folder / "history.jsonl", epoch)
+    trainer.group.on_main(lambda: truncate_history(folder / "history.jsonl", epoch))
     return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))

@@ -1,6 +1,7 @@
 """Supernet training (the search phase), shared by both spaces: epochs, logs, checkpoints."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -82,22 +83,19 @@ def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict
                board: Board) -> dict[str, Any]:
     """Train the supernet (from `state`, a loaded checkpoint, if resuming), then report the
     magnitude-based genotype in result.json (process 0 writes; the others train along)."""
-    cfg, space, main = trainer.cfg, trainer.space, trainer.group.main
+    cfg, space, group = trainer.cfg, trainer.space, trainer.group
     start, timer = 0, Timer()
     if state is not None:
         start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
-        if main:
-            truncate_history(folder / "history.jsonl", start)
+        group.on_main(lambda: truncate_history(folder / "history.jsonl", start))
         log.info("resumed from epoch %d", start)
     result = result_base(trainer, "running")
-    if main:
-        write_json(folder / "result.json", result)
+    group.on_main(lambda: write_json(folder / "result.json", result))
     search_epochs(trainer, scheduler, start, timer, folder, board)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
-    if main:
-        write_json(folder / "result.json", result)
+    group.on_main(lambda: write_json(folder / "result.json", result))
     log.info("search finished: genotype = %s", result["genotype"])
     return result
 
@@ -117,13 +115,20 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
                                                     cutout_prob=cutout_prob, epsilon=epsilon)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
-        rngs = trainer.group.rng_states(trainer.device) if checkpoints_at(cfg, epoch) else None
-        if not trainer.group.main:
-            continue
-        append_jsonl(folder / history, row)
-        if rngs is not None:
-            save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
-                             **rngs, "search_time": timer.elapsed()}, checkpoint_path(folder, epoch + 1, prefix))
+        checkpoint = None
+        if checkpoints_at(cfg, epoch):
+            rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
+            checkpoint = rngs and {"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
+                                   **rngs, "search_time": timer.elapsed()}
+        trainer.group.on_main(functools.partial(_write_epoch, folder / history, row, checkpoint,
+                                                checkpoint_path(folder, epoch + 1, prefix)))
+
+
+def _write_epoch(history: Path, row: dict[str, Any], checkpoint: dict[str, Any] | None, path: Path) -> None:
+    """An epoch's history row, and its checkpoint if it writes one."""
+    append_jsonl(history, row)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, path)
 
 
 def checkpoints_at(cfg: SearchConfig, epoch: int) -> bool:
@@ -145,8 +150,7 @@ def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any
         return False
     log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
              "up to --epochs %d (pass --epochs %d to project it as it is)", start, epochs - start, epochs, start)
-    if trainer.group.main:
-        truncate_history(folder / "search_history.jsonl", start)
+    trainer.group.on_main(lambda: truncate_history(folder / "search_history.jsonl", start))
     search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
                   prefix=SUPERNET, history="search_history.jsonl")
     return True

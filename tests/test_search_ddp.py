@@ -296,7 +296,8 @@ def _worker(marker: str, rank: int) -> int | None:
 def test_a_process_that_dies_ends_the_run_with_one_line(searched, searched_by_two):
     """Process 1 killed mid-search: torchrun stops process 0 (it marks the run failed), the
     launcher names the process that died in its last line, and the checkpoints stay whole. One
-    process may not continue the run; two continue it to the uninterrupted run's end, to the bit."""
+    process may not continue the run; a checkpoint process 0 cannot write ends both processes
+    with one line; two continue the run to the uninterrupted run's end, to the bit."""
     marker = f"{os.getpid()}-{time.time()}"
     args = [*searched, *TWO, "--ckpt_interval", "1", "--expid_tag", "killed"]
     proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args], cwd="/", text=True,
@@ -321,6 +322,12 @@ def test_a_process_that_dies_ends_the_run_with_one_line(searched, searched_by_tw
     msg = fails("darts-201.sh", *searched, "--sync_bn", "--expid_tag", "killed", "--resume_epoch", "-1")
     errors = [line for line in msg.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: --nproc 1: ") and "pass --nproc 2" in errors[0], msg
+
+    (folder / "checkpoint_2.pth.tar").mkdir()  # process 0 cannot write it: every process ends, with one line
+    msg = fails("darts-201.sh", *args, "--resume_epoch", "-1")
+    errors = [line for line in msg.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot write checkpoint" in errors[0] and "checkpoint_2.pth.tar" in errors[0], msg
+    (folder / "checkpoint_2.pth.tar").rmdir()
     run_script("darts-201.sh", *args, "--resume_epoch", "-1")
     assert (folder / "history.jsonl").read_text() == (searched_by_two / "history.jsonl").read_text()
     a, b = (torch.load(f / "checkpoint_2.pth.tar", weights_only=True) for f in (folder, searched_by_two))
