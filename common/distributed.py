@@ -105,8 +105,8 @@ class Group:
         return cast(T, first if self.main else rest)
 
     def on_main(self, job: Callable[[], object]) -> None:
-        """Run `job` (the first write) on process 0 alone; the others learn whether a user
-        error ended it, and end with it."""
+        """Run `job` (a write) on process 0 alone; the others learn whether a user error (a
+        folder that exists, a full disk) ended it, and end with it."""
         if not self.distributed:
             job()
             return

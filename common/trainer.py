@@ -231,9 +231,9 @@ class Trainer:
                 "grads": [n for n, p in self.model.named_parameters() if p.grad is not None]}
 
     def synchronise(self) -> None:
-        """Process 0's weights, batch-norm buffers and alpha on every process. They agree
-        already (one seed, the same checkpoints); this keeps a run of several processes one run
-        whatever the set-up did."""
+        """Process 0's weights, batch-norm buffers and alpha on every process, as a run of
+        several starts. They agree already (one seed, the same checkpoints); the broadcast makes
+        sure of it, as DistributedDataParallel does."""
         self.group.broadcast([*self.model.parameters(), *self.model.buffers(), *self.arch.parameters()])
 
     def restore_grads(self, names: list[str]) -> None:
