@@ -447,7 +447,7 @@ def project_full(device: torch.device, measured_batches: int = 5) -> list[str]:
     pairs = trainer._pairs(0, 0.0, tuning=False)
 
     def step() -> None:
-        (x, y), (xa, ya) = next(pairs)
+        (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
         trainer.alpha_step(xa, ya)
         trainer.weight_step(x, y, 0.0)
 

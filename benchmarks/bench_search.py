@@ -272,7 +272,7 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     stats = Stats(device)
 
     def fast_step() -> None:
-        (x, y), (xa, ya) = next(pairs)
+        (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
         trainer.alpha_step(xa, ya)
         logits, loss = trainer.weight_step(x, y, 0.0)
         stats.add(logits, y, loss)

@@ -171,6 +171,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--resume_expid", default="",
                    help="projection: the search run to project, a folder name in the space's experiments folder "
                         "or a path (default: the matching search script's run with the same seed)")
+    g.add_argument("--sync_bn", action="store_true", default=False,
+                   help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
+                        "processes, as one process; off: each process normalises its own shard")
     p.take_from_search_run("dataset", "epochs", "init_channels")
     return p
 
@@ -268,7 +271,7 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
                                     proj_batch_size=args.proj_batch_size, proj_batches=args.proj_batches,
                                     proj_pool=args.proj_pool, proj_pool_batches=args.proj_pool_batches),
         train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
-        alpha_heatmaps=args.alpha_heatmaps, cutout_ramp=args.cutout_ramp, space=space,
+        alpha_heatmaps=args.alpha_heatmaps, cutout_ramp=args.cutout_ramp, space=space, sync_bn=args.sync_bn,
         search_run_flags=tuple(args.search_run_flags), from_search_run=frozenset(args.from_search_run))
 
 

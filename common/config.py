@@ -228,9 +228,14 @@ class SearchConfig:
     # replaces these by the search run's and checks the others against it (common/run.py).
     search_run_flags: tuple[str, ...] = ()
     from_search_run: frozenset[str] = frozenset()
+    nproc: int = 1  # processes (torchrun's WORLD_SIZE; the exp_scripts' --nproc)
+    sync_bn: bool = False
 
     def __post_init__(self) -> None:
         at_least("epochs", self.epochs, 1)
+        at_least("nproc", self.nproc, 1)
+        check(self.data.batch_size >= self.nproc, "batch_size", self.data.batch_size,
+              f"each of the --nproc {self.nproc} processes needs at least one image of every batch")
         at_least("eval_freq", self.eval_freq, -1, " (-1: as the original; 0: never)")
         at_least("init_channels", self.init_channels, 1)
         fraction("train_portion", self.train_portion, closed=False)

@@ -1,12 +1,13 @@
-"""Training in several processes under torchrun (DistributedDataParallel).
+"""Training in several processes under torchrun (evaluation, search and projection).
 
 torchrun starts the processes and tells each its place (WORLD_SIZE, RANK, LOCAL_RANK). Every
 global batch is drawn whole, as by one process, and each process trains on its contiguous
-shard of it (common.data.Batches); DistributedDataParallel averages the gradients, and each
-process weights its loss by its share of the batch, so that the average is the gradient of
-the global batch's mean loss: the batch size and learning rate of one process stay right.
-Process 0 alone writes (logs, checkpoints, results); a user error ends every process with
-process 0's one line and exit code 2.
+shard of it (common.data.Batches); the gradients are averaged over the processes
+(DistributedDataParallel for the evaluation network, `average_gradients` for the supernets
+and alpha), and each process weights its loss by its share of the batch, so that the average
+is the gradient of the global batch's mean loss: the batch size and learning rate of one
+process stay right. Process 0 alone writes (logs, checkpoints, results); a user error ends
+every process with process 0's one line and exit code 2.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import torch
@@ -21,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .checkpoint import rng_state
 from .config import ConfigError
 from .data import PROCESS, stream_seed
 from .device import select_device
@@ -102,8 +105,8 @@ class Group:
         return cast(T, first if self.main else rest)
 
     def on_main(self, job: Callable[[], object]) -> None:
-        """Run `job` (the first write) on process 0 alone; the others learn whether a user
-        error ended it, and end with it."""
+        """Run `job` (a write) on process 0 alone; the others learn whether a user error (a
+        folder that exists, a full disk) ended it, and end with it."""
         if not self.distributed:
             job()
             return
@@ -150,10 +153,56 @@ class Group:
         return summary(*totals.tolist())
 
     def broadcast(self, tensors: Iterable[Tensor]) -> None:
-        """Process 0's values of `tensors` on every process."""
-        if self.distributed:
-            for t in tensors:
-                dist.broadcast(t, 0)
+        """Process 0's values of `tensors` on every process (one broadcast per dtype and device:
+        a supernet has thousands of small buffers)."""
+        if not self.distributed:
+            return
+        by_kind: dict[tuple[torch.dtype, torch.device], list[Tensor]] = {}
+        for t in tensors:
+            by_kind.setdefault((t.dtype, t.device), []).append(t)
+        for same in by_kind.values():
+            flat = _flat(same)
+            dist.broadcast(flat, 0)
+            _unflat(flat, same)
+
+    def average_gradients(self, params: Iterable[Tensor]) -> None:
+        """Replace the gradients of `params` by their mean over the processes (one all-reduce of
+        one flat buffer), as DistributedDataParallel would. A parameter without a gradient tensor
+        is left alone: the processes ran the same ops, so they hold gradients for the same ones,
+        and the zero-filled gradients of skipped ops are averaged like any other (see
+        common/trainer.py's `_full_backward`)."""
+        if not self.distributed:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            flat = _flat(grads)
+            dist.all_reduce(flat)
+            _unflat(flat.div_(self.size), grads)
+
+    def rng_states(self, device: torch.device) -> dict[str, Any] | None:
+        """What a checkpoint records of the processes, on process 0 (None on the others; a
+        collective): their number, process 0's RNG states as "rng" (what one process saves) and,
+        in several, every process's by rank as "process_rng"."""
+        rngs = self.gather(rng_state(device))
+        if rngs is None:
+            return None
+        return {"rng": rngs[0], "nproc": self.size, **({"process_rng": rngs} if self.distributed else {})}
+
+    def check_nproc(self, state: dict[str, Any], path: Path) -> None:
+        """A checkpoint to continue must come from a run of as many processes: each continues
+        the random state it saved, and per-process batch norm depends on the shards."""
+        nproc = int(state.get("nproc", 1))
+        if nproc != self.size:
+            raise ConfigError("nproc", self.size, f"{path} was written by a run of {nproc} process(es): "
+                                                  f"pass --nproc {nproc} to resume it")
+
+    def process_rng(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """This process's RNG states in a checkpoint: its own if the checkpoint has one per
+        process of this run, else the one the checkpoint has (None if none)."""
+        rngs = state.get("process_rng")
+        if rngs is not None and len(rngs) == self.size:
+            return rngs[self.rank]
+        return state.get("rng")
 
     def gather(self, obj: Any) -> list[Any] | None:
         """Every process's `obj`, in rank order, on process 0 (None on the others)."""
@@ -162,3 +211,15 @@ class Group:
         objects = [None] * self.size if self.main else None
         dist.gather_object(obj, objects, dst=0)
         return objects
+
+
+def _flat(tensors: list[Tensor]) -> Tensor:
+    """The values of same-dtype tensors one after the other, in a new 1-d tensor."""
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _unflat(flat: Tensor, tensors: list[Tensor]) -> None:
+    """Copy `flat`'s values back into `tensors` (whatever their memory layout; parameters too)."""
+    with torch.no_grad():
+        for t, values in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
+            t.copy_(values.view(t.shape))

@@ -9,8 +9,8 @@ with the c10d rendezvous at `--rdzv_endpoint` on several (`--node_rank 0` marks 
 hosts it, which torchrun otherwise finds by host name). torchrun reports
 any process that exits non-zero as a failure of its own (a traceback, exit code 1); a run
 that refuses a bad command has already said why in one line (process 0) and exits with code
-2 on every process, so this launcher passes that code on and adds nothing. Other failures
-keep torchrun's report of which process failed and how.
+2 on every process, so this launcher passes that code on and adds nothing. Other failures (a
+process that crashed or was killed) end with one line saying which process failed and how.
 """
 from __future__ import annotations
 
@@ -47,9 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         # negative: stopped by a signal, as torchrun stops the others once one has ended
         if USER_ERROR in codes and all(c == USER_ERROR or c < 0 for c in codes):
             return USER_ERROR
-        print(e, file=sys.stderr)
+        print(f"error: {failure_line(e)}", file=sys.stderr)
         return 1
     return 0
+
+
+def failure_line(e: ChildFailedError) -> str:
+    """torchrun's report of the process that failed first, in one line (what it printed itself
+    comes before, e.g. its traceback)."""
+    rank, failure = e.get_first_failure()
+    how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
+    return (f"process {rank} ended with {how}, so torchrun stopped the others; the run's last checkpoint is "
+            f"kept: continue it with the same command and --resume_epoch -1 (a projection: the same command)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ projections the supernet is tuned, with projected weights, for `--proj_intv` epo
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import time
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, rng_state, save_checkpoint
+from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, save_checkpoint
 from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
-from .progress import Clock, run_progress, time_left
+from .progress import Clock, time_left
 from .proxies import proxy_score
 from .search import epoch_report, load_search_checkpoint, log_test_freq
 from .space import Plan, Score, Space
@@ -37,7 +38,9 @@ class Scorer:
     half with its own data key or, with --proj_batches N, all over the same first N batches of one
     key per projection round; a zero-cost proxy (`proxy`) scores one batch unless N says more.
     Each pass logs what it masked, its result, and, given the round's number of passes (`total`,
-    from the plan), how many remain and when the round ends."""
+    from the plan), how many remain and when the round ends. In several processes each scores its
+    shard of every batch and the accuracies and losses are summed over the processes
+    (Trainer.evaluate), so all take the same decision."""
 
     def __init__(self, trainer: Trainer, epoch: int, total: int = 0, clock: Clock = time.monotonic) -> None:
         self.trainer, self.epoch, self.passes, self.total = trainer, epoch, 0, total
@@ -145,8 +148,9 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
 def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
                    result: dict[str, Any]) -> dict[str, Any]:
     """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch); a
-    plan that does not tune (zero-cost proxies) runs its rounds back to back, --proj_pool times."""
-    cfg, space = trainer.cfg, trainer.space
+    plan that does not tune (zero-cost proxies) runs its rounds back to back, --proj_pool times.
+    Process 0 writes, the others project and tune along."""
+    cfg, space, group = trainer.cfg, trainer.space, trainer.group
     start, rounds, timer = 0, 0, Timer()
     if resume_from is not None:
         start, rounds, timer = _load(trainer, folder, resume_from)
@@ -155,7 +159,7 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     result.update(proj_crit=plan.criterion, proj_batches=proj.proj_batches)
     if proj.proj_pool > 1:
         result.update(proj_pool=proj.proj_pool, proj_pool_batches=proj.proj_pool_batches)
-    write_json(folder / "result.json", {**result, "status": "running"})
+    group.on_main(lambda: write_json(folder / "result.json", {**result, "status": "running"}))
     if plan.tunes:
         log_test_freq(trainer, tuning=True)
     else:
@@ -169,9 +173,7 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
                   projection_time_s=round(timer.elapsed(), 1))
-    if space.finalize is not None:
-        space.finalize(folder, genotype, result)
-    write_json(folder / "result.json", result)
+    group.on_main(lambda: _write_result(space, folder, genotype, result))
     log.info("projection finished: genotype = %s", result["genotype"])
     return result
 
@@ -181,7 +183,7 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
     """The projection rounds from tuning epoch `start` on, a checkpoint before each; the rounds done."""
     cfg, space = trainer.cfg, trainer.space
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-    progress = run_progress(cfg.run, plan.tune_epochs, start)
+    progress = trainer.progress(plan.tune_epochs, start)
     n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
     for epoch in range(start, plan.tune_epochs):
         if plan.tunes:
@@ -202,7 +204,7 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
                                                     progress=progress)
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
                                                    "projections": rounds}, tuning=True)
-        append_jsonl(folder / "history.jsonl", row)
+        trainer.group.on_main(functools.partial(append_jsonl, folder / "history.jsonl", row))
     return rounds
 
 
@@ -260,15 +262,26 @@ def latest_projection_epoch(folder: Path) -> int | None:
     return epochs[-1] if epochs else None
 
 
+def _write_result(space: Space, folder: Path, genotype: Any, result: dict[str, Any]) -> None:
+    if space.finalize is not None:
+        space.finalize(folder, genotype, result)
+    write_json(folder / "result.json", result)
+
+
 def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer) -> None:
-    save_checkpoint({"epoch": epoch, "projections": rounds, **trainer.state(),
-                     "projection": trainer.arch.projection_state(), "rng": rng_state(trainer.device),
-                     "projection_time": timer.elapsed()}, checkpoint_path(folder, epoch))
-    prune_checkpoints(folder, trainer.cfg.run.ckpt_keep_every, epoch)
+    rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
+    trainer.group.on_main(lambda: _write_checkpoint(
+        {"epoch": epoch, "projections": rounds, **trainer.state(), "projection": trainer.arch.projection_state(),
+         **(rngs or {}), "projection_time": timer.elapsed()}, folder, epoch, trainer.cfg.run.ckpt_keep_every))
+
+
+def _write_checkpoint(state: dict[str, Any], folder: Path, epoch: int, keep_every: int) -> None:
+    save_checkpoint(state, checkpoint_path(folder, epoch))
+    prune_checkpoints(folder, keep_every, epoch)
 
 
 def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
-    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch))
+    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch), resume=True)
     trainer.arch.load_projection_state(state["projection"])
-    truncate_history(folder / "history.jsonl", epoch)
+    trainer.group.on_main(lambda: truncate_history(folder / "history.jsonl", epoch))
     return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))

@@ -12,18 +12,20 @@ import difflib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import checkpoint_epochs, checkpoint_path
+from .batchnorm import SyncBatchNorm2d
+from .checkpoint import checkpoint_epochs, checkpoint_path, load_checkpoint
 from .cli import parse_config
-from .config import ConfigError, SearchConfig, flag_value, with_flags
+from .config import PROXY_CRITERIA, ConfigError, SearchConfig, check, flag_value, with_flags
 from .data import DATASETS, Batches, ImageSet, load_dataset, split_indices
-from .device import memory_format, select_device
+from .device import memory_format
+from .distributed import Group
 from .entry import exit_code, read_result, seed_everything
 from .experiment import (
     LOGGER,
@@ -53,8 +55,18 @@ log = logging.getLogger(LOGGER)
 
 
 def main(space: SearchSpace, argv: list[str] | None = None) -> int:
-    cfg = parse_config(space.parser(), space.config, argv)
-    return exit_code(lambda: run(cfg, space))
+    """Search or projection in this process, or in each of the processes torchrun started
+    (exp_scripts' --nproc N): process 0 says what went wrong, every process ends with its code."""
+    group = Group.start()
+    try:
+        with group.quiet():
+            cfg = parse_config(space.parser(), lambda args: dataclasses.replace(space.config(args), nproc=group.size),
+                               argv)
+        code = exit_code(lambda: run(cfg, space, group), report=group.main)
+    except SystemExit as e:  # argparse: a refused flag, or --help
+        code = int(e.code or 0)
+    group.close()
+    return code
 
 
 @dataclass(frozen=True)
@@ -67,76 +79,117 @@ class Target:
     projection_epoch: int | None = None   # projection: its own checkpoint to continue from
 
 
-def run(cfg: SearchConfig, space_def: SearchSpace) -> dict:
-    start_logging()
+def run(cfg: SearchConfig, space_def: SearchSpace, group: Group | None = None) -> dict:
+    group = group or Group()
+    start_logging(main=group.main)
+    # Everything that can fail on a bad command runs, on every process, before anything is written.
+    job = group.agree(lambda: prepare(cfg, space_def, group))
+    return job()
+
+
+def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable[[], dict]:
+    """Every check a bad command can fail, and the run set up; writes nothing. The run itself
+    (which writes) is returned."""
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
     else:
         target = search_target(cfg, space_def)
-    device = select_device(cfg.run.gpu)
+    device = group.device(cfg.run.gpu)
+    # One seed for every process: each builds the same supernet and alpha, and draws what one
+    # process draws (SDARTS' noise, which process 0 broadcasts all the same).
     seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)
     train_set, test_set = (load_dataset(cfg.data.dataset, cfg.data.data, train=t, image_size=cfg.data.image_size)
                            for t in (True, False))
-    data = search_data(cfg, train_set, test_set, device)
+    data = search_data(cfg, train_set, test_set, device, group)
     space = space_def.build(cfg, train_set.num_classes, device)
+    if cfg.sync_bn:  # before the optimizers take the parameters: the replacements hold new ones
+        space.model = SyncBatchNorm2d.convert(space.model)
     if cfg.project:
-        return _project(cfg, space_def, space, data, device, target)
-    trainer = Trainer(space, data, cfg, device)
+        return _project(cfg, space_def, space, data, device, target, group)
+    trainer = Trainer(space, data, cfg, device, group=group)
     scheduler = scheduler_for(trainer)
     state = None
     if target.resume_epoch:  # read (and checked against the model) before anything is written
         state = load_resumed_search(trainer, checkpoint_path(target.folder, target.resume_epoch), scheduler)
-    with run_folder(cfg, target.folder, resume=target.resume_epoch > 0, device=device) as board:
-        return run_search(trainer, scheduler, target.folder, state, board)
+
+    def search() -> dict:
+        with run_folder(cfg, target.folder, resume=target.resume_epoch > 0, device=device, group=group) as board:
+            trainer.synchronise()
+            return run_search(trainer, scheduler, target.folder, state, board)
+    return search
 
 
 def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData, device: torch.device,
-             target: Target) -> dict:
-    """Projection of a search checkpoint; one from before --epochs is first trained up to it
-    (an interrupted run of this command may have done part of that already)."""
+             target: Target, group: Group) -> Callable[[], dict]:
+    """Projection of a search checkpoint, checked; one from before --epochs is first trained up
+    to it (an interrupted run of this command may have done part of that already)."""
     folder, supernet = target.folder, target.supernet
     assert supernet is not None
-    search = Trainer(space, data, cfg, device)
+    search = Trainer(space, data, cfg, device, group=group)
     scheduler = scheduler_for(search)
     source = (None if cfg.run.overwrite else _latest(folder, SUPERNET)) or supernet
-    state = load_search_checkpoint(search, source, scheduler)  # checked against the model before writing
+    # checked against the model (and, continuing this command's own run, its processes) before writing
+    state = load_search_checkpoint(search, source, scheduler, resume=source != supernet)
+    if target.projection_epoch is not None:
+        path = checkpoint_path(folder, target.projection_epoch)
+        group.check_nproc(load_checkpoint(path), path)
     resume = target.projection_epoch is not None or folder.exists() and not cfg.run.overwrite
-    with run_folder(cfg, folder, resume=resume, device=device) as board:
-        result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
-        tuned = source
-        if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):
-            tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)
-        if tuned != supernet:
-            result["supernet_trained_to"] = cfg.epochs
-        for p in space.model.parameters():  # projection starts as in a new process (see README)
-            p.grad = None
-        # Projection tunes with a fresh weight optimiser at a tenth of the learning rate,
-        # kept constant; alpha's optimiser continues from the supernet checkpoint.
-        trainer = Trainer(space, data, cfg, device, weight_lr=cfg.optim.learning_rate / 10)
-        state = load_search_checkpoint(trainer, tuned, with_optimizers=False)
-        result.update(supernet_epoch=int(state.get("epoch", 0)),
-                      search_time_s=_search_time(supernet.parent, state))
-        seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)  # the projection's own randomness
-        return run_projection(trainer, folder, space_def.plan(cfg, space), board, target.projection_epoch, result)
+    plan = space_def.plan(cfg, space)
+    proxies = sorted({c for c in plan.criteria.values() if c in PROXY_CRITERIA})
+    if proxies and group.distributed:  # a proxy of a shard is not the batch's: processes would disagree
+        raise ConfigError("nproc", group.size, f"zero-cost criteria ({', '.join(proxies)}) score whole batches in one "
+                                               "process (and take seconds): run them with --nproc 1")
+
+    def project() -> dict:
+        with run_folder(cfg, folder, resume=resume, device=device, group=group) as board:
+            result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
+            tuned = source
+            search.synchronise()
+            if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):
+                tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)
+            if tuned != supernet:
+                result["supernet_trained_to"] = cfg.epochs
+            for p in space.model.parameters():  # projection starts as in a new process (see README)
+                p.grad = None
+            # Projection tunes with a fresh weight optimiser at a tenth of the learning rate,
+            # kept constant; alpha's optimiser continues from the supernet checkpoint.
+            trainer = Trainer(space, data, cfg, device, weight_lr=cfg.optim.learning_rate / 10, group=group)
+            tuned_state = load_search_checkpoint(trainer, tuned, with_optimizers=False)
+            trainer.synchronise()
+            result.update(supernet_epoch=int(tuned_state.get("epoch", 0)),
+                          search_time_s=_search_time(supernet.parent, tuned_state))
+            seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)  # the projection's own randomness
+            return run_projection(trainer, folder, plan, board, target.projection_epoch,
+                                  result)
+    return project
 
 
 @contextlib.contextmanager
-def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.device) -> Iterator[Board]:
+def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.device,
+               group: Group | None = None) -> Iterator[Board]:
     """Create (or reopen) the run's folder, log into it, and keep its run state (common/runstate.py:
-    process record, heartbeat, `failed` or `interrupted` in result.json if it stops early)."""
-    new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite)
-    log_to_file(folder / "log.txt")
+    process record, heartbeat, `failed` or `interrupted` in result.json if it stops early), on
+    process 0; the other processes only log warnings to stdout."""
+    group = group or Group()
+    group.on_main(lambda: new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite))
+    if group.main:
+        log_to_file(folder / "log.txt")
     log.info("config = %s", cfg)
-    log.info("device = %s, experiment folder = %s", device, folder)
-    board = Board(folder, enabled=cfg.run.tensorboard, heatmaps=cfg.alpha_heatmaps)
+    log.info("device = %s, experiment folder = %s%s", device, folder,
+             f", {group.size} processes" if group.distributed else "")
+    board = Board(folder, enabled=cfg.run.tensorboard and group.main, heatmaps=cfg.alpha_heatmaps)
     try:
-        with tracked(folder):
+        with tracked(folder, main=group.main):
             yield board
     finally:
         board.close()
 
 
-def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, device: torch.device) -> SearchData:
+def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, device: torch.device,
+                group: Group | None = None) -> SearchData:
+    """The batches of both halves of the training set and of the test set; in several
+    processes, this process's shards of them."""
+    group = group or Group()
     weight_idx, alpha_idx = split_indices(len(train_set.labels), cfg.train_portion)
     if len(weight_idx) == 0 or len(alpha_idx) == 0:
         raise ConfigError("train_portion", cfg.train_portion, f"leaves one half of the {len(train_set)} training "
@@ -146,14 +199,28 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
         log.info("--cutout: no cutout on %s, as the original (its pipeline had none); --cutout_ramp cuts it",
                  cfg.data.dataset)
     batches = functools.partial(Batches, device=device, seed=cfg.run.seed, limit=1 if cfg.run.fast else None,
-                                memory_format=memory_format(cfg.speed.memory_format, device))
+                                memory_format=memory_format(cfg.speed.memory_format, device),
+                                shard=(group.rank, group.size))
     valid = batches(train_set, alpha_idx, batch, augment=True, cutout_length=cutout)
     proj_batch = cfg.projection.proj_batch_size
-    return SearchData(
+    data = SearchData(
         train=batches(train_set, weight_idx, batch, augment=True, cutout_length=cutout),
         valid=valid,
         test=batches(test_set, None, batch, augment=False, shuffle=False),
         proj=valid.with_batch_size(proj_batch) if proj_batch and proj_batch != batch else None)
+    for b, flag in ((data.train, "batch_size"), (data.valid, "batch_size"), (data.test, "batch_size"),
+                    (data.proj, "proj_batch_size")):
+        if b is not None:
+            _check_shards(b, flag, group.size)
+    return data
+
+
+def _check_shards(batches: Batches, flag: str, nproc: int) -> None:
+    """Every process needs images of every batch (a batch norm of none is undefined)."""
+    last = batches.batch_size_of(len(batches) - 1)
+    check(last >= nproc, flag, batches.batch_size,
+          f"the last batch of a pass over {batches.num_samples} images holds {last}, fewer than the --nproc "
+          f"{nproc} processes: choose a batch size that leaves at least {nproc}")
 
 
 def search_target(cfg: SearchConfig, space: SearchSpace) -> Target:

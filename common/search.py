@@ -1,6 +1,7 @@
 """Supernet training (the search phase), shared by both spaces: epochs, logs, checkpoints."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -13,7 +14,6 @@ from .checkpoint import (
     checkpoint_path,
     load_checkpoint,
     prune_checkpoints,
-    rng_state,
     save_checkpoint,
     set_rng_state,
     split_model_state,
@@ -21,7 +21,6 @@ from .checkpoint import (
 from .config import SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
-from .progress import run_progress
 from .space import Space
 from .trainer import Trainer
 
@@ -39,12 +38,15 @@ def scheduler_for(trainer: Trainer) -> Scheduler:
 
 
 def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | None = None,
-                           with_optimizers: bool = True) -> dict[str, Any]:
-    """Load weights, alpha, optimizers (and scheduler) from a search checkpoint.
+                           with_optimizers: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Load weights, alpha, optimizers (and scheduler) from a search checkpoint; one that
+    this run continues (`resume`) must come from a run of as many processes.
 
     Accepts checkpoints written by the original DARTS-PT code (same keys, no RNG state).
     """
     state = load_checkpoint(path)
+    if resume:
+        trainer.group.check_nproc(state, path)
     sd, inner_alpha = split_model_state(state, ("_arch_parameters", "alphas_normal", "alphas_reduce"))
     try:
         trainer.model.load_state_dict(sd)
@@ -65,14 +67,15 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         why = why if len(why) <= 200 else why[:200] + " ..."
         flags = " ".join(f"--{flag}" for flag in trainer.cfg.search_run_flags if flag != "epochs")
         raise CheckpointError(f"{path} does not fit this supernet; pass the search's {flags} ({why})") from e
-    if "rng" in state:
-        set_rng_state(state["rng"], trainer.device)
+    rng = trainer.group.process_rng(state)
+    if rng is not None:
+        set_rng_state(rng, trainer.device)
     return state
 
 
 def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> dict[str, Any]:
     """A search checkpoint to continue the same search from: its schedule must be this one."""
-    state = load_search_checkpoint(trainer, path, scheduler)
+    state = load_search_checkpoint(trainer, path, scheduler, resume=True)
     epochs = trainer.cfg.epochs
     if scheduler.T_max != epochs:  # the loaded scheduler would silently keep its own length
         raise CheckpointError(f"--epochs {epochs}: the checkpoint {path.name} was trained for "
@@ -83,20 +86,20 @@ def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> d
 def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict[str, Any] | None,
                board: Board) -> dict[str, Any]:
     """Train the supernet (from `state`, a loaded checkpoint, if resuming), then report the
-    magnitude-based genotype in result.json."""
-    cfg, space = trainer.cfg, trainer.space
+    magnitude-based genotype in result.json (process 0 writes; the others train along)."""
+    cfg, space, group = trainer.cfg, trainer.space, trainer.group
     start, timer = 0, Timer()
     if state is not None:
         start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
-        truncate_history(folder / "history.jsonl", start)
+        group.on_main(lambda: truncate_history(folder / "history.jsonl", start))
         log.info("resumed from epoch %d", start)
     result = result_base(trainer, "running")
-    write_json(folder / "result.json", result)
+    group.on_main(lambda: write_json(folder / "result.json", result))
     search_epochs(trainer, scheduler, start, timer, folder, board)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
-    write_json(folder / "result.json", result)
+    group.on_main(lambda: write_json(folder / "result.json", result))
     log.info("search finished: genotype = %s", result["genotype"])
     return result
 
@@ -107,7 +110,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     every --ckpt_interval epochs and at the end."""
     cfg, space = trainer.cfg, trainer.space
     log_test_freq(trainer, tuning=False)
-    progress = run_progress(cfg.run, cfg.epochs, start)
+    progress = trainer.progress(cfg.epochs, start)
     for epoch in range(start, cfg.epochs):
         lr = scheduler.get_last_lr()[0]
         cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
@@ -118,12 +121,28 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
                                                     cutout_prob=cutout_prob, epsilon=epsilon, progress=progress)
         scheduler.step()
         row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
-        append_jsonl(folder / history, row)
-        if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs:
-            save_checkpoint({"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
-                             "rng": rng_state(trainer.device), "search_time": timer.elapsed()},
-                            checkpoint_path(folder, epoch + 1, prefix))
-            prune_checkpoints(folder, cfg.run.ckpt_keep_every, epoch + 1, prefix)
+        checkpoint = None
+        if checkpoints_at(cfg, epoch):
+            rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
+            checkpoint = rngs and {"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
+                                   **rngs, "search_time": timer.elapsed()}
+        trainer.group.on_main(functools.partial(_write_epoch, folder, history, row, checkpoint, epoch + 1, prefix,
+                                                cfg.run.ckpt_keep_every))
+
+
+def _write_epoch(folder: Path, history: str, row: dict[str, Any], checkpoint: dict[str, Any] | None, epoch: int,
+                 prefix: str, keep_every: int) -> None:
+    """An epoch's history row, and its checkpoint `{prefix}_{epoch}` if it writes one (then the
+    checkpoints --ckpt_keep_every does not keep go)."""
+    append_jsonl(folder / history, row)
+    if checkpoint is not None:
+        save_checkpoint(checkpoint, checkpoint_path(folder, epoch, prefix))
+        prune_checkpoints(folder, keep_every, epoch, prefix)
+
+
+def checkpoints_at(cfg: SearchConfig, epoch: int) -> bool:
+    """Whether search epoch `epoch` ends with a checkpoint: every --ckpt_interval and the last."""
+    return (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs
 
 
 def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any], folder: Path,
@@ -140,7 +159,7 @@ def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any
         return False
     log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
              "up to --epochs %d (pass --epochs %d to project it as it is)", start, epochs - start, epochs, start)
-    truncate_history(folder / "search_history.jsonl", start)
+    trainer.group.on_main(lambda: truncate_history(folder / "search_history.jsonl", start))
     search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
                   prefix=SUPERNET, history="search_history.jsonl")
     return True

@@ -29,6 +29,7 @@ from .arch import Active
 from .config import SearchConfig
 from .data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches
 from .device import memory_format
+from .distributed import Group
 from .experiment import LOGGER
 from .metrics import Stats, check_finite
 from .progress import Progress, run_progress
@@ -57,9 +58,15 @@ COMPILE_BACKEND = "inductor"
 
 
 class Trainer:
+    """Steps and passes of one process. In a run of several (`group`), each process computes
+    its shard of every batch; the gradients of weights and alpha are averaged over the
+    processes, SDARTS perturbations are process 0's, and accuracies and losses are summed over
+    the processes, so that every process holds the same supernet and takes the same decisions."""
+
     def __init__(self, space: Space, data: SearchData | None, cfg: SearchConfig, device: torch.device,
-                 weight_lr: float | None = None) -> None:
+                 weight_lr: float | None = None, group: Group | None = None) -> None:
         self.space, self._data, self.cfg, self.device = space, data, cfg, device
+        self.group = group or Group()
         self.model, self.arch = space.model, space.arch
         self.memory_format = memory_format(cfg.speed.memory_format, device)
         self.model.to(memory_format=self.memory_format)  # in place: parameters keep their identity
@@ -99,8 +106,9 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)  # no copy if already so
 
     # -- one step -------------------------------------------------------------------------
-    def alpha_step(self, x: Tensor, y: Tensor) -> None:
-        """First-order DARTS: alpha descends the loss on a batch of the alpha half.
+    def alpha_step(self, x: Tensor, y: Tensor, batch: int | None = None) -> None:
+        """First-order DARTS: alpha descends the loss on a batch of the alpha half (`batch`
+        images in all processes, of which this process has `x`; None: all of them).
 
         Only alpha's gradient is computed: the weight gradients the original also
         accumulated here were zeroed before the weight step, so skipping them is exact.
@@ -109,6 +117,7 @@ class Trainer:
         """
         with self._autocast():
             loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
+        loss = self.group.weighted(loss, len(y), batch or len(y))
         params = self.arch.parameters()
         if not self._weight_grads_exist:
             self._full_backward(loss, params)
@@ -117,6 +126,7 @@ class Trainer:
                      else [None] * len(params))
             for p, g in zip(params, grads):
                 p.grad = g
+        self.group.average_gradients(params)
         self.a_opt.step()
 
     def _full_backward(self, loss: Tensor, alphas: list[nn.Parameter]) -> None:
@@ -132,7 +142,9 @@ class Trainer:
             loss.backward()
         self._weight_grads_exist = True
 
-    def weight_step(self, x: Tensor, y: Tensor, epsilon: float) -> tuple[Tensor, Tensor]:
+    def weight_step(self, x: Tensor, y: Tensor, epsilon: float, batch: int | None = None) -> tuple[Tensor, Tensor]:
+        """One SGD step of the weights on a batch of the weight half (`batch` images in all
+        processes, of which this process has `x`); this process's logits and mean loss."""
         x = self._layout(x)
         weights = {k: w.detach() for k, w in self.arch.weights().items()}
         active: Active | None = self.arch.active()
@@ -140,11 +152,13 @@ class Trainer:
             if self.space.perturb is not None:
                 project = self.arch.apply_projection  # decided edges stay fixed under perturbation
                 weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
+                self.group.broadcast(weights.values())  # drawn once, by process 0
                 active = None  # perturbation may zero weights: the model reads which ones (one sync)
             self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
             logits = self.forward(x, weights, active)
             loss = self.criterion(logits, y)
-        loss.backward()
+        self.group.weighted(loss, len(y), batch or len(y)).backward()
+        self.group.average_gradients(self.model.parameters())
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.w_opt.step()
         return logits, loss
@@ -155,20 +169,26 @@ class Trainer:
         """One epoch; `progress`: the run's, for its ETA in the log lines (None: this epoch alone)."""
         self.model.train()
         stats = Stats(self.device)
-        lines = (progress or run_progress(self.cfg.run, epoch + 1, epoch)).epoch(epoch, len(self.data.train))
-        for step, ((x, y), (xa, ya)) in enumerate(self._pairs(epoch, cutout_prob, tuning)):
+        lines = (progress or self.progress(epoch + 1, epoch)).epoch(epoch, len(self.data.train))
+        for step, ((x, y, n), (xa, ya, na)) in enumerate(self._pairs(epoch, cutout_prob, tuning)):
             if train_alpha:
-                self.alpha_step(xa, ya)
-            logits, loss = self.weight_step(x, y, epsilon)
+                self.alpha_step(xa, ya, na)
+            logits, loss = self.weight_step(x, y, epsilon, n)
             stats.add(logits, y, loss)
             if lines.due(step):
-                acc, avg = stats.result()  # the only host sync inside an epoch
+                acc, avg = self.group.result(stats)  # the only host sync inside an epoch
                 check_finite(avg, f"training loss at epoch {epoch} step {step}")
                 lines.log(step, f"loss {avg:.4f} acc {acc:.2f}")
-        return stats.result()
+        return self.group.result(stats)
+
+    def progress(self, epochs: int, start: int) -> Progress:
+        """The progress lines of `epochs` epochs from `start`. Several processes log at the same
+        steps only: a line reads the loss of all of them (a collective), and their clocks differ."""
+        return run_progress(self.cfg.run, epochs, start, timed=not self.group.distributed)
 
     def _pairs(self, epoch: int, cutout_prob: float, tuning: bool) -> Iterator:
-        """(weight batch, alpha batch) per step, `len(train)` steps.
+        """(weight batch, alpha batch) per step, `len(train)` steps; each batch as (images,
+        targets, images in all processes).
 
         `--sampling fresh` (default) samples as the original: a search step draws both batches
         from new iterators (`next(iter(queue))`: a random batch, images repeat across steps);
@@ -178,13 +198,13 @@ class Trainer:
         train_key, valid_key = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
         train, valid = self.data.train, self.data.valid
         if self.cfg.sampling == "epoch":
-            alpha = (b for rep in itertools.count() for b in valid((valid_key, epoch, rep), cutout_prob))
-            return zip(train((train_key, epoch), cutout_prob), alpha)
+            alpha = (b for rep in itertools.count() for b in _sized(valid, (valid_key, epoch, rep), cutout_prob))
+            return zip(_sized(train, (train_key, epoch), cutout_prob), alpha)
         if tuning:
-            weight = train((train_key, epoch), cutout_prob)
+            weight = _sized(train, (train_key, epoch), cutout_prob)
         else:
-            weight = (train.sample((train_key, epoch, step), cutout_prob) for step in range(len(train)))
-        return zip(weight, (valid.sample((valid_key, epoch, step), cutout_prob) for step in itertools.count()))
+            weight = (_sampled(train, (train_key, epoch, step), cutout_prob) for step in range(len(train)))
+        return zip(weight, (_sampled(valid, (valid_key, epoch, step), cutout_prob) for step in itertools.count()))
 
     def evaluate(self, batches: Batches, key: tuple[int, ...], weights: Weights | None = None,
                  active: Active | None = None, train_mode: bool = False,
@@ -200,6 +220,8 @@ class Trainer:
             forward = self.forward
             with torch.no_grad():  # outside inference mode: Architecture caches tensors it makes here
                 weights, active = self.arch.weights(), self.arch.active()
+        if not train_mode:  # per-process batch norm: every process evaluates with process 0's statistics
+            self.group.broadcast(self.model.buffers())
         self.model.train(train_mode)
         stats = Stats(self.device)
         with torch.inference_mode(), self._autocast():
@@ -207,13 +229,19 @@ class Trainer:
                 logits = forward(self._layout(x), weights, active)
                 stats.add(logits, y, self.criterion(logits, y))
         self.model.train()
-        return stats.result()
+        return self.group.result(stats)
 
     # -- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
                 "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict(),
                 "grads": [n for n, p in self.model.named_parameters() if p.grad is not None]}
+
+    def synchronise(self) -> None:
+        """Process 0's weights, batch-norm buffers and alpha on every process, as a run of
+        several starts. They agree already (one seed, the same checkpoints); the broadcast makes
+        sure of it, as DistributedDataParallel does."""
+        self.group.broadcast([*self.model.parameters(), *self.model.buffers(), *self.arch.parameters()])
 
     def restore_grads(self, names: list[str]) -> None:
         """Zero-filled gradient tensors for the weights that had one when the checkpoint was
@@ -226,6 +254,18 @@ class Trainer:
             p = params[name]
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
+
+
+def _sized(batches: Batches, key: tuple[int, ...], cutout_prob: float) -> Iterator[tuple[Tensor, Tensor, int]]:
+    """A pass of `batches`, each batch with its number of images in all processes."""
+    for step, (x, y) in enumerate(batches(key, cutout_prob)):
+        yield x, y, batches.batch_size_of(step)
+
+
+def _sampled(batches: Batches, key: tuple[int, ...], cutout_prob: float) -> tuple[Tensor, Tensor, int]:
+    """`batches.sample(key)`, with its number of images in all processes."""
+    x, y = batches.sample(key, cutout_prob)
+    return x, y, min(batches.batch_size, batches.num_samples)
 
 
 def compile_model(model: nn.Module, mode: str = "default") -> Callable:

@@ -2,4 +2,4 @@
 # NAS-Bench-201 supernet training with DARTS (first order).
 # Output: experiments/nasbench201/search-darts-201-{seed}/
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-run nasbench201.train_search --method darts --save darts-201 --seed 1 --dataset cifar10 --gpu auto "$@"
+run_distributed nasbench201.train_search --method darts --save darts-201 --seed 1 --dataset cifar10 --gpu auto "$@"

@@ -4,5 +4,5 @@
 # may also be a path) and writes into a sub-folder named after the projection settings. Sizes,
 # dataset and --epochs left out are the search run's (README: "What a projection takes ...").
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-run nasbench201.train_search --method darts-proj --dev proj --save darts-proj-201 --seed 1 --gpu auto \
+run_distributed nasbench201.train_search --method darts-proj --dev proj --save darts-proj-201 --seed 1 --gpu auto \
     --resume_epoch 100 --proj_crit acc --proj_intv 5 --edge_decision random "$@"

@@ -2,4 +2,4 @@
 # DARTS-space (s1-s5) supernet training with DARTS (first order).
 # Output: experiments/sota/{dataset}/search-darts-sota-{space}-{seed}/
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-run sota.train_search --method darts --save darts-sota --space s5 --seed 2 --dataset cifar10 --gpu auto "$@"
+run_distributed sota.train_search --method darts --save darts-sota --space s5 --seed 2 --dataset cifar10 --gpu auto "$@"
