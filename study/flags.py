@@ -4,7 +4,7 @@ A flag goes to every run whose script takes it (`--epochs 2` to searches, projec
 evaluations; `--num_cells 1` only to NAS-Bench-201 runs). `--STAGE.name value` (STAGE one of
 search, proj, eval) limits it to one stage: `--eval.epochs 100`. A flag no script takes is a
 typo and refused, as are the flags the study itself sets for each run. A few flags are the
-scripts' own, not their module's (`--nproc N`: the evaluations train in N processes); they
+scripts' own, not their module's (`--nproc N`: the runs train in N processes); they
 go on the script's command line and never reach the module's parser.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ OWNED = ("--seed", "--dataset", "--space", "--method", "--exp_root", "--save", "
          "--resume_epoch", "--arch", "--overwrite", "--dev", "--genotype_name", "--perturb_alpha",
          "--no_resume", "--dev_resume_epoch")
 # Flags of a stage's exp_scripts themselves (exp_scripts/common.sh), not of their module -> takes a value.
-SCRIPT_FLAGS = {"search": {}, "proj": {}, "eval": {"--nproc": True}, "eval-imagenet": {"--nproc": True}}
+SCRIPT_FLAGS = {stage: {"--nproc": True} for stage in STAGES}  # every stage trains under torchrun
 
 
 class FlagError(ValueError):

@@ -368,26 +368,29 @@ def test_run_flags_go_where_they_belong():
     assert flags.for_run("eval", "sota.train") == ["--epochs", "2", "--fast", "--epochs", "7"]  # the stage's wins
 
 
-def test_nproc_reaches_the_eval_scripts_only(tmp_path):
-    """--nproc is the eval scripts' own flag (exp_scripts/common.sh): an evaluation's command
-    gets it, its module's parse (the folder the study names) does not see it, and no search
-    or projection gets it."""
-    from study.flags import FlagError, RunFlags
+def test_nproc_reaches_the_scripts_only(tmp_path):
+    """--nproc is the exp_scripts' own flag (exp_scripts/common.sh): a run's command gets it, its
+    module's parse (the folder the study names) does not see it; --STAGE.nproc limits it to a stage."""
+    from study.flags import RunFlags
     from study.plan import Context, Run, command, run_config
 
     flags = RunFlags.parse(["--nproc", "4", "--epochs", "2"])
     assert flags.for_run("eval", "sota.train") == ["--nproc", "4", "--epochs", "2"]
     assert flags.for_run("eval", "sota.train", script=False) == ["--epochs", "2"]
     for stage in ("search", "proj"):
-        assert flags.for_run(stage, "sota.train_search") == ["--epochs", "2"]
+        assert flags.for_run(stage, "sota.train_search") == ["--nproc", "4", "--epochs", "2"]
+        assert flags.for_run(stage, "sota.train_search", script=False) == ["--epochs", "2"]
     ctx = Context(tmp_path, flags)
     run = Run("s5", "cifar10", "darts", 1, "eval")
     assert command(run, ctx, "my_cell")[-4:] == ["--nproc", "4", "--epochs", "2"]
     assert run_config(run, ctx, "my_cell").cfg.epochs == 2  # parsed by sota.train, without --nproc
-    assert "--nproc" not in command(Run("s5", "cifar10", "darts", 1, "search"), ctx)
+    search = Run("s5", "cifar10", "darts", 1, "search")
+    assert command(search, ctx)[-4:] == ["--nproc", "4", "--epochs", "2"]
+    assert run_config(search, ctx).cfg.epochs == 2
     assert RunFlags.parse(["--eval.nproc", "2"]).for_run("eval", "sota.train") == ["--nproc", "2"]
-    with pytest.raises(FlagError, match="--search.nproc: not a flag of the search scripts"):
-        RunFlags.parse(["--search.nproc", "2"])
+    only_search = RunFlags.parse(["--search.nproc", "2"])
+    assert only_search.for_run("search", "sota.train_search") == ["--nproc", "2"]
+    assert only_search.for_run("eval", "sota.train") == []
 
 
 def test_resume_args(tmp_path):
