@@ -60,19 +60,22 @@ class Cell(nn.Module):
         return torch.cat([states[i] for i in self._concat], dim=1)
 
 
-class AuxiliaryHeadCIFAR(nn.Module):
-    """Auxiliary classifier on the 8x8 feature map after the second reduction."""
+class AuxiliaryHead(nn.Module):
+    """Auxiliary classifier on the feature map after the second reduction: DARTS' CIFAR head
+    (an 8x8 map, pooled with stride 3; `bn_768` true) or its ImageNet head (a 7x7 map, stride
+    2, and no batch norm after the 2x2 convolution: a typo of DARTS' that the original kept
+    for its results). Both pool the map down to 2x2."""
 
-    def __init__(self, C: int, num_classes: int) -> None:
+    def __init__(self, C: int, num_classes: int, pool_stride: int = 3, bn_768: bool = True) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.AvgPool2d(5, stride=3, padding=0, count_include_pad=False),  # 8x8 -> 2x2
+            nn.AvgPool2d(5, stride=pool_stride, padding=0, count_include_pad=False),
             nn.Conv2d(C, 128, 1, bias=False),
             BatchNorm2d(128),
             nn.ReLU(inplace=False),
             nn.Conv2d(128, 768, 2, bias=False),
-            BatchNorm2d(768),
+            *([BatchNorm2d(768)] if bn_768 else []),
             nn.ReLU(inplace=False),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -81,18 +84,18 @@ class AuxiliaryHeadCIFAR(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-class NetworkCIFAR(nn.Module):
-    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Genotype) -> None:
-        super().__init__()
-        self._layers = layers
-        self._auxiliary = auxiliary
-        self.drop_path_prob = 0.0
-        stem_multiplier = 3
-        C_curr = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), BatchNorm2d(C_curr))
-        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+class CellStack(nn.Module):
+    """What the CIFAR and ImageNet networks share: `layers` cells of a genotype after the stem(s),
+    reduction cells at layers//3 and 2*layers//3 (doubling the channels), and the auxiliary head
+    after cell 2*layers//3. Subclasses build their stems, then call `_build_cells`, then add
+    their pooling and classifier (the original's module order, hence its state_dict's)."""
+
+    def _build_cells(self, genotype: Genotype, layers: int, C: int, C_stem: int, reduction_prev: bool,
+                     auxiliary: bool, num_classes: int, aux_stride: int, bn_768: bool) -> int:
+        """Add `cells` (and, if `auxiliary`, `auxiliary_head`); the channels of the last cell."""
+        self._layers, self._auxiliary, self.drop_path_prob = layers, auxiliary, 0.0
+        C_prev_prev, C_prev, C_curr = C_stem, C_stem, C
         self.cells = nn.ModuleList()
-        reduction_prev = False
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
@@ -104,23 +107,38 @@ class NetworkCIFAR(nn.Module):
             if i == self._aux_position():
                 C_to_auxiliary = C_prev
         if auxiliary:
-            self.auxiliary_head = AuxiliaryHeadCIFAR(C_to_auxiliary, num_classes)
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(C_prev, num_classes)
+            self.auxiliary_head = AuxiliaryHead(C_to_auxiliary, num_classes, aux_stride, bn_768)
+        return C_prev
 
     def _aux_position(self) -> int:
         return 2 * self._layers // 3
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """(logits, auxiliary logits); the latter only in training mode with the head."""
+    def _cells(self, s0: Tensor, s1: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The last cell's output and (training mode, with the head) the auxiliary logits."""
         logits_aux = None
-        s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self._aux_position() and self._auxiliary and self.training:
                 logits_aux = self.auxiliary_head(s1)
-        out = self.global_pooling(s1)
-        return self.classifier(out.flatten(1)), logits_aux
+        return s1, logits_aux
+
+
+class NetworkCIFAR(CellStack):
+    def __init__(self, C: int, num_classes: int, layers: int, auxiliary: bool, genotype: Genotype) -> None:
+        super().__init__()
+        stem_multiplier = 3
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(3, C_curr, 3, padding=1, bias=False), BatchNorm2d(C_curr))
+        C_prev = self._build_cells(genotype, layers, C, C_curr, False, auxiliary, num_classes,
+                                   aux_stride=3, bn_768=True)
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(logits, auxiliary logits); the latter only in training mode with the head."""
+        s0 = self.stem(x)
+        out, logits_aux = self._cells(s0, s0)
+        return self.classifier(self.global_pooling(out).flatten(1)), logits_aux
 
 
 def count_mult_adds_m(model: nn.Module, image_size: int) -> float:

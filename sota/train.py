@@ -68,7 +68,7 @@ from .model_eval import NetworkCIFAR, count_parameters_mb
 
 log = logging.getLogger(LOGGER)
 
-AUX_IMAGE_SIZE = 32  # DARTS' AuxiliaryHeadCIFAR pools an 8x8 map, i.e. 32x32 inputs
+AUX_IMAGE_SIZE = 32  # DARTS' CIFAR auxiliary head pools an 8x8 map, i.e. 32x32 inputs
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CKPT_KEEP_EVERY = 50  # the original kept a checkpoint every 50 epochs
 BEST = "model_best.pth.tar"  # the weights of the epoch with the best test accuracy (the original's name)
