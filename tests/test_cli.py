@@ -3,13 +3,11 @@ the search run it projects (sizes, dataset, space, the search-epoch target) or r
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 
 from common.config import ConfigError
-from common.experiment import LOGGER
 from common.run import projection_target, resolve_projection
 from nasbench201 import train_search as nb201
 from sota import train as sota_eval
@@ -176,20 +174,6 @@ def test_a_missing_search_folder_names_those_that_exist(tmp_path):
     with pytest.raises(ConfigError, match="the search runs there: search-blank-201-1, search-darts-201-1, "
                                           "search-darts-201-2"):
         nb201_projection(tmp_path, "--resume_expid", "mine", "--resume_epoch", "2")
-
-
-@pytest.fixture
-def log_lines():
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger(LOGGER)
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield lines
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_the_first_lines_say_what_the_projection_will_do(tmp_path, log_lines):
