@@ -52,13 +52,15 @@ def test_search_epochs_train_with_the_cutout_schedule(tmp_path, monkeypatch, fla
     from types import SimpleNamespace
 
     from common import search
+    from common.distributed import Group
     from common.experiment import Board, Timer
 
     cfg = search_cfg("--cutout", "--cutout_prob", "0.5", "--epochs", "3", "--ckpt_interval", "10", *flags)
     seen = []
     trainer = SimpleNamespace(cfg=cfg, space=SimpleNamespace(epsilon_alpha=0.0, perturb=None,
                                                              tests_each_search_epoch=False),
-                              device=torch.device("cpu"), state=dict,
+                              device=torch.device("cpu"), state=dict, group=Group(),
+                              progress=lambda epochs, start: None,
                               train_epoch=lambda epoch, **kw: (seen.append(kw["cutout_prob"]), (0.0, 0.0))[1])
     monkeypatch.setattr(search, "epoch_report", lambda trainer, epoch, board, row: row)
     model = torch.nn.Linear(1, 1)

@@ -54,10 +54,10 @@ def test_line_says_speed_epoch_eta_and_run_eta(log_lines):
 class FakeSteps(Trainer):
     """The real Trainer's epoch loop around steps that compute nothing."""
 
-    def alpha_step(self, x, y):
+    def alpha_step(self, x, y, n):
         pass
 
-    def weight_step(self, x, y, epsilon):
+    def weight_step(self, x, y, epsilon, n):
         return torch.zeros(len(y), 10), torch.ones(())
 
 

@@ -8,6 +8,7 @@ import torch
 
 from common.checkpoint import checkpoint_epochs, prune_checkpoints
 from common.cli import search_config
+from common.distributed import Group
 from common.experiment import Timer
 
 
@@ -39,6 +40,7 @@ def test_projection_can_keep_only_what_resume_needs(tmp_path):
 
     def trainer(keep_every: int) -> SimpleNamespace:
         return SimpleNamespace(state=dict, arch=SimpleNamespace(projection_state=dict), device=torch.device("cpu"),
+                               group=Group(),
                                cfg=SimpleNamespace(run=SimpleNamespace(ckpt_keep_every=keep_every)))
 
     for keep_every, kept in ((1, [0, 5, 10, 11]), (0, [11]), (10, [0, 10, 11])):
