@@ -341,14 +341,12 @@ class Run:
     def state(self) -> dict[str, Any] | None:
         """The checkpoint's model, optimiser, scheduler and RNG states, on process 0 (None on the
         others; a collective: every process gives its RNG states)."""
-        rngs = self.group.gather(ckpt.rng_state(self.device))
+        rngs = self.group.rng_states(self.device)  # "rng", "nproc" and, in several processes, "process_rng"
         if rngs is None:
             return None
-        # "rng" is process 0's, what one process saves; "process_rng" every process's, by rank
         return {"state_dict": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rngs[0], "nproc": self.group.size,
-                "epochs": self.cfg.epochs, **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}),
-                **({"process_rng": rngs} if self.group.distributed else {})}
+                "scheduler": self.scheduler.state_dict(), **rngs, "epochs": self.cfg.epochs,
+                **({"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {})}
 
     def load(self, state: dict[str, Any], path: Path) -> None:
         # checkpoints from before "epochs" was saved: the cosine schedule's length
@@ -356,18 +354,14 @@ class Run:
         if epochs != self.cfg.epochs:  # the schedule and drop path ramp would silently change
             raise ConfigError("epochs", self.cfg.epochs, f"{path} belongs to a run of {epochs} epochs: "
                                                          f"pass --epochs {epochs} to resume it")
-        nproc = int(state.get("nproc", 1))
-        if nproc != self.group.size:  # each process continues the random state it saved
-            raise ConfigError("nproc", self.group.size, f"{path} was written by a run of {nproc} process(es): "
-                                                        f"pass --nproc {nproc} to resume it")
+        self.group.check_nproc(state, path)  # each process continues the random state it saved
         try:
             self.net.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             if "scaler" in state:
                 self.scaler.load_state_dict(state["scaler"])
-            rng = state["process_rng"][self.group.rank] if self.group.distributed else state["rng"]
-            ckpt.set_rng_state(rng, self.device)
+            ckpt.set_rng_state(self.group.process_rng(state) or state["rng"], self.device)
         except (RuntimeError, ValueError, KeyError) as e:
             raise ckpt.CheckpointError(f"{path} does not fit this network (check --arch, --dataset, "
                                        f"--init_channels, --layers and --auxiliary): {e!r}") from e
