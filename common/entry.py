@@ -80,8 +80,8 @@ def read_result(folder: Path) -> dict[str, Any]:
     return result if isinstance(result, dict) else {}
 
 
-def mark_failed(folder: Path, error: BaseException) -> None:
+def mark_failed(folder: Path, error: BaseException | str) -> None:
     result = read_result(folder)
     if result.get("status") != "finished":
-        result.update(status="failed", error=f"{type(error).__name__}: {error}")
+        result.update(status="failed", error=error if isinstance(error, str) else f"{type(error).__name__}: {error}")
         write_json(folder / "result.json", result)

@@ -15,10 +15,17 @@ process that crashed or was killed) end with one line saying which process faile
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
+
+from .entry import mark_failed
+from .runstate import FOLDER_NOTE_ENV
 
 USER_ERROR = 2  # common.entry.exit_code's code for a refused command
 
@@ -40,16 +47,29 @@ def main(argv: list[str] | None = None) -> int:
     # torchrun logs every process that ends non-zero, and each one it stops after that; the
     # report printed below says it once.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)
-    try:
-        run(args)
-    except ChildFailedError as e:
-        codes = {f.exitcode for f in e.failures.values()}
-        # negative: stopped by a signal, as torchrun stops the others once one has ended
-        if USER_ERROR in codes and all(c == USER_ERROR or c < 0 for c in codes):
-            return USER_ERROR
-        print(f"error: {failure_line(e)}", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory(prefix="darts-pt-launch-") as tmp:
+        note = Path(tmp) / "folder"
+        os.environ[FOLDER_NOTE_ENV] = str(note)  # the processes torchrun starts inherit it
+        try:
+            run(args)
+        except ChildFailedError as e:
+            codes = {f.exitcode for f in e.failures.values()}
+            # negative: stopped by a signal, as torchrun stops the others once one has ended
+            if USER_ERROR in codes and all(c == USER_ERROR or c < 0 for c in codes):
+                return USER_ERROR
+            line = failure_line(e)
+            if note.exists() and not _interrupted_first(e):
+                mark_failed(Path(note.read_text()), line)  # process 0 only saw torchrun's SIGTERM
+            print(f"error: {line}", file=sys.stderr)
+            return 1
     return 0
+
+
+def _interrupted_first(e: ChildFailedError) -> bool:
+    """Process 0 ended first, stopped by SIGTERM or SIGINT (it said `interrupted` itself)."""
+    rank, failure = e.get_first_failure()
+    stops = {int(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    return rank == 0 and (-failure.exitcode in stops or failure.exitcode - 128 in stops)
 
 
 def failure_line(e: ChildFailedError) -> str:

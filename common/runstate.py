@@ -42,6 +42,10 @@ HEARTBEAT_S = 30.0
 STALE_S = 5 * HEARTBEAT_S
 RUNNING, STOPPED, INTERRUPTED = "running", "stopped", "interrupted"
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# common/launch.py names a file here where process 0 writes its run folder: torchrun stops
+# process 0 with SIGTERM when another process dies, which process 0 cannot tell from a user's
+# SIGTERM, so the launcher marks the run `failed` itself.
+FOLDER_NOTE_ENV = "DARTS_PT_FOLDER_NOTE"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -66,6 +70,8 @@ def tracked(folder: Path, main: bool = True) -> Iterator[None]:
         return
     record = process_record()
     write_json(folder / PROCESS_FILE, record)
+    if os.environ.get(FOLDER_NOTE_ENV):
+        Path(os.environ[FOLDER_NOTE_ENV]).write_text(str(folder.resolve()))
     stop = threading.Event()
     beat = threading.Thread(target=_beat, args=(folder / PROCESS_FILE, record, stop), daemon=True,
                             name="heartbeat")

@@ -163,3 +163,54 @@ def test_the_study_sees_the_same(tmp_path):
     assert observe(rec, running(tmp_path / "old"), None) == (INTERRUPTED, "")
     rec.exit_code = 143  # stopped by a signal that was not the study's: it continues, not failed
     assert observe(rec, interrupted, None) == (INTERRUPTED, "by SIGTERM")
+
+
+LAUNCHED = textwrap.dedent("""
+    import os, signal, sys, time
+    from pathlib import Path
+    from common.entry import exit_code
+    from common.experiment import write_json
+    from common.runstate import FOLDER_NOTE_ENV, tracked
+
+    folder, rank = Path(sys.argv[1]), int(os.environ["RANK"])
+
+    def job():
+        with tracked(folder, main=rank == 0):
+            if rank == 0:
+                write_json(folder / "result.json", {"status": "running"})
+            while not Path(os.environ[FOLDER_NOTE_ENV]).exists():
+                time.sleep(0.02)
+            if rank == 1 and sys.argv[2] == "die":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(60)
+
+    sys.exit(exit_code(job))
+""")
+
+
+@pytest.mark.parametrize("how", ["die", "sigterm"])
+def test_the_launcher_marks_a_run_failed_when_another_process_dies(tmp_path, how):
+    """torchrun stops process 0 with SIGTERM when process 1 dies: the run failed (the launcher
+    says so in result.json, naming process 1), not interrupted. A SIGTERM to the launcher itself
+    (a user, Slurm's time limit) leaves it `interrupted`."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    script = tmp_path / "job.py"
+    script.write_text(LAUNCHED)
+    proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--nproc_per_node", "2", str(script),
+                             str(folder), how], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    if how == "sigterm":
+        deadline = time.time() + 60
+        while not (folder / runstate.PROCESS_FILE).exists() and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    result = json.loads((folder / "result.json").read_text())
+    died = "process 1 ended with signal SIGKILL"
+    if how == "die":
+        assert proc.returncode == 1 and out.splitlines()[-1].startswith(f"error: {died}"), out
+        assert result["status"] == "failed" and result["error"].startswith(died), result
+    else:
+        assert proc.returncode != 0 and result["status"] == "interrupted", (result, out)
