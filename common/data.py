@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import check
+
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "imagefolder")
 # Classes of the fixed datasets, for what is sized without loading them (reports); an
 # imagefolder has as many as its folders.
@@ -422,6 +424,14 @@ class Batches:
     def batch_size_of(self, step: int) -> int:
         """Images in batch `step` of a pass, all shards together."""
         return min(self.batch_size, self.num_samples - step * self.batch_size)
+
+    def check_shards(self, flag: str) -> None:
+        """Refuse (naming `flag`, the batch size's) a pass whose last batch leaves a process without
+        images: a batch norm over none is undefined."""
+        processes, last = self.shard[1], self.batch_size_of(len(self) - 1)
+        check(last >= processes, flag, self.batch_size,
+              f"the last batch of a pass over {self.num_samples} images holds {last}, fewer than the --nproc "
+              f"{processes} processes: choose a batch size that leaves at least {processes}")
 
     def __call__(
         self, key: int | tuple[int, ...], cutout_prob: float = 0.0

@@ -22,7 +22,7 @@ import torch
 from .batchnorm import SyncBatchNorm2d
 from .checkpoint import checkpoint_epochs, checkpoint_path, load_checkpoint
 from .cli import parse_config
-from .config import PROXY_CRITERIA, ConfigError, SearchConfig, check, flag_value, with_flags
+from .config import PROXY_CRITERIA, ConfigError, SearchConfig, flag_value, with_flags
 from .data import DATASETS, Batches, ImageSet, load_dataset, split_indices
 from .device import memory_format
 from .distributed import Group
@@ -211,16 +211,8 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
     for b, flag in ((data.train, "batch_size"), (data.valid, "batch_size"), (data.test, "batch_size"),
                     (data.proj, "proj_batch_size")):
         if b is not None:
-            _check_shards(b, flag, group.size)
+            b.check_shards(flag)
     return data
-
-
-def _check_shards(batches: Batches, flag: str, nproc: int) -> None:
-    """Every process needs images of every batch (a batch norm of none is undefined)."""
-    last = batches.batch_size_of(len(batches) - 1)
-    check(last >= nproc, flag, batches.batch_size,
-          f"the last batch of a pass over {batches.num_samples} images holds {last}, fewer than the --nproc "
-          f"{nproc} processes: choose a batch size that leaves at least {nproc}")
 
 
 def search_target(cfg: SearchConfig, space: SearchSpace) -> Target:

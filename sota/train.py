@@ -233,10 +233,7 @@ class Run:
         self.train_data = Batches(train_set, None, data.batch_size, augment=True,
                                   cutout_length=data.cutout_size, **common)
         self.test_data = Batches(test_set, None, data.batch_size, augment=False, shuffle=False, **common)
-        last = self.train_data.batch_size_of(len(self.train_data) - 1)
-        check(last >= group.size, "batch_size", data.batch_size,
-              f"the last batch of an epoch holds {last} of the {len(train_set)} training images, fewer than the "
-              f"--nproc {group.size} processes: choose a batch size that leaves at least {group.size}")
+        self.train_data.check_shards("batch_size")
         return train_set.num_classes
 
     def network(self, genotype: Genotype, num_classes: int) -> nn.Module:

@@ -10,6 +10,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
+from common.config import ConfigError
 from common.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, Batches, DataError, ImageSet, load_dataset, split_indices
 from tests.fixtures.datasets import write_cifar10, write_cifar100, write_imagefolder, write_imagenet16, write_svhn
 
@@ -216,6 +217,14 @@ def test_no_shuffle_keeps_order_and_plain_transform():
     expected = torch.stack([TF.normalize(TF.to_tensor(Image.fromarray(im.numpy())),
                                          data.mean, data.std) for im in data.images])
     assert torch.equal(x, expected)
+
+
+def test_a_last_batch_smaller_than_the_processes_is_refused():
+    """50 images in batches of 16 leave a last batch of 2: enough for 2 processes, not for 3."""
+    Batches(_id_set(50), None, 16, augment=False, shard=(0, 2)).check_shards("batch_size")
+    with pytest.raises(ConfigError, match="last batch of a pass over 50 images holds 2, fewer than the --nproc 3"):
+        Batches(_id_set(50), None, 16, augment=False, shard=(1, 3)).check_shards("batch_size")
+    Batches(_id_set(50), None, 16, augment=False, shard=(1, 3), limit=2).check_shards("batch_size")  # 2 full
 
 
 def test_drop_last_and_limit():
