@@ -81,10 +81,8 @@ def load_dataset(
     """
     key = name.lower()
     root = Path(root).expanduser()
-    if key == "cifar10":
-        return _load_cifar10(root, train, download)
-    if key == "cifar100":
-        return _load_cifar100(root, train, download)
+    if key in ("cifar10", "cifar100"):
+        return _load_cifar(root, train, download, classes=int(key[5:]))
     if key == "svhn":
         return _load_svhn(root, train, download)
     if key == "imagenet16-120":
@@ -94,30 +92,25 @@ def load_dataset(
     raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
-def _load_cifar10(root: Path, train: bool, download: bool) -> ImageSet:
-    folder = root / CIFAR10_DIR
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    _ensure_files(
-        "CIFAR-10", folder, names, download,
-        fetch=lambda: _torchvision_download("CIFAR10", root, train),
-        how="download the 'CIFAR-10 python version' from "
-        f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}",
-    )
-    images, labels = _read_pickled_batches([folder / n for n in names], "labels", side=32)
-    return ImageSet(images, labels, 10, CIFAR10_MEAN, CIFAR10_STD, padding=4)
+# classes -> folder, the training set's files, the test set's, the label key, mean, std
+_CIFAR = {
+    10: (CIFAR10_DIR, [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels", CIFAR10_MEAN, CIFAR10_STD),
+    100: (CIFAR100_DIR, ["train"], ["test"], "fine_labels", CIFAR100_MEAN, CIFAR100_STD),
+}
 
 
-def _load_cifar100(root: Path, train: bool, download: bool) -> ImageSet:
-    folder = root / CIFAR100_DIR
-    names = ["train" if train else "test"]
+def _load_cifar(root: Path, train: bool, download: bool, classes: int) -> ImageSet:
+    """CIFAR-10 or CIFAR-100, in the 'python version' layout."""
+    subfolder, train_files, test_files, label_key, mean, std = _CIFAR[classes]
+    name, folder, names = f"CIFAR-{classes}", root / subfolder, train_files if train else test_files
     _ensure_files(
-        "CIFAR-100", folder, names, download,
-        fetch=lambda: _torchvision_download("CIFAR100", root, train),
-        how="download the 'CIFAR-100 python version' from "
+        name, folder, names, download,
+        fetch=lambda: _torchvision_download(f"CIFAR{classes}", root, train),
+        how=f"download the '{name} python version' from "
         f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}",
     )
-    images, labels = _read_pickled_batches([folder / n for n in names], "fine_labels", side=32)
-    return ImageSet(images, labels, 100, CIFAR100_MEAN, CIFAR100_STD, padding=4)
+    images, labels = _read_pickled_batches([folder / n for n in names], label_key, side=32)
+    return ImageSet(images, labels, classes, mean, std, padding=4)
 
 
 def _load_svhn(root: Path, train: bool, download: bool) -> ImageSet:
