@@ -152,7 +152,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers
     r.add_argument("--ckpt_steps", type=int, default=ckpt_steps,
                    help=f"also checkpoint every N training steps inside an epoch, into {ckpt.PARTIAL} (one file, "
                         f"removed at the epoch's end); --resume_epoch -1 continues from it in the middle of the "
-                        f"epoch, to the bit as if never stopped. 0: at epoch ends only")
+                        f"epoch, as if never stopped. 0: at epoch ends only")
     p.set_defaults(ckpt_keep_every=CKPT_KEEP_EVERY)
     return g
 

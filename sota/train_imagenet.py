@@ -47,7 +47,7 @@ class ImageNetConfig(EvalConfig):
     gamma: float = 0.97
     decay_period: int = 1
     workers: int = 8
-    ckpt_steps: int = 1000  # about 20 minutes of a GPU at batch 128; the original has none
+    ckpt_steps: int = 1000  # a tenth of an epoch at batch 128; the original has no mid-epoch checkpoints
 
     def __post_init__(self) -> None:
         self.check_training()

@@ -71,6 +71,18 @@ def kill_when(script: str, args: list[str], marker: Path | Callable[[], bool], t
     assert seen(), f"{script} ended before it was to be killed ({getattr(marker, '__name__', marker)})"
 
 
+def partial_after(run: Path, epoch: int) -> Callable[[], bool]:
+    """Whether `run`'s mid-epoch checkpoint (sota/train.py --ckpt_steps) is newer than its
+    checkpoint of epoch `epoch`: written in the epoch after it (a kill_when condition)."""
+    def written() -> bool:
+        try:
+            return ((run / "checkpoint_partial.pth.tar").stat().st_mtime_ns
+                    > (run / f"checkpoint_{epoch}.pth.tar").stat().st_mtime_ns)
+        except FileNotFoundError:
+            return False
+    return written
+
+
 def _process_tree(pid: int) -> list[int]:
     """`pid` and all its descendants, read from Linux's /proc (torchrun starts its workers in
     sessions of their own, out of reach of a process group kill)."""

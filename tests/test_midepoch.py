@@ -18,7 +18,7 @@ from common.metrics import Stats
 from sota.genotypes import get_genotype
 from sota.train import prepare
 from sota.train_imagenet import ImageNetRun, build_parser, config
-from tests.conftest import kill_when, run_script
+from tests.conftest import kill_when, partial_after, run_script
 from tests.fixtures.datasets import write_imagefolder
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -161,16 +161,6 @@ def uninterrupted(folder, tmp_path_factory) -> tuple[list[str], Path]:
     return env, exp / "sota" / "imagenet" / "eval" / "eval-darts_pt_s5_0-0"
 
 
-def in_epoch(run: Path, epoch: int):
-    """Whether run's partial checkpoint was written in epoch `epoch` (after checkpoint_{epoch})."""
-    def written() -> bool:
-        try:
-            return ckpt.partial_path(run).stat().st_mtime_ns > ckpt.checkpoint_path(run, epoch).stat().st_mtime_ns
-        except FileNotFoundError:
-            return False
-    return written
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_killed_mid_epoch_and_resumed_matches_uninterrupted(uninterrupted, nproc):
@@ -181,7 +171,7 @@ def test_killed_mid_epoch_and_resumed_matches_uninterrupted(uninterrupted, nproc
         ref = out.parent / (out.name + "-p2")
     cut = out.parent / f"{out.name}-cut{nproc}"
     args = [*env, "--nproc", str(nproc), "--expid_tag", f"cut{nproc}"]
-    kill_when("eval-imagenet.sh", [*args, "--ckpt_steps", "1"], in_epoch(cut, 2))
+    kill_when("eval-imagenet.sh", [*args, "--ckpt_steps", "1"], partial_after(cut, 2))
     state = torch.load(ckpt.partial_path(cut), weights_only=True)
     assert state["epoch"] == 2 and 1 <= state["step"] < 3 and ckpt.checkpoint_epochs(cut) == [2]
     assert len(state.get("process_stats", [state["stats"]])) == nproc
