@@ -174,7 +174,7 @@ class Stream:
         with torch.random.fork_rng(devices=[]) if start else contextlib.nullcontext():
             batches = iter(self.loader)
         for step, (x, y) in enumerate(batches, start):
-            if step == len(self):
+            if step >= len(self):  # --fast: one batch (a resumed pass may start past it)
                 break
             x = normalise(x.to(self.device, non_blocking=True))
             yield x.contiguous(memory_format=self.memory_format), y.to(self.device, non_blocking=True)
