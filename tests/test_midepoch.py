@@ -14,9 +14,10 @@ from common.config import ConfigError
 from common.data import Batches, ImageSet
 from common.distributed import Group
 from common.imagefolder import Stream, open_splits
-from common.metrics import Stats
+from common.metrics import DivergedError, Stats
+from common.progress import Progress
 from sota.genotypes import get_genotype
-from sota.train import prepare
+from sota.train import Midway, prepare
 from sota.train_imagenet import ImageNetRun, build_parser, config
 from tests.conftest import kill_when, partial_after, run_script
 from tests.fixtures.datasets import write_imagefolder
@@ -141,6 +142,21 @@ def test_a_corrupt_partial_checkpoint_is_named_and_kept(folder, tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="cannot read checkpoint .*checkpoint_partial.pth.tar"):
         prepare(tiny(folder, tmp_path, "--resume_epoch", "-1"), Group(), ImageNetRun)
     assert ckpt.partial_path(run).read_bytes() == b"not a checkpoint"
+
+
+def test_an_epoch_checkpoints_every_k_steps_but_its_last_and_never_a_diverged_run(folder, tmp_path):
+    r = ImageNetRun(tiny(folder, tmp_path, "--ckpt_steps", "1"), get_genotype("darts_pt_s5_0"),
+                    torch.device("cpu"), Group())
+    quiet = Progress(1, every_steps=1000, every_s=0.0)
+    written: list[tuple[int, int, int]] = []
+    midway = Midway(Stats(r.device), write=lambda epoch, step, stats: written.append((epoch, step, stats.n)))
+    r.train_epoch(0, quiet, midway)
+    assert written == [(0, 1, 4), (0, 2, 8)]  # 3 steps: the epoch's own checkpoint follows the last
+    losses = iter([torch.tensor(1.0), torch.tensor(float("nan"))])  # step 1 diverges: no line until step 2
+    r.criterion = lambda logits, y: next(losses).requires_grad_()
+    with pytest.raises(DivergedError):
+        r.train_epoch(1, quiet, Midway(Stats(r.device), write=lambda *args: written.append(args)))
+    assert len(written) == 3  # step 0's checkpoint only
 
 
 def test_defaults_are_1000_steps_on_imagenet_and_none_on_cifar():
