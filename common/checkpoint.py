@@ -85,6 +85,16 @@ def checkpoint_path(folder: str | Path, epoch: int, prefix: str = "checkpoint") 
     return Path(folder) / f"{prefix}_{epoch}.pth.tar"
 
 
+PARTIAL = "checkpoint_partial.pth.tar"
+
+
+def partial_path(folder: str | Path) -> Path:
+    """The one mid-epoch checkpoint of an evaluation run (its --ckpt_steps), overwritten as the
+    epoch goes on and removed once the epoch's own checkpoint is written. Its name matches no
+    epoch, so `checkpoint_epochs` does not list it and `prune_checkpoints` leaves it alone."""
+    return Path(folder) / PARTIAL
+
+
 def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[int]:
     """Epoch numbers of `{prefix}_{epoch}.pth.tar` files in a folder, sorted."""
     pattern = re.compile(rf"^{re.escape(prefix)}_(\d+)\.pth\.tar$")

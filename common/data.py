@@ -427,12 +427,14 @@ class Batches:
               f"{processes} processes: choose a batch size that leaves at least {processes}")
 
     def __call__(
-        self, key: int | tuple[int, ...], cutout_prob: float = 0.0
+        self, key: int | tuple[int, ...], cutout_prob: float = 0.0, start: int = 0
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One pass; ``cutout_prob`` is the per-image Cutout probability (DARTS ramps it)."""
+        """One pass from its batch ``start`` on (a pass resumed mid-way: the order and augmentation
+        are drawn for the whole pass, as always); ``cutout_prob`` is the per-image Cutout
+        probability (DARTS ramps it)."""
         self._check_prob(cutout_prob)
         params = self._draw(key, cutout_prob)
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             yield self._batch(params[b * self.batch_size : (b + 1) * self.batch_size])
 
     def sample(

@@ -183,10 +183,17 @@ class Group:
         """What a checkpoint records of the processes, on process 0 (None on the others; a
         collective): their number, process 0's RNG states as "rng" (what one process saves) and,
         in several, every process's by rank as "process_rng"."""
-        rngs = self.gather(rng_state(device))
-        if rngs is None:
+        rngs = self.per_process("rng", rng_state(device))
+        return None if rngs is None else {**rngs, "nproc": self.size}
+
+    def per_process(self, key: str, obj: Any) -> dict[str, Any] | None:
+        """Every process's `obj` for a checkpoint, on process 0 (None on the others; a
+        collective): process 0's as `key` (what one process saves) and, in several, all of them
+        by rank as `process_<key>` (`own` reads a process's back)."""
+        objs = self.gather(obj)
+        if objs is None:
             return None
-        return {"rng": rngs[0], "nproc": self.size, **({"process_rng": rngs} if self.distributed else {})}
+        return {key: objs[0], **({f"process_{key}": objs} if self.distributed else {})}
 
     def check_nproc(self, state: dict[str, Any], path: Path) -> None:
         """A checkpoint to continue must come from a run of as many processes: each continues
@@ -199,10 +206,15 @@ class Group:
     def process_rng(self, state: dict[str, Any]) -> dict[str, Any] | None:
         """This process's RNG states in a checkpoint: its own if the checkpoint has one per
         process of this run, else the one the checkpoint has (None if none)."""
-        rngs = state.get("process_rng")
-        if rngs is not None and len(rngs) == self.size:
-            return rngs[self.rank]
-        return state.get("rng")
+        return self.own(state, "rng")
+
+    def own(self, state: dict[str, Any], key: str) -> Any:
+        """This process's `key` in a checkpoint that `per_process` wrote: its own if the checkpoint
+        has one per process of this run, else the one the checkpoint has (None if none)."""
+        objs = state.get(f"process_{key}")
+        if objs is not None and len(objs) == self.size:
+            return objs[self.rank]
+        return state.get(key)
 
     def gather(self, obj: Any) -> list[Any] | None:
         """Every process's `obj`, in rank order, on process 0 (None on the others)."""

@@ -10,10 +10,13 @@ DistributedSampler (reshuffled per epoch with `set_epoch`) gives every process o
 multi-process run an equal share of each epoch, so each trains on `batch_size // processes`
 images per step. The order is a function of (seed, epoch, processes) and each image's crop,
 flip and jitter of (seed, epoch, image), whatever the number of workers, so a run resumed at
-an epoch boundary sees the images and crops an uninterrupted run would have.
+an epoch boundary, or in the middle of one (`stream(epoch, start)` skips the first batches
+without reading their images), sees the images and crops an uninterrupted run would have.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +123,20 @@ class _Strided(Sampler[int]):
         return len(range(self.rank, self.n, self.processes))
 
 
+class _Tail(Sampler[int]):
+    """`order`'s indices from its `skip`-th on: a pass resumed mid-epoch draws the order as a whole
+    pass does and loads none of the images before `skip`."""
+
+    def __init__(self, order: Sampler[int]) -> None:
+        self.order, self.skip = order, 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.order), self.skip, None)
+
+    def __len__(self) -> int:
+        return len(self.order) - self.skip  # type: ignore[arg-type]  # both orders have a length
+
+
 class Stream:
     """Batches of one split for one process: `stream(epoch)` yields (images, targets) on `device`.
 
@@ -132,24 +149,32 @@ class Stream:
                  shard: tuple[int, int], workers: int, device: torch.device, limit: int | None = None,
                  memory_format: torch.memory_format = torch.contiguous_format) -> None:
         rank, processes = shard
-        self.device, self.limit, self.memory_format = device, limit, memory_format
+        self.device, self.limit, self.memory_format, self.batch_size = device, limit, memory_format, batch_size
         self.data: Dataset = _Seeded(folder, seed) if train else folder
-        self.sampler: Sampler[int] = (DistributedSampler(self.data, processes, rank, shuffle=True, seed=seed)
-                                      if train else _Strided(len(folder), rank, processes))
+        self.order: Sampler[int] = (DistributedSampler(self.data, processes, rank, shuffle=True, seed=seed)
+                                    if train else _Strided(len(folder), rank, processes))
+        self.sampler = _Tail(self.order)
+        self.steps = -(-len(self.order) // batch_size)  # of a whole pass
         # workers start per pass (not persistent), so that they see the epoch set below
         self.loader = DataLoader(self.data, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
 
     def __len__(self) -> int:
-        return len(self.loader) if self.limit is None else min(len(self.loader), self.limit)
+        return self.steps if self.limit is None else min(self.steps, self.limit)
 
-    def __call__(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+    def __call__(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The pass of epoch `epoch` from its batch `start` on."""
+        if isinstance(self.order, DistributedSampler):
+            self.order.set_epoch(epoch)
         if isinstance(self.data, _Seeded):
             self.data.epoch = epoch
-        for step, (x, y) in enumerate(self.loader):
-            if step == len(self):
+        self.sampler.skip = start * self.batch_size
+        # A pass draws its workers' seed from the global RNG: a resumed pass's draw happened
+        # before the checkpoint's RNG state, so it must not draw again.
+        with torch.random.fork_rng(devices=[]) if start else contextlib.nullcontext():
+            batches = iter(self.loader)
+        for step, (x, y) in enumerate(batches, start):
+            if step >= len(self):  # --fast: one batch (a resumed pass may start past it)
                 break
             x = normalise(x.to(self.device, non_blocking=True))
             yield x.contiguous(memory_format=self.memory_format), y.to(self.device, non_blocking=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -32,6 +33,15 @@ class Stats:
     def result(self) -> tuple[float, float]:
         """Accuracy (%) and mean loss."""
         return summary(self.loss.item(), self.correct.item(), self.n)
+
+    def state(self) -> dict[str, Any]:
+        """The running sums, on the CPU, for a mid-epoch checkpoint (`load` restores them)."""
+        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "n": self.n}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.loss.copy_(state["loss"])
+        self.correct.copy_(state["correct"])
+        self.n = int(state["n"])
 
     def totals(self) -> Tensor:
         """[loss sum, correct, count] as float64 on the device: what the processes of a

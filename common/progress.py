@@ -43,17 +43,18 @@ def time_left(elapsed: float, done: float, total: float) -> str:
 
 class Progress:
     """A run of `epochs` epochs, of which the first `start` were done before this process
-    (a resumed run): the run ETA extrapolates the pace of this process's epochs, evaluation
-    and scoring passes included."""
+    (a resumed run; a fraction when it resumed mid-epoch): the run ETA extrapolates the pace of
+    this process's epochs, evaluation and scoring passes included."""
 
-    def __init__(self, epochs: int, start: int = 0, *, every_steps: int = 50, every_s: float = 30.0,
+    def __init__(self, epochs: int, start: float = 0, *, every_steps: int = 50, every_s: float = 30.0,
                  clock: Clock = time.monotonic) -> None:
         self.epochs, self.start = epochs, start
         self.every_steps, self.every_s, self.clock = every_steps, every_s, clock
         self.started = clock()
 
-    def epoch(self, epoch: int, steps: int) -> EpochProgress:
-        return EpochProgress(self, epoch, steps)
+    def epoch(self, epoch: int, steps: int, first: int = 0) -> EpochProgress:
+        """The progress of epoch `epoch`, whose steps before `first` were done before this process."""
+        return EpochProgress(self, epoch, steps, first)
 
     def run_eta(self, epoch: int, fraction: float) -> str:
         """Time left in the run, `fraction` of epoch `epoch` being done."""
@@ -63,8 +64,8 @@ class Progress:
 class EpochProgress:
     """The training steps of one epoch."""
 
-    def __init__(self, run: Progress, epoch: int, steps: int) -> None:
-        self.run, self.epoch, self.steps = run, epoch, steps
+    def __init__(self, run: Progress, epoch: int, steps: int, first: int = 0) -> None:
+        self.run, self.epoch, self.steps, self.first = run, epoch, steps, first
         self.started = self.last = run.clock()
 
     def due(self, step: int) -> bool:
@@ -77,13 +78,14 @@ class EpochProgress:
     def log(self, step: int, text: str) -> None:
         """Log `train step/steps text | speed and ETAs` for step `step` (0-based) just done."""
         now = self.last = self.run.clock()
-        elapsed, done = now - self.started, step + 1
+        elapsed, done = now - self.started, step + 1 - self.first  # the pace of this process's steps
         rate = f"{done / elapsed:.2f} steps/s" if elapsed > 0 else "? steps/s"
         log.info("train %03d/%03d %s | %s, epoch ETA %s, run ETA %s", step, self.steps, text, rate,
-                 time_left(elapsed, done, self.steps), self.run.run_eta(self.epoch, done / self.steps))
+                 time_left(elapsed, done, self.steps - self.first),
+                 self.run.run_eta(self.epoch, (step + 1) / self.steps))
 
 
-def run_progress(run: RunConfig, epochs: int, start: int = 0, timed: bool = True) -> Progress:
+def run_progress(run: RunConfig, epochs: int, start: float = 0, timed: bool = True) -> Progress:
     """The progress of a run of `epochs` epochs from epoch `start`, logged every --report_freq
     steps and (if `timed`) every --report_secs seconds."""
     return Progress(epochs, start, every_steps=run.report_freq, every_s=run.report_secs if timed else 0.0)

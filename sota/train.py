@@ -92,6 +92,7 @@ class EvalConfig:
     nproc: int = 1  # processes (torchrun's WORLD_SIZE; the exp_scripts' --nproc)
     sync_bn: bool = False
     autocast: str = "none"  # forward passes in bf16 or fp16 (AUTOCAST)
+    ckpt_steps: int = 0  # a mid-epoch checkpoint every N training steps (0: none, as the original)
 
     def __post_init__(self) -> None:
         self.check_training()
@@ -110,6 +111,7 @@ class EvalConfig:
         finite("auxiliary_weight", self.auxiliary_weight)
         check(0.0 <= self.drop_path_prob < 1.0, "drop_path_prob", self.drop_path_prob, "must be in [0, 1)")
         check(self.autocast in AUTOCAST, "autocast", self.autocast, f"choose one of {', '.join(AUTOCAST)}")
+        at_least("ckpt_steps", self.ckpt_steps, 0, " (0: checkpoints at epoch ends only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,12 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_flags(p.add_argument_group("data"), datasets=[d for d in DATASETS if d != "imagenet16-120"])
     p.set_defaults(batch_size=96)
     add_training_flags(p, init_channels=36, layers=20, drop_path_prob=0.2, epochs=600, learning_rate=0.025,
-                       weight_decay=3e-4)
+                       weight_decay=3e-4, ckpt_steps=0)
     return p
 
 
 def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers: int, drop_path_prob: float,
-                       epochs: int, learning_rate: float, weight_decay: float) -> argparse._ArgumentGroup:
+                       epochs: int, learning_rate: float, weight_decay: float,
+                       ckpt_steps: int) -> argparse._ArgumentGroup:
     """The network, training, speed and run flags every evaluation protocol shares, with its
     defaults; the network-and-training group, for a protocol's own flags."""
     g = p.add_argument_group("network and training")
@@ -145,7 +148,11 @@ def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers
     s.add_argument("--autocast", default="none", choices=list(AUTOCAST),
                    help="CHANGES NUMERICS: forward passes in bf16 or fp16 (fp16 with a gradient scaler); "
                         "weights, optimiser and losses stay float32")
-    add_run_flags(p, seed=2, save="eval", ckpt_interval=1)  # as the original eval scripts
+    r = add_run_flags(p, seed=2, save="eval", ckpt_interval=1)  # as the original eval scripts
+    r.add_argument("--ckpt_steps", type=int, default=ckpt_steps,
+                   help=f"also checkpoint every N training steps inside an epoch, into {ckpt.PARTIAL} (one file, "
+                        f"removed at the epoch's end); --resume_epoch -1 continues from it in the middle of the "
+                        f"epoch, as if never stopped. 0: at epoch ends only")
     p.set_defaults(ckpt_keep_every=CKPT_KEEP_EVERY)
     return g
 
@@ -161,7 +168,8 @@ def training_config(args: argparse.Namespace, nproc: int) -> dict[str, Any]:
                                   momentum=args.momentum, weight_decay=args.weight_decay, grad_clip=args.grad_clip),
                 speed=speed_config(args), epochs=args.epochs, init_channels=args.init_channels,
                 layers=args.layers, auxiliary=args.auxiliary, auxiliary_weight=args.auxiliary_weight,
-                drop_path_prob=args.drop_path_prob, nproc=nproc, sync_bn=args.sync_bn, autocast=args.autocast)
+                drop_path_prob=args.drop_path_prob, nproc=nproc, sync_bn=args.sync_bn, autocast=args.autocast,
+                ckpt_steps=args.ckpt_steps)
 
 
 def arch_name(arch: str, genotype: Genotype) -> str:
@@ -194,6 +202,17 @@ def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[ar
         code = int(e.code or 0)
     group.close()
     return code
+
+
+@dataclass
+class Midway:
+    """Where a training epoch starts: at `step`, after the steps whose running loss and accuracy
+    `stats` holds (step 0: at its start), and what writes its mid-epoch checkpoints
+    (`write(epoch, step, stats)`, a collective)."""
+
+    stats: Stats
+    step: int = 0
+    write: Callable[[int, int, Stats], None] = lambda epoch, step, stats: None
 
 
 class Run:
@@ -245,10 +264,11 @@ class Run:
     def train_criterion(self, num_classes: int) -> nn.Module:
         return nn.CrossEntropyLoss()
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, int]]:
-        """This process's (images, targets) of each step, and the images of the step in all processes."""
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor, int]]:
+        """This process's (images, targets) of each step from step `start` on, and the images of
+        the step in all processes."""
         cutout_prob = self.cfg.data.cutout_prob if self.cfg.data.cutout else 0.0
-        for step, (x, y) in enumerate(self.train_data((TRAIN, epoch), cutout_prob)):
+        for step, (x, y) in enumerate(self.train_data((TRAIN, epoch), cutout_prob, start), start):
             yield x, y, self.train_data.batch_size_of(step)
 
     def train_steps(self) -> int:
@@ -267,11 +287,11 @@ class Run:
         """Wrap the net for multi-process training (a collective: every process, after the checks)."""
         self.model = self.group.wrap(self.net, self.device)
 
-    def epoch(self, epoch: int, progress: Progress) -> dict[str, float]:
-        """Train one epoch, step the schedule, test: the epoch's history row."""
+    def epoch(self, epoch: int, progress: Progress, midway: Midway | None = None) -> dict[str, float]:
+        """Train one epoch (from `midway` on), step the schedule, test: the epoch's history row."""
         lr = self.scheduler.get_last_lr()[0]
         log.info("epoch %d lr %e", epoch, lr)
-        train_acc, train_loss = self.train_epoch(epoch, progress)
+        train_acc, train_loss = self.train_epoch(epoch, progress, midway)
         self.scheduler.step()
         test = self.evaluate()
         return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss, **test,
@@ -280,14 +300,16 @@ class Run:
     def _autocast(self) -> contextlib.AbstractContextManager:
         return torch.autocast(self.device.type, self.autocast, enabled=self.autocast is not None)
 
-    def train_epoch(self, epoch: int, progress: Progress) -> tuple[float, float]:
-        """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch."""
+    def train_epoch(self, epoch: int, progress: Progress, midway: Midway | None = None) -> tuple[float, float]:
+        """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch,
+        from `midway` on (the whole epoch without it)."""
         cfg, model, group = self.cfg, self.model, self.group
+        midway = midway or Midway(Stats(self.device))
+        stats, steps = midway.stats, self.train_steps()
         model.train()
         self.net.drop_path_prob = cfg.drop_path_prob * epoch / cfg.epochs
-        stats = Stats(self.device)
-        lines = progress.epoch(epoch, self.train_steps())
-        for step, (x, y, batch) in enumerate(self.train_batches(epoch)):
+        lines = progress.epoch(epoch, steps, midway.step)
+        for step, (x, y, batch) in enumerate(self.train_batches(epoch, midway.step), midway.step):
             self.optimizer.zero_grad(set_to_none=True)
             with self._autocast():
                 logits, logits_aux = model(x)
@@ -304,6 +326,9 @@ class Run:
                 acc, avg = group.result(stats)
                 _check_finite(avg, epoch)
                 lines.log(step, f"loss {avg:e} acc {acc:f}")
+            if cfg.ckpt_steps and (step + 1) % cfg.ckpt_steps == 0 and step + 1 < steps:
+                _check_finite(group.result(stats)[1], epoch)  # no checkpoint of a diverged run
+                midway.write(epoch, step + 1, stats)
         acc, loss = group.result(stats)
         _check_finite(loss, epoch)
         log.info("train_acc %f", acc)
@@ -352,6 +377,11 @@ class Run:
             raise ConfigError("epochs", self.cfg.epochs, f"{path} belongs to a run of {epochs} epochs: "
                                                          f"pass --epochs {epochs} to resume it")
         self.group.check_nproc(state, path)  # each process continues the random state it saved
+        batch_size = int(state.get("batch_size", self.cfg.data.batch_size))
+        if "step" in state and batch_size != self.cfg.data.batch_size:  # its steps are of batches of that size
+            raise ConfigError("batch_size", self.cfg.data.batch_size,
+                              f"{path} stopped in the middle of an epoch of batches of {batch_size}: pass "
+                              f"--batch_size {batch_size} to resume it")
         try:
             self.net.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -374,14 +404,26 @@ def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, P
         raise ConfigError("arch", cfg.arch[:60], e.args[0] if e.args else str(e)) from e
     name = arch_name(cfg.arch, genotype)
     folder = run_folder(cfg, name)
-    resume_epoch = run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite)
+    state, path = resume_state(folder, cfg.run)
     r = run_class(cfg, genotype, device, group)
-    state: dict[str, Any] = {}
-    if resume_epoch > 0:
-        path = ckpt.checkpoint_path(folder, resume_epoch)
-        state = ckpt.load_checkpoint(path)
+    if path is not None:
         r.load(state, path)
     return r, folder, name, genotype, state
+
+
+def resume_state(folder: Path, run: RunConfig) -> tuple[dict[str, Any], Path | None]:
+    """The checkpoint a run continues, and its file ({} and None: a new run). --resume_epoch -1
+    takes the mid-epoch one when it is at least as new as the latest full one."""
+    partial = ckpt.partial_path(folder)
+    if run.resume_epoch == -1 and partial.is_file():
+        state = ckpt.load_checkpoint(partial)
+        if int(state.get("epoch", 0)) >= max(ckpt.checkpoint_epochs(folder), default=0):
+            return state, partial
+    epoch = run_target(folder, run.resume_epoch, run.overwrite)
+    if epoch == 0:
+        return {}, None
+    path = ckpt.checkpoint_path(folder, epoch)
+    return ckpt.load_checkpoint(path), path
 
 
 def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
@@ -413,9 +455,22 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     start, timer = int(state.get("epoch", 0)), Timer(float(state.get("train_time", 0.0)))
     best_acc, test_acc = state.get("best_acc"), state.get("test_acc")
     top5 = state.get("test_acc_top5")
-    if start and main:
+    if state and main:
         truncate_history(folder / "history.jsonl", start)
-    if start:
+
+    def write_partial(epoch: int, step: int, stats: Stats) -> None:
+        """The mid-epoch checkpoint (a collective: every process gives its states and Stats)."""
+        checkpoint, stats_ = r.state(), r.group.per_process("stats", stats.state())
+        if checkpoint is not None and stats_ is not None:  # process 0
+            ckpt.save_checkpoint({"epoch": epoch, "step": step, **checkpoint, **stats_,
+                                  "batch_size": cfg.data.batch_size, **_scores(r, best_acc, test_acc, top5, timer)},
+                                 ckpt.partial_path(folder))
+
+    midway = Midway(Stats(r.device), int(state.get("step", 0)), write_partial)
+    if midway.step:
+        midway.stats.load(r.group.own(state, "stats"))
+        log.info("resumed from epoch %d step %d (%s)", start, midway.step, ckpt.PARTIAL)
+    elif start:
         log.info("resumed from epoch %d", start)
     result = {"status": "running", "kind": "eval", "arch": name, "genotype": genotype_to_dict(genotype),
               "dataset": cfg.data.dataset, "seed": cfg.run.seed, "fast": cfg.run.fast, "epochs": cfg.epochs,
@@ -427,9 +482,10 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
         write_json(folder / "result.json", result)
     # Several processes log at the same steps only: a line reads the loss of all of them (a
     # collective), and their clocks differ.
-    progress = run_progress(cfg.run, cfg.epochs, start, timed=not r.group.distributed)
+    progress = run_progress(cfg.run, cfg.epochs, start + midway.step / r.train_steps(),
+                            timed=not r.group.distributed)
     for epoch in range(start, cfg.epochs):
-        row = r.epoch(epoch, progress)
+        row = r.epoch(epoch, progress, midway if epoch == start else Midway(Stats(r.device), write=write_partial))
         test_acc, top5 = row["test_acc"], row.get("test_acc_top5")
         improved = best_acc is None or test_acc > best_acc
         best_acc = test_acc if improved else best_acc
@@ -442,9 +498,9 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
             ckpt.save_checkpoint({"epoch": epoch + 1, "state_dict": r.net.state_dict(), "best_acc": best_acc,
                                   **({"test_acc_top5": top5} if r.top5 else {})}, folder / BEST)
         if checkpoint is not None:
-            ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, "best_acc": best_acc, "test_acc": test_acc,
-                                  **({"test_acc_top5": top5} if r.top5 else {}), "train_time": timer.elapsed()},
+            ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, **_scores(r, best_acc, test_acc, top5, timer)},
                                  ckpt.checkpoint_path(folder, epoch + 1))
+            ckpt.partial_path(folder).unlink(missing_ok=True)  # older than the checkpoint just written
             ckpt.prune_checkpoints(folder, cfg.run.ckpt_keep_every, keep=epoch + 1)
         result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
         write_json(folder / "result.json", result)  # progress for whoever watches the run
@@ -453,6 +509,13 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
         write_json(folder / "result.json", result)
     log.info("finished: test accuracy %.2f%% (best %.2f%%), %.0f s", test_acc, best_acc, timer.elapsed())
     return result
+
+
+def _scores(r: Run, best_acc: float | None, test_acc: float | None, top5: float | None,
+            timer: Timer) -> dict[str, Any]:
+    """What a checkpoint keeps of the run besides its states."""
+    return {"best_acc": best_acc, "test_acc": test_acc, **({"test_acc_top5": top5} if r.top5 else {}),
+            "train_time": timer.elapsed()}
 
 
 def _log_step(what: str, step: int, result: tuple[float, float]) -> None:

@@ -47,6 +47,7 @@ class ImageNetConfig(EvalConfig):
     gamma: float = 0.97
     decay_period: int = 1
     workers: int = 8
+    ckpt_steps: int = 1000  # a tenth of an epoch at batch 128; the original has no mid-epoch checkpoints
 
     def __post_init__(self) -> None:
         self.check_training()
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch_size", type=int, default=128, help="images per step, all processes together")
     g.add_argument("--workers", type=int, default=8, help="DataLoader worker processes of each training process")
     t = add_training_flags(p, init_channels=48, layers=14, drop_path_prob=0.0, epochs=250, learning_rate=0.1,
-                           weight_decay=3e-5)
+                           weight_decay=3e-5, ckpt_steps=1000)
     t.add_argument("--label_smooth", type=float, default=0.1, help="label smoothing of the training losses")
     t.add_argument("--gamma", type=float, default=0.97, help="learning rate factor every --decay_period epochs")
     t.add_argument("--decay_period", type=int, default=1, help="epochs between two learning rate decays")
@@ -121,8 +122,8 @@ class ImageNetRun(Run):
         # the original's CrossEntropyLabelSmooth: (1 - eps) * one-hot + eps / classes, as torch's
         return nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smooth)
 
-    def train_batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor, int]]:
-        for x, y in self.train_stream(epoch):  # equal shares: every process has len(y) images
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor, int]]:
+        for x, y in self.train_stream(epoch, start):  # equal shares: every process has len(y) images
             yield x, y, len(y) * self.group.size
 
     def train_steps(self) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.checkpoint import checkpoint_epochs
+from common.checkpoint import checkpoint_epochs, partial_path
 from common.config import ConfigError
 from common.experiment import REPO_ROOT
 from common.run import resolve_projection
@@ -175,11 +175,12 @@ def launch_command(run: Run, ctx: Context) -> list[str]:
 
 def resume_args(run: Run, folder: Path | None) -> list[str]:
     """A projection continues by itself when its command is rerun. A search or evaluation
-    continues from its latest checkpoint; without one, its folder is moved aside (the runs'
-    --overwrite) and it starts again."""
+    continues from its latest checkpoint (an evaluation's mid-epoch one included); without one,
+    its folder is moved aside (the runs' --overwrite) and it starts again."""
     if run.stage == "proj" or folder is None or not folder.exists():
         return []
-    return ["--resume_epoch", "-1"] if checkpoint_epochs(folder) else ["--overwrite"]
+    resumable = checkpoint_epochs(folder) or partial_path(folder).is_file()
+    return ["--resume_epoch", "-1"] if resumable else ["--overwrite"]
 
 
 # -- folders -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,16 +55,47 @@ def fails(script: str, *args: str, env: dict[str, str] | None = None) -> str:
     return out
 
 
-def kill_when(script: str, args: list[str], marker: Path, timeout: float = 300) -> None:
-    """Start a script and SIGKILL it as soon as `marker` appears: a real interruption."""
+def kill_when(script: str, args: list[str], marker: Path | Callable[[], bool], timeout: float = 300) -> None:
+    """Start a script and SIGKILL it, with every process it started (torchrun's workers too), as
+    soon as `marker` appears (or, a function, says True): a real interruption."""
+    seen = marker if callable(marker) else marker.exists
     proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / script), *args], cwd="/",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_script_env(None))
     deadline = time.time() + timeout
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+    while not seen() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    proc.kill()
+    for pid in _process_tree(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
-    assert marker.exists(), f"{script} ended without writing {marker}"
+    assert seen(), f"{script} ended before it was to be killed ({getattr(marker, '__name__', marker)})"
+
+
+def partial_after(run: Path, epoch: int) -> Callable[[], bool]:
+    """Whether `run`'s mid-epoch checkpoint (sota/train.py --ckpt_steps) is newer than its
+    checkpoint of epoch `epoch`: written in the epoch after it (a kill_when condition)."""
+    def written() -> bool:
+        try:
+            return ((run / "checkpoint_partial.pth.tar").stat().st_mtime_ns
+                    > (run / f"checkpoint_{epoch}.pth.tar").stat().st_mtime_ns)
+        except FileNotFoundError:
+            return False
+    return written
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants, read from Linux's /proc (torchrun starts its workers in
+    sessions of their own, out of reach of a process group kill)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "(command name)": state, ppid
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
 
 
 @contextlib.contextmanager

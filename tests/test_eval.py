@@ -10,7 +10,7 @@ import torch
 
 from sota.genotypes import genotype_to_dict, get_genotype, register_genotype
 from sota.model_eval import NetworkCIFAR, count_parameters_mb
-from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
+from tests.conftest import TEST_GPU, fails, kill_when, partial_after, read_json, run_script
 
 pytestmark = pytest.mark.slow  # end to end through the exp_scripts
 
@@ -125,3 +125,18 @@ def test_kill_and_resume_matches_uninterrupted(env, published_run):
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def test_killed_mid_epoch_and_resumed_matches_uninterrupted(env, published_run):
+    """--ckpt_steps 2 (6 steps an epoch): killed after a mid-epoch checkpoint of the second epoch
+    (drop path and cutout on), resumed from it: the batches, masks and running sums continue."""
+    cut = eval_dir(env) / "eval-darts_pt_s5_0-2-mid"
+    args = [*env, "--epochs", "2", "--expid_tag", "mid"]
+    kill_when("eval.sh", [*args, "--ckpt_steps", "2"], partial_after(cut, 1))
+    step = torch.load(cut / "checkpoint_partial.pth.tar", weights_only=True)["step"]
+    resumed = run_script("eval.sh", *args, "--resume_epoch", "-1")  # --ckpt_steps may differ: 0 here
+    assert f"resumed from epoch 1 step {step} (checkpoint_partial.pth.tar)" in resumed.stdout
+    ha, hb = ((f / "history.jsonl").read_text().splitlines() for f in (published_run, cut))
+    assert len(hb) == 2 and ha == hb
+    sa, sb = (torch.load(f / "checkpoint_2.pth.tar", weights_only=True)["state_dict"] for f in (published_run, cut))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)

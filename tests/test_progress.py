@@ -51,6 +51,16 @@ def test_line_says_speed_epoch_eta_and_run_eta(log_lines):
     assert log_lines == ["train 009/040 loss 1.0000 acc 50.00 | 0.50 steps/s, epoch ETA 1m00s, run ETA 7m36s"]
 
 
+def test_an_epoch_resumed_mid_way_counts_the_pace_of_its_own_steps(log_lines):
+    clock = FakeClock(tick=0.0)
+    progress = Progress(10, start=4 + 30 / 40, every_steps=50, clock=clock)  # resumed at step 30 of epoch 4
+    steps = progress.epoch(4, 40, first=30)
+    clock.now = 20.0  # steps 30..34 in 20 s
+    steps.log(34, "loss 1.0000 acc 50.00")
+    # 0.25 steps/s, 5 steps left = 20 s; 0.125 of the 5.25 epochs left at the start in 20 s: 820 s to go
+    assert log_lines == ["train 034/040 loss 1.0000 acc 50.00 | 0.25 steps/s, epoch ETA 20s, run ETA 13m40s"]
+
+
 class FakeSteps(Trainer):
     """The real Trainer's epoch loop around steps that compute nothing."""
 

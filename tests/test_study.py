@@ -404,6 +404,10 @@ def test_resume_args(tmp_path):
     (folder / "checkpoint_3.pth.tar").write_bytes(b"")
     assert resume_args(search, folder) == ["--resume_epoch", "-1"]
     assert resume_args(Run("s3", "cifar10", "darts", 1, "proj"), folder) == []  # projections resume themselves
+    stopped = tmp_path / "eval"  # an evaluation stopped in its first epoch, after a mid-epoch checkpoint
+    stopped.mkdir()
+    (stopped / "checkpoint_partial.pth.tar").write_bytes(b"")
+    assert resume_args(Run("s3", "cifar10", "darts", 1, "eval"), stopped) == ["--resume_epoch", "-1"]
 
 
 def test_sdarts_adv_has_folders_of_its_own(tmp_path):
