@@ -178,13 +178,21 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     return p
 
 
+def add_switch(g: argparse._ArgumentGroup, name: str, help: str) -> None:
+    """`--NAME` turns a feature on and `--no_NAME` off again (the last one given wins), so that a
+    command can undo what its exp_script turns on (eval.sh's --auxiliary and --cutout)."""
+    g.add_argument(f"--{name}", action="store_true", default=False, help=help)
+    g.add_argument(f"--no_{name}", dest=name, action="store_false", default=argparse.SUPPRESS,
+                   help=f"undo --{name} (e.g. a script's own)")
+
+
 def add_data_flags(g: argparse._ArgumentGroup, datasets: Sequence[str]) -> None:
     g.add_argument("--data", default=str(REPO_ROOT / "data"),
                    help="data folder (for imagefolder: the folder holding train/ and test/)")
     g.add_argument("--dataset", default="cifar10", choices=list(datasets))
     g.add_argument("--image_size", type=int, default=32, help="imagefolder only: images are resized to this")
     g.add_argument("--batch_size", type=int, default=64)
-    g.add_argument("--cutout", action="store_true", default=False, help="cut a random square out of training images")
+    add_switch(g, "cutout", "cut a random square out of training images")
     g.add_argument("--cutout_length", type=int, default=16, help="side of the square")
     g.add_argument("--cutout_prob", type=float, default=1.0, help="per-image cutout probability")
 

@@ -37,6 +37,7 @@ from common.cli import (
     add_kernel_flags,
     add_optim_flags,
     add_run_flags,
+    add_switch,
     data_config,
     parse_config,
     run_config,
@@ -98,7 +99,7 @@ class EvalConfig:
         self.check_training()
         check(not self.auxiliary or self.data.image_size == AUX_IMAGE_SIZE, "image_size", self.data.image_size,
               f"the auxiliary head needs {AUX_IMAGE_SIZE}x{AUX_IMAGE_SIZE} inputs: pass --image_size "
-              f"{AUX_IMAGE_SIZE} or leave out --auxiliary")
+              f"{AUX_IMAGE_SIZE} or pass --no_auxiliary")
 
     def check_training(self) -> None:
         """The checks every evaluation protocol shares."""
@@ -132,7 +133,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers
     g.add_argument("--arch", default="DARTS_V2", help="catalog name or genotype literal")
     g.add_argument("--init_channels", type=int, default=init_channels)
     g.add_argument("--layers", type=int, default=layers)
-    g.add_argument("--auxiliary", action="store_true", default=False, help="auxiliary head")
+    add_switch(g, "auxiliary", "auxiliary head")
     g.add_argument("--auxiliary_weight", type=float, default=0.4)
     g.add_argument("--drop_path_prob", type=float, default=drop_path_prob,
                    help="reached at the last epoch, ramped from 0")

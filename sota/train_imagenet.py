@@ -61,7 +61,7 @@ class ImageNetConfig(EvalConfig):
               f"original")
         check(not self.auxiliary or final_map_size(size) in AUX_MAP_SIZES, "image_size", size,
               f"the auxiliary head needs a {AUX_MAP_SIZES[0]}x{AUX_MAP_SIZES[0]} final map: pass --image_size "
-              f"{IMAGE_SIZE} or leave out --auxiliary")
+              f"{IMAGE_SIZE} or pass --no_auxiliary")
         check(self.data.batch_size % self.nproc == 0, "batch_size", self.data.batch_size,
               f"must be a multiple of --nproc {self.nproc}: each process trains on an equal share of every batch")
 

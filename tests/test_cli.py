@@ -50,6 +50,21 @@ def test_help_shows_every_default_and_one_data_group():
     assert "(default: None)" not in text
 
 
+def test_a_command_can_undo_the_switches_its_script_turns_on():
+    """eval.sh and eval-imagenet.sh pass --auxiliary (and eval.sh --cutout) before the user's flags."""
+    from sota import train_imagenet
+
+    script = ["--auxiliary", "--cutout"]
+    on = sota_eval.build_parser().parse_args(script)
+    assert (on.auxiliary, on.cutout) == (True, True)
+    undone = sota_eval.build_parser().parse_args([*script, "--no_auxiliary", "--no_cutout"])
+    assert (undone.auxiliary, undone.cutout) == (False, False)
+    args = ["--auxiliary", "--image_size", "64", "--data", "/nonexistent"]
+    with pytest.raises(ConfigError, match="pass --image_size 224 or pass --no_auxiliary"):
+        train_imagenet.config(train_imagenet.build_parser().parse_args(args))
+    assert not train_imagenet.config(train_imagenet.build_parser().parse_args([*args, "--no_auxiliary"])).auxiliary
+
+
 def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():
     cfg = search_cfg("--epochs", "7", space="nb201")
     assert (cfg.epochs, cfg.init_channels, cfg.space.num_cells, cfg.data.dataset) == (7, 16, 5, "cifar10")
