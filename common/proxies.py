@@ -5,13 +5,15 @@ Differentiable Architecture Search", AAAI 2023) keeps DARTS-PT's perturbation (r
 much the supernet loses) but measures the supernet with a zero-cost proxy on one batch instead of its
 accuracy on the whole alpha half. Every proxy here is "higher is better"; the op whose removal lowers
 it most is kept, as with accuracy. Each is a function of (model, mixing weights, active ops, images,
-labels) -> float, with the definitions of SamsungLabs' zero-cost-nas (`foresight`), which
-Zero-Cost-PT calls:
+labels) -> float. nwot is Mellor et al.'s NASWOT as Zero-Cost-PT computes it itself; the other three
+have the definitions of SamsungLabs' zero-cost-nas (`foresight`), which Zero-Cost-PT calls for them
+(foresight has no nwot):
 
-- nwot (Mellor et al., "Neural Architecture Search without Training", v2): log|det K|, where
-  K[i, j] sums, over every ReLU the forward evaluates, the number of units on which images i and j
-  have the same binary code (input > 0 or not); the model in eval mode. Zero-Cost-PT's own
-  `--proj_crit jacob` computes this (its `Jocab_Score`; README says how ReLUs are counted here).
+- nwot (NASWOT: Mellor et al., "Neural Architecture Search without Training", ICML 2021, the v2 of
+  the paper): log|det K|, where K[i, j] sums, over every ReLU the forward evaluates, the number of
+  units on which images i and j have the same binary code (input > 0 or not); the model in eval
+  mode. Zero-Cost-PT's `--proj_crit jacob` computes this (its `Jocab_Score`, in its own
+  `op_score.py`; docs/fast-projection.md says how ReLUs are counted here).
 - synflow (Tanaka et al.): the network without batch norm, every parameter replaced by its absolute
   value, in float64, on one all-ones image: sum over conv and linear weights of |w * dR/dw|, R the sum
   of the outputs.

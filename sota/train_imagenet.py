@@ -60,7 +60,8 @@ class ImageNetConfig(EvalConfig):
               f"must be a multiple of {DOWNSAMPLING} (the network downsamples by {DOWNSAMPLING}); {IMAGE_SIZE} as the "
               f"original")
         check(not self.auxiliary or final_map_size(size) in AUX_MAP_SIZES, "image_size", size,
-              f"the auxiliary head needs a {AUX_MAP_SIZES[0]}x{AUX_MAP_SIZES[0]} final map: pass --image_size "
+              f"the auxiliary head needs a final map of {' or '.join(f'{m}x{m}' for m in AUX_MAP_SIZES)} "
+              f"(--image_size {' or '.join(str(m * DOWNSAMPLING) for m in AUX_MAP_SIZES)}): pass --image_size "
               f"{IMAGE_SIZE} or pass --no_auxiliary")
         check(self.data.batch_size % self.nproc == 0, "batch_size", self.data.batch_size,
               f"must be a multiple of --nproc {self.nproc}: each process trains on an equal share of every batch")

@@ -26,7 +26,7 @@ from tests.fixtures.datasets import write_imagefolder
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 CLASSES = ("n01", "n02", "n03")
-# 64x64 crops: a 2x2 final map, so no auxiliary head (it needs the 7x7 map of 224x224 images)
+# 64x64 crops: a 2x2 final map, so no auxiliary head (it needs the 7x7 or 8x8 map of 224 or 256 px images)
 TINY = ["--image_size", "64", "--init_channels", "8", "--layers", "3", "--batch_size", "4", "--workers", "0",
         "--report_freq", "100", "--gpu", "cpu", "--no_tensorboard"]
 # the script's auxiliary head needs the original's 224x224 crops (cheap still: C=8, 3 cells)
@@ -122,6 +122,15 @@ def test_defaults_are_the_originals():
 def test_bad_values_name_their_flag(folder, args, flag):
     with pytest.raises(ConfigError, match="^" + flag.replace("[", r"\[").replace(")", r"\)")):
         tiny_config(folder, *args)
+
+
+def test_auxiliary_head_takes_224_or_256_pixels_and_says_so(folder):
+    for size in ("224", "256"):
+        assert tiny_config(folder, "--image_size", size, "--auxiliary").auxiliary
+    with pytest.raises(ConfigError) as e:
+        tiny_config(folder, "--image_size", "288", "--auxiliary")
+    assert str(e.value) == ("--image_size 288: the auxiliary head needs a final map of 7x7 or 8x8 (--image_size 224 "
+                            "or 256): pass --image_size 224 or pass --no_auxiliary")
 
 
 def test_loss_schedule_and_top5_are_the_originals(folder):
