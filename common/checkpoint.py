@@ -66,7 +66,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, other: str = "pick another one with --resume_epoch") -> dict[str, Any]:
+    """The checkpoint at `path`; `other` says how to pick another when it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -74,8 +75,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, foreign pickle, code objects refused by weights_only
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}. "
-                              "The file is corrupt or not a DARTS-PT checkpoint; "
-                              "pick another one with --resume_epoch.") from e
+                              f"The file is corrupt or not a DARTS-PT checkpoint; {other}.") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict")
     return state

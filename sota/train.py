@@ -72,7 +72,8 @@ log = logging.getLogger(LOGGER)
 AUX_IMAGE_SIZE = 32  # DARTS' CIFAR auxiliary head pools an 8x8 map, i.e. 32x32 inputs
 AUTOCAST = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CKPT_KEEP_EVERY = 50  # the original kept a checkpoint every 50 epochs
-BEST = "model_best.pth.tar"  # the weights of the epoch with the best test accuracy (the original's name)
+BEST = "model_best.pth.tar"  # the weights of the epoch with the best test accuracy (the original ImageNet's name)
+LOADED = "loaded_from"  # start_state's key: the original's checkpoint a new run started from
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,11 @@ class Run:
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.test_data((EVAL_TEST,))
 
+    def start_state(self) -> dict[str, Any]:
+        """What a new run starts from, loaded into the run: nothing (epoch 0) unless a protocol
+        starts from a checkpoint of the original code (ImageNet's --load)."""
+        return {}
+
     def size(self) -> dict[str, float]:
         """The network's size, for result.json."""
         return {"params_mb": count_parameters_mb(self.net)}
@@ -409,6 +415,8 @@ def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, P
     r = run_class(cfg, genotype, device, group)
     if path is not None:
         r.load(state, path)
+    else:
+        state = r.start_state()
     return r, folder, name, genotype, state
 
 
@@ -431,7 +439,8 @@ def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
     start_logging(main=group.main)
     # Everything that can fail on a bad command runs, on every process, before the folder is touched.
     r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group, run_class))
-    group.on_main(lambda: new_run_dir(folder, resume=bool(state), overwrite=cfg.run.overwrite))
+    resume = bool(state) and LOADED not in state  # a run started from the original's checkpoint is new
+    group.on_main(lambda: new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite))
     r.distribute()
     if group.main:
         log_to_file(folder / "log.txt")
@@ -471,6 +480,8 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     if midway.step:
         midway.stats.load(r.group.own(state, "stats"))
         log.info("resumed from epoch %d step %d (%s)", start, midway.step, ckpt.PARTIAL)
+    elif LOADED in state:
+        log.info("started at epoch %d from %s (--load)", start, state[LOADED])
     elif start:
         log.info("resumed from epoch %d", start)
     result = {"status": "running", "kind": "eval", "arch": name, "genotype": genotype_to_dict(genotype),

@@ -8,7 +8,8 @@ workers (common/imagefolder.py). NetworkImageNet (C=48, 14 cells) trains 250 epo
 0.1 on the main and auxiliary losses, and reports top-1 and top-5 accuracy on val/ every
 epoch. exp_scripts/eval-imagenet.sh wraps this command; under torchrun (`--nproc N`, with
 `--nnodes` for several machines) `--batch_size` is the batch of all processes together.
-The training loop is sota/train.py's.
+The training loop is sota/train.py's. `--load PATH` starts a new run where a checkpoint of the
+original's train_imagenet.py stopped (its `checkpoint.pth.tar` or `model_best.pth.tar`).
 Output: <exp_root>/sota/imagenet/eval/eval-<arch>-<seed>[-<expid_tag>]/.
 """
 from __future__ import annotations
@@ -17,22 +18,25 @@ import argparse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from common import checkpoint as ckpt
 from common.cli import Parser
-from common.config import DataConfig, at_least, check, finite
+from common.config import ConfigError, DataConfig, at_least, check, finite
 from common.experiment import REPO_ROOT
 from common.imagefolder import Stream, open_splits
 
 from .genotypes import Genotype
 from .model_eval import count_mult_adds_m
 from .model_imagenet import AUX_MAP_SIZES, DOWNSAMPLING, IMAGE_SIZE, NetworkImageNet, final_map_size
-from .train import EvalConfig, Run, add_training_flags, start, training_config
+from .train import LOADED, EvalConfig, Run, add_training_flags, start, training_config
 from .train import run_folder as run_folder  # the study names an evaluation's folder through its module
 
 DATASET = "imagenet"
+ORIGINAL_CHECKPOINT = "checkpoint.pth.tar"  # the one file the original's train_imagenet.py rewrote every epoch
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class ImageNetConfig(EvalConfig):
     decay_period: int = 1
     workers: int = 8
     ckpt_steps: int = 1000  # a tenth of an epoch at batch 128; the original has no mid-epoch checkpoints
+    load: Path | None = None  # a checkpoint of the original's train_imagenet.py to start from
 
     def __post_init__(self) -> None:
         self.check_training()
@@ -81,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--label_smooth", type=float, default=0.1, help="label smoothing of the training losses")
     t.add_argument("--gamma", type=float, default=0.97, help="learning rate factor every --decay_period epochs")
     t.add_argument("--decay_period", type=int, default=1, help="epochs between two learning rate decays")
+    t.add_argument("--load", type=Path, metavar="PATH",
+                   help=f"start a new run where a checkpoint of the original's train_imagenet.py stopped: its "
+                        f"{ORIGINAL_CHECKPOINT} (or the folder holding it) or model_best.pth.tar; weights, optimiser, "
+                        f"epoch and best accuracy are taken, training goes on to --epochs. Not used when "
+                        f"--resume_epoch continues this run's own checkpoints")
     p.set_defaults(seed=0)  # the original's
     return p
 
@@ -88,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config(args: argparse.Namespace, nproc: int = 1) -> ImageNetConfig:
     data = DataConfig(data=Path(args.data), dataset=DATASET, image_size=args.image_size, batch_size=args.batch_size)
     return ImageNetConfig(data=data, **training_config(args, nproc), label_smooth=args.label_smooth,
-                          gamma=args.gamma, decay_period=args.decay_period, workers=args.workers)
+                          gamma=args.gamma, decay_period=args.decay_period, workers=args.workers, load=args.load)
 
 
 class ImageNetRun(Run):
@@ -132,6 +142,36 @@ class ImageNetRun(Run):
 
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.test_stream(0)
+
+    def start_state(self) -> dict[str, Any]:
+        """--load: the original's checkpoint (keys epoch, state_dict, best_acc_top1, optimizer;
+        `module.`-prefixed names under its --parallel) in the network and optimiser, and the
+        schedule at its epoch, as the original's --load continued it."""
+        if self.cfg.load is None:
+            return {}
+        path = self.cfg.load / ORIGINAL_CHECKPOINT if self.cfg.load.is_dir() else self.cfg.load
+        state = ckpt.load_checkpoint(path, other="pass --load a checkpoint.pth.tar of the original's train_imagenet.py")
+        if not {"epoch", "state_dict", "optimizer"} <= state.keys():
+            raise ConfigError("load", path, f"holds {sorted(state)}, not the epoch, state_dict and optimizer of a "
+                                            f"checkpoint of the original's train_imagenet.py")
+        cfg, epoch = self.cfg, int(state["epoch"])
+        if not 0 <= epoch < cfg.epochs:
+            raise ConfigError("load", path, f"it stopped at epoch {epoch}: a run that starts there needs --epochs "
+                                            f"above it (now {cfg.epochs})")
+        weights = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
+        try:
+            self.net.load_state_dict(weights)
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ConfigError("load", path, f"does not fit this network (check --arch, --init_channels, --layers "
+                                            f"and --auxiliary): {e!r}") from e
+        # StepLR at `epoch`, as if it had stepped there: the learning rate of an uninterrupted run
+        lrs = [base * cfg.gamma ** (epoch // cfg.decay_period) for base in self.scheduler.base_lrs]
+        for group, base, lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs, lrs, strict=True):
+            group.update(initial_lr=base, lr=lr)
+        self.scheduler.load_state_dict({**self.scheduler.state_dict(), "last_epoch": epoch, "_last_lr": lrs})
+        best = state.get("best_acc_top1")
+        return {"epoch": epoch, "best_acc": None if best is None else float(best), LOADED: str(path)}
 
 
 def main(argv: list[str] | None = None) -> int:

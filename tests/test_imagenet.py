@@ -173,6 +173,81 @@ def _one_process():
     return Group()
 
 
+# -- starting from the original's checkpoint (--load) ---------------------------------------------
+
+def _original_checkpoint(folder: Path, epoch: int, parallel: bool = False) -> tuple[Path, nn.Module, dict]:
+    """What the original's train_imagenet.py saved after `epoch` epochs (utils.save_checkpoint:
+    checkpoint.pth.tar; `module.` names under --parallel's DataParallel), of the original's
+    network, with momentum buffers of its SGD and the learning rate its StepLR left."""
+    from tests.test_imagenet_model import RefNetworkImageNet
+
+    torch.manual_seed(5)
+    net = RefNetworkImageNet(8, len(CLASSES), 3, False, get_genotype("darts_pt_s5_0"))
+    optimizer = torch.optim.SGD(net.parameters(), 0.1, momentum=0.9, weight_decay=3e-5)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.97)
+    for _ in range(epoch):
+        for p in net.parameters():
+            p.grad = torch.randn_like(p)
+        optimizer.step()
+        scheduler.step()
+    weights = {("module." if parallel else "") + k: v for k, v in net.state_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": epoch, "state_dict": weights, "best_acc_top1": torch.tensor(41.5),
+                "optimizer": optimizer.state_dict()}, folder / "checkpoint.pth.tar")
+    return folder / "checkpoint.pth.tar", net, optimizer.state_dict()
+
+
+@pytest.mark.parametrize("parallel, lr", [(False, 0.1), (True, 0.2)])  # 0.2: fine-tuning at another rate
+def test_load_takes_an_original_checkpoint_where_it_stopped(folder, tmp_path, parallel, lr):
+    path, ref, ref_optimizer = _original_checkpoint(tmp_path / "EXP-orig", 2, parallel)
+    for given in (path, path.parent):  # the file, or the original's run folder
+        cfg = tiny_config(folder, "--epochs", "4", "--load", str(given), "--learning_rate", str(lr))
+        r = ImageNetRun(cfg, get_genotype("darts_pt_s5_0"), torch.device("cpu"), _one_process())
+        state = r.start_state()
+        assert state == {"epoch": 2, "best_acc": 41.5, "loaded_from": str(path)}
+        ours = r.net.state_dict()
+        assert all(torch.equal(ours[k], v) for k, v in ref.state_dict().items())
+        # each momentum buffer on the parameter of its name
+        names = [n for n, _ in ref.named_parameters()]
+        buffers = {n: r.optimizer.state[p]["momentum_buffer"] for n, p in r.net.named_parameters()}
+        assert all(torch.equal(buffers[n], ref_optimizer["state"][i]["momentum_buffer"]) for i, n in enumerate(names))
+        lrs = []
+        for _ in range(2):  # epochs 2 and 3 at an uninterrupted run's learning rates
+            lrs += [r.scheduler.get_last_lr()[0], r.optimizer.param_groups[0]["lr"]]
+            r.optimizer.step()
+            r.scheduler.step()
+        assert lrs == pytest.approx([lr * 0.97 ** 2] * 2 + [lr * 0.97 ** 3] * 2)
+
+
+@pytest.mark.parametrize("args, why", [
+    (["--epochs", "2"], "it stopped at epoch 2: a run that starts there needs --epochs above it (now 2)"),
+    (["--init_channels", "16"], "does not fit this network (check --arch, --init_channels, --layers and --auxiliary)"),
+])
+def test_load_refuses_what_cannot_continue(folder, tmp_path, args, why):
+    path, _, _ = _original_checkpoint(tmp_path, 2)
+    r = ImageNetRun(tiny_config(folder, "--load", str(path), *args), get_genotype("darts_pt_s5_0"),
+                    torch.device("cpu"), _one_process())
+    with pytest.raises(ConfigError) as e:
+        r.start_state()
+    assert str(e.value).startswith(f"--load {path}: {why}")
+
+
+@pytest.mark.slow
+def test_load_starts_a_new_run_from_the_original_checkpoint(folder, tmp_path):
+    path, _, _ = _original_checkpoint(tmp_path / "EXP-orig", 2)
+    exp = tmp_path / "exp"
+    run_script("eval-imagenet.sh", "--data", str(folder), "--exp_root", str(exp), *TINY, "--no_auxiliary",
+               "--epochs", "3", "--load", str(path.parent))
+    out = exp / "sota" / "imagenet" / "eval" / "eval-darts_pt_s5_0-0"
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [2] and history[0]["lr"] == pytest.approx(0.1 * 0.97 ** 2)
+    result = read_json(out / "result.json")
+    assert result["status"] == "finished" and result["epochs_done"] == 3
+    assert result["best_test_acc"] == max(41.5, history[0]["test_acc"])
+    assert f"started at epoch 2 from {path} (--load)" in (out / "log.txt").read_text()
+    assert checkpoint_epochs(out) == [3]
+
+
 # -- end to end (exp_scripts/eval-imagenet.sh) ---------------------------------------------------
 
 @pytest.fixture(scope="module")
