@@ -136,7 +136,8 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--dev_resume_epoch", type=int, default=-1,
                    help="resume projection from its checkpoint at this tuning epoch (-1: latest one, if any)")
     g.add_argument("--no_resume", action="store_true", default=False,
-                   help="start the projection afresh even if its folder holds projection checkpoints")
+                   help="refuse to continue an interrupted projection whose folder exists (--overwrite moves it "
+                        "aside and starts afresh)")
 
     g = p.add_argument_group("speed (the defaults are exact; see benchmarks/RESULTS.md)")
     add_kernel_flags(g)

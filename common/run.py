@@ -149,7 +149,7 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
                 tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)
             if tuned != supernet:
                 result["supernet_trained_to"] = cfg.epochs
-            for p in space.model.parameters():  # projection starts as in a new process (see README)
+            for p in space.model.parameters():  # projection starts as in a new process (docs/differences.md)
                 p.grad = None
             # Projection tunes with a fresh weight optimiser at a tenth of the learning rate,
             # kept constant; alpha's optimiser continues from the supernet checkpoint.

@@ -55,7 +55,8 @@ def build_parser() -> Parser:
     g.add_argument("--num_cells", type=int, default=5, help="search cells per stage (N)")
     g.add_argument("--proj_crit", default="acc", choices=CRITERIA,
                    help="keep the op whose removal lowers accuracy most (acc), raises loss most (loss) or lowers "
-                        "a zero-cost proxy most (nwot, synflow, grad_norm, jacob_cov: fast, no tuning; README)")
+                        "a zero-cost proxy most (nwot, synflow, grad_norm, jacob_cov: fast, no tuning; "
+                        "docs/fast-projection.md)")
     g.add_argument("--api_path", default=str(Options.api_path), help="NAS-Bench-201 benchmark file (v1_0 or v1_1)")
     p.take_from_search_run("num_cells")
     return p

@@ -273,11 +273,15 @@ def register_genotype(name: str, genotype: Genotype, registry: Path | None = Non
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="List the genotype catalog or print genotypes.")
     parser.add_argument("names", nargs="*", help="genotypes to print (default: list all names)")
     add_exp_root_flag(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     folder = registry(args.exp_root)
     if not args.names:
         print("\n".join(all_genotype_names(folder)))

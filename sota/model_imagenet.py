@@ -1,12 +1,12 @@
 """ImageNet evaluation network built from a genotype (the original's sota/cnn/model_imagenet.py).
 
-Module names follow the original so its ImageNet checkpoints load unchanged. The cells are
-sota.model_eval's (drop path included); what differs from NetworkCIFAR is the input side (two
-stems that bring 224x224 images down to 28x28 with three stride-2 convolutions), the first
-cell's reduced previous state, the auxiliary head (no batch norm after its 2x2 convolution,
-as in the paper's runs) and the global 7x7 average pool. Every ReLU is out-of-place; the
-original's in-place ones act on tensors that only ever enter a ReLU next, so the numbers are
-the same.
+Module names follow the original so the state_dict of its ImageNet checkpoints loads unchanged
+(sota/train_imagenet.py's `--load`). The cells are sota.model_eval's (drop path included); what
+differs from NetworkCIFAR is the input side (two stems that bring 224x224 images down to 28x28
+with three stride-2 convolutions), the first cell's reduced previous state, the auxiliary head
+(no batch norm after its 2x2 convolution, as in the paper's runs) and the global 7x7 average
+pool. Every ReLU is out-of-place; the original's in-place ones act on tensors that only ever
+enter a ReLU next, so the numbers are the same.
 """
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ def build_parser() -> Parser:
         g.add_argument(f"--proj_crit_{kind}", default=None, choices=CRITERIA,
                        help=f"projection criterion for {kind} {'topology' if kind == 'edge' else 'cell ops'} "
                             "(default: --crit, else acc; nwot, synflow, grad_norm, jacob_cov: zero-cost proxies, "
-                            "README's Fast projection)")
+                            "docs/fast-projection.md)")
     g.add_argument("--genotype_name", default="",
                    help="name under which projection registers the genotype for exp_scripts/eval.sh")
     p.take_from_search_run("space", "layers")

@@ -86,12 +86,16 @@ def plot_genotype(genotype: Genotype, path_stem: Path, title: str | None = None)
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw the cells of a genotype (catalog name or literal).")
     parser.add_argument("arch", help="catalog name (see `python -m sota.genotypes`) or Genotype(...) literal")
     parser.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     add_exp_root_flag(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     genotype = resolve_arch(args.arch, registry(args.exp_root))
     is_literal = is_genotype_literal(args.arch)
     name = "genotype" if is_literal else args.arch

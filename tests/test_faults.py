@@ -10,7 +10,7 @@ turn, each time continued as a user would, and then compared with an uninterrupt
 same command (run once per module) bit for bit: every checkpoint (all state_dict tensors,
 alphas, projection state, optimizer and scheduler states, RNG states; only wall-clock times
 excepted), every history row and result.json. A checkpoint that differs is reported with the
-part of the run that wrote it. Bit-exact resumes are a CPU property (README), so these runs use
+part of the run that wrote it. Bit-exact resumes are a CPU property (docs/checkpoints.md), so these runs use
 the CPU.
 
 The other faults run the entry points in-process with a monkeypatched fault.
