@@ -65,9 +65,8 @@ class Tape:
         self.forwards: list[dict] = []
         self.replay = None if replay is None else list(replay)
         model.register_forward_pre_hook(lambda module, args: self.forwards.append({"draws": [], "index": []}))
-        draw, forward_gdas = torch.Tensor.exponential_, cell_class.forward_gdas
-        self.restore = lambda: (setattr(torch.Tensor, "exponential_", draw),
-                                setattr(cell_class, "forward_gdas", forward_gdas))
+        self.cell_class = cell_class
+        self.originals = draw, forward_gdas = torch.Tensor.exponential_, cell_class.forward_gdas
 
         def exponential_(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
             if self.replay is None:
@@ -86,6 +85,9 @@ class Tape:
         torch.Tensor.exponential_ = exponential_
         cell_class.forward_gdas = kept_index
 
+    def restore(self) -> None:
+        torch.Tensor.exponential_, self.cell_class.forward_gdas = self.originals
+
 
 def build(checkout: Path, variant: str) -> dict:
     recording.check_checkout(checkout, BLOBS, f"D-X-Y/AutoDL-Projects@{COMMIT}")
@@ -95,8 +97,8 @@ def build(checkout: Path, variant: str) -> dict:
     spec = importlib.util.spec_from_file_location("gdas_search", checkout / "exps/algos/GDAS.py")
     gdas = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gdas)
-    # its top-k accuracy `.view`s a non-contiguous tensor, which PyTorch >= 1.x rejects; it only feeds the
-    # log's meters, never the trajectory
+    # its top-k accuracy `.view`s a non-contiguous tensor, which current PyTorch rejects; it only feeds
+    # the log's meters, never the trajectory
     gdas.obtain_accuracy = lambda output, target, topk: [torch.zeros(1) for _ in topk]
     from config_utils import dict2config, load_config
     from models import get_cell_based_tiny_net, get_search_spaces
