@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, save_checkpoint
+from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
@@ -255,11 +255,6 @@ def selection_suffix(proj: ProjectionConfig) -> str:
     (-b4: --proj_batches 4; -pool10: --proj_pool 10), so that such runs sit apart."""
     return (f"-b{proj.proj_batches}" if proj.proj_batches else "") + (f"-pool{proj.proj_pool}" if proj.proj_pool > 1
                                                                       else "")
-
-
-def latest_projection_epoch(folder: Path) -> int | None:
-    epochs = checkpoint_epochs(folder)
-    return epochs[-1] if epochs else None
 
 
 def _write_result(space: Space, folder: Path, genotype: Any, result: dict[str, Any]) -> None:
