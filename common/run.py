@@ -93,6 +93,7 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
     device = group.device(cfg.run.gpu)
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
+        space_def.check_projection(cfg, target.folder)
     else:
         target = search_target(cfg, space_def)
     # One seed for every process: each builds the same supernet and alpha, and draws what one

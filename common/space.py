@@ -190,3 +190,6 @@ class SearchSpace:
     build: Callable[[SearchConfig, int, Any], Space]        # (config, classes, device)
     plan: Callable[[SearchConfig, Space], Plan]
     report: ReportHooks
+    # What a projection (config, its folder) writes outside its folder, checked before it starts
+    # (the DARTS space: the name it registers its genotype under); raises ConfigError.
+    check_projection: Callable[[SearchConfig, Path], None] = lambda cfg, folder: None

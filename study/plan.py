@@ -170,7 +170,22 @@ def launch_command(run: Run, ctx: Context) -> list[str]:
         arch = genotype_name(run_folder(run.upstream, ctx))
         if arch is None:
             raise NotReady(f"{run.upstream.id} has not registered a genotype")
-    return command(run, ctx, arch) + resume_args(run, run_folder(run, ctx, arch))
+    folder = run_folder(run, ctx, arch)
+    if run.stage == "proj" and folder is not None:
+        check_projection(run, ctx)
+    return command(run, ctx, arch) + resume_args(run, folder)
+
+
+def check_projection(run: Run, ctx: Context) -> None:
+    """What the projection would refuse at its start for what it writes outside its folder (the
+    DARTS space: a genotype name another run holds), refused before it is launched."""
+    rc = run_config(run, ctx)
+    space = importlib.import_module(rc.module).SEARCH_SPACE
+    p = resolve_projection(rc.cfg, space)
+    try:
+        space.check_projection(p.cfg, p.folder)
+    except ConfigError as e:
+        raise PlanError(f"{run.id}: {e}") from None
 
 
 def resume_args(run: Run, folder: Path | None) -> list[str]:
