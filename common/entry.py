@@ -19,13 +19,14 @@ from .config import ConfigError
 from .data import DataError
 from .device import set_tf32
 from .experiment import LOGGER, ExperimentError, write_json
+from .install import InstallError
 from .metrics import DivergedError
 
 log = logging.getLogger(LOGGER)
 
 # OSError: a file of the run cannot be written (disk full, folder removed or read-only).
-USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError,
-               OSError)
+USER_ERRORS = (ConfigError, DataError, InstallError, ExperimentError, CheckpointError, DivergedError, ValueError,
+               KeyError, OSError)
 
 
 def exit_code(job: Callable[[], object], report: bool = True) -> int:
