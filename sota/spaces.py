@@ -8,7 +8,12 @@ column order of an alpha row is the order of that edge's op list.
 """
 from __future__ import annotations
 
+from common.config import check
+
 NUM_EDGES = 14
+# Cells layers//3 and 2*layers//3 are reduction cells (supernet and evaluation networks alike):
+# fewer cells than this leave no normal cell.
+MIN_LAYERS = 3
 
 # Intermediate nodes with more than two incoming edges -> their edges, in the convention of
 # DARTS-PT's `nid2eids`: the key is the highest input index the node reads (2 = node 1,
@@ -63,6 +68,14 @@ def column_names(edge_ops: list[list[str]]) -> list[str]:
     if all(ops == edge_ops[0] for ops in edge_ops):
         return list(edge_ops[0])
     return [f"op{i}" for i in range(len(edge_ops[0]))]
+
+
+def check_layers(layers: int) -> None:
+    """--layers must leave at least one normal cell."""
+    reductions = sorted({layers // 3, 2 * layers // 3})
+    check(layers >= MIN_LAYERS, "layers", layers,
+          f"must be at least {MIN_LAYERS}: cells layers//3 and 2*layers//3 ({' and '.join(map(str, reductions))}) "
+          "are reduction cells, so fewer leave no normal cell")
 
 
 def space(name: str) -> dict[str, list[list[str]]]:

@@ -66,6 +66,7 @@ from common.runstate import tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
+from .spaces import check_layers
 
 log = logging.getLogger(LOGGER)
 
@@ -108,7 +109,7 @@ class EvalConfig:
         check(self.data.batch_size >= self.nproc, "batch_size", self.data.batch_size,
               f"each of the --nproc {self.nproc} processes needs at least one image of every batch")
         at_least("init_channels", self.init_channels, 1)
-        check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
+        check_layers(self.layers)
         finite("auxiliary_weight", self.auxiliary_weight)
         check(0.0 <= self.drop_path_prob < 1.0, "drop_path_prob", self.drop_path_prob, "must be in [0, 1)")
         check(self.autocast in AUTOCAST, "autocast", self.autocast, f"choose one of {', '.join(AUTOCAST)}")

@@ -29,7 +29,7 @@ from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
 from .report_hooks import FOLDER, REPORT_HOOKS
-from .spaces import EDGE_NAMES, NODE_EDGES, NUM_EDGES, SPACES, column_names
+from .spaces import EDGE_NAMES, NODE_EDGES, NUM_EDGES, SPACES, check_layers, column_names
 
 log = logging.getLogger(LOGGER)
 
@@ -52,7 +52,7 @@ class Options:
 
     def __post_init__(self) -> None:
         check(self.space in SPACES, "space", self.space, f"choose one of {', '.join(sorted(SPACES))}")
-        check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
+        check_layers(self.layers)
         check(self.perturb_alpha in PERTURBATIONS, "perturb_alpha", self.perturb_alpha,
               f"choose one of {', '.join(PERTURBATIONS)}")
         finite("epsilon_alpha", self.epsilon_alpha)

@@ -16,7 +16,7 @@ from tests.conftest import TEST_GPU, run_script
 pytestmark = pytest.mark.slow
 
 NB = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100", "--no_tensorboard"]
-DARTS = ["--batch_size", "16", "--init_channels", "4", "--layers", "2", "--report_freq", "100", "--no_tensorboard"]
+DARTS = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100", "--no_tensorboard"]
 EVAL = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100", "--no_tensorboard"]
 
 # (script, arguments, the flag the message must name)
@@ -58,6 +58,7 @@ CASES = [
     ("darts-proj-201.sh", ["--resume_epoch", "7"], "resume_epoch"),
     ("darts-proj-201.sh", ["--proj_crit", "best"], "proj_crit"),
     ("darts-sota.sh", ["--layers", "1"], "layers"),
+    ("darts-sota.sh", ["--layers", "2"], "layers"),  # cells 0 and 1 would both reduce: no normal cell
     ("darts-sota.sh", ["--space", "s9"], "space"),
     ("darts-sota.sh", ["--perturb_alpha", "random"], "perturb_alpha"),   # a perturbation is SDARTS
     ("sdarts-rs-sota.sh", ["--perturb_alpha", "none"], "method"),       # SDARTS needs a perturbation
@@ -69,6 +70,7 @@ CASES = [
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),
     ("eval.sh", ["--layers", "1"], "layers"),
+    ("eval.sh", ["--layers", "2"], "layers"),
     ("eval.sh", ["--auxiliary_weight", "-1"], "auxiliary_weight"),
     ("eval.sh", ["--batch_size", "0"], "batch_size"),
     ("eval.sh", ["--dataset", "imagefolder", "--image_size", "16"], "image_size"),  # the auxiliary head

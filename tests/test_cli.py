@@ -65,6 +65,15 @@ def test_a_command_can_undo_the_switches_its_script_turns_on():
     assert not train_imagenet.config(train_imagenet.build_parser().parse_args([*args, "--no_auxiliary"])).auxiliary
 
 
+@pytest.mark.parametrize("module", [sota, sota_eval])
+def test_darts_space_networks_need_a_normal_cell(module):
+    """Cells layers//3 and 2*layers//3 reduce: with 2 layers both do, so 3 is the least."""
+    with pytest.raises(ConfigError, match=r"^--layers 2: must be at least 3: cells layers//3 and 2\*layers//3 "
+                                          r"\(0 and 1\) are reduction cells"):
+        module.config(module.build_parser().parse_args(["--layers", "2"]))
+    assert module.config(module.build_parser().parse_args(["--layers", "3"])).run.seed == 2
+
+
 def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():
     cfg = search_cfg("--epochs", "7", space="nb201")
     assert (cfg.epochs, cfg.init_channels, cfg.space.num_cells, cfg.data.dataset) == (7, 16, 5, "cifar10")
