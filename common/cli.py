@@ -80,8 +80,7 @@ class Parser(argparse.ArgumentParser):
         if flag is None:
             return f"unexpected argument {extras[0]!r} (flags are --name value pairs)"
         known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
-        return f"{flag}: no such flag" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+        return f"{flag}: no such flag" + did_you_mean(flag, known)
 
     def take_from_search_run(self, *dests: str) -> None:
         """Mark flags whose value a projection takes from the search run it projects unless
@@ -93,6 +92,12 @@ class Parser(argparse.ArgumentParser):
                 action.help = (f"{action.help} " if action.help else "") + \
                     f"(default: {action.default}; a projection's: the search run's)"
                 action.default = None
+
+
+def did_you_mean(flag: str, known: Sequence[str]) -> str:
+    """` (did you mean --epochs?)` naming the known flags closest to a mistyped one; '' if none is."""
+    close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int,

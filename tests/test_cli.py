@@ -37,6 +37,20 @@ def test_unknown_flag_says_did_you_mean_in_every_entry_point(build, flag, meant,
     assert err.startswith(f"error: {flag.split('=')[0]}: no such flag (did you mean {meant}")
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["--epoch", "2"], "unknown run flag --epoch: not a flag of any exp_script (did you mean --epochs?)"),
+    (["--eval.epoch", "2"], "unknown run flag --eval.epoch: not a flag of the eval scripts (did you mean "
+                            "--eval.epochs?)"),
+    (["--stage", "search"], "(did you mean --stages?)"),  # the study's own flag
+])
+def test_a_study_says_did_you_mean_as_the_scripts(argv, said):
+    from study.config import StudyError, parse_config
+
+    with pytest.raises(StudyError) as e:
+        parse_config(["--name", "s", *argv])
+    assert str(e.value).endswith(said)
+
+
 def test_unknown_flag_without_a_close_one(capsys):
     assert refusal(nb201.build_parser(), ["--zzz", "1"], capsys) == "error: --zzz: no such flag; see --help\n"
 
