@@ -61,7 +61,7 @@ def main(space: SearchSpace, argv: list[str] | None = None) -> int:
     try:
         with group.quiet():
             cfg = parse_config(space.parser(), lambda args: dataclasses.replace(space.config(args), nproc=group.size),
-                               argv)
+                               argv, processes=group.size)
         code = exit_code(lambda: run(cfg, space, group), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)

@@ -35,6 +35,7 @@ from common.cli import (
     Parser,
     add_data_flags,
     add_kernel_flags,
+    add_launcher_flags,
     add_optim_flags,
     add_run_flags,
     add_switch,
@@ -150,6 +151,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers
     s.add_argument("--autocast", default="none", choices=list(AUTOCAST),
                    help="CHANGES NUMERICS: forward passes in bf16 or fp16 (fp16 with a gradient scaler); "
                         "weights, optimiser and losses stay float32")
+    add_launcher_flags(p)
     r = add_run_flags(p, seed=2, save="eval", ckpt_interval=1)  # as the original eval scripts
     r.add_argument("--ckpt_steps", type=int, default=ckpt_steps,
                    help=f"also checkpoint every N training steps inside an epoch, into {ckpt.PARTIAL} (one file, "
@@ -198,7 +200,7 @@ def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[ar
     group = Group.start()
     try:
         with group.quiet():
-            cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv)
+            cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv, processes=group.size)
         code = exit_code(lambda: run(cfg, group, run_class), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)

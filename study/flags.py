@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from common.cli import did_you_mean
+from common.cli import LAUNCHER_FLAGS, did_you_mean
 
 STAGES = ("search", "proj", "eval", "eval-imagenet")
 DEFAULT_STAGES = STAGES[:3]  # ImageNet evaluation only when asked: it needs ImageNet and GPU-days
@@ -89,6 +89,9 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int, study_flags: Sequenc
     if stage is not None and stage not in STAGES:
         raise FlagError(f"{name}: a stage prefix is one of {', '.join(STAGES)}")
     flag = "--" + bare
+    if flag in LAUNCHER_FLAGS and flag not in SCRIPT_FLAGS[stage or STAGES[0]]:
+        raise FlagError(f"{flag} is set by the study for each job (--executor slurm --nodes_per_job N: evaluations "
+                        f"on N machines)")
     if flag in OWNED:
         raise FlagError(f"{flag} is set by the study for each run (lists: --space, --dataset, "
                         f"--method, --seed; folders: --exp_root)")
@@ -115,9 +118,10 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int, study_flags: Sequenc
 
 @functools.cache
 def module_flags(module: str) -> dict[str, bool]:
-    """Every option of a run module's parser -> whether it takes a value."""
+    """Every option of a run module's parser -> whether it takes a value (but the launcher flags
+    its --help lists: the exp_scripts' own, SCRIPT_FLAGS)."""
     parser = build_parser(module)
-    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings if s not in LAUNCHER_FLAGS}
 
 
 @functools.cache

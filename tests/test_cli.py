@@ -64,6 +64,34 @@ def test_help_shows_every_default_and_one_data_group():
     assert "(default: None)" not in text
 
 
+@pytest.mark.parametrize("module", ["nasbench201.train_search", "sota.train_search", "sota.train",
+                                    "sota.train_imagenet"])
+def test_help_lists_the_launcher_flags_the_module_does_not_read(module, capsys):
+    """--nproc, --nnodes, --node_rank, --rdzv_endpoint and --rdzv_id are the exp_scripts' own
+    (exp_scripts/common.sh): listed in --help; a module given them by hand checks that its
+    torchrun has that size, here one process."""
+    import importlib
+
+    from common.cli import LAUNCHER_FLAGS, parse_config
+
+    entry = importlib.import_module(module)
+    text = entry.build_parser().format_help()
+    assert all(f"{flag} " in text for flag in LAUNCHER_FLAGS) and "processes and machines" in text
+    to_config = getattr(entry, "SEARCH_SPACE", entry).config
+    parse_config(entry.build_parser(), to_config, ["--nproc", "1", "--nnodes", "1", "--rdzv_id", "x"], processes=1)
+    with pytest.raises(SystemExit):
+        parse_config(entry.build_parser(), to_config, ["--nproc", "2"], processes=1)
+    assert capsys.readouterr().err.startswith("error: --nproc 2: this process runs in a group of 1 process(es)")
+
+
+def test_a_study_sets_the_machines_itself():
+    from study.config import StudyError, parse_config
+
+    with pytest.raises(StudyError, match="--nnodes is set by the study for each job"):
+        parse_config(["--name", "s", "--nnodes", "2"])
+    assert parse_config(["--name", "s", "--nproc", "2"]).run_flags.argv() == ["--nproc", "2"]
+
+
 def test_a_command_can_undo_the_switches_its_script_turns_on():
     """eval.sh and eval-imagenet.sh pass --auxiliary (and eval.sh --cutout) before the user's flags."""
     from sota import train_imagenet
