@@ -56,6 +56,7 @@ from common.experiment import (
     append_jsonl,
     log_to_file,
     new_run_dir,
+    record_config,
     run_target,
     start_logging,
     truncate_history,
@@ -201,7 +202,8 @@ def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[ar
     try:
         with group.quiet():
             cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv, processes=group.size)
-        code = exit_code(lambda: run(cfg, group, run_class), report=group.main)
+        defaults = to_config(parser().parse_args([]), 1)  # what the log's config block leaves out
+        code = exit_code(lambda: run(cfg, group, run_class, defaults), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()
@@ -430,7 +432,8 @@ def resume_state(folder: Path, run: RunConfig) -> tuple[dict[str, Any], Path | N
     return ckpt.load_checkpoint(path), path
 
 
-def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
+def run(cfg: EvalConfig, group: Group, run_class: type[Run], defaults: EvalConfig) -> dict[str, Any]:
+    """The run, checked first; its log shows the configuration where it differs from `defaults`."""
     start_logging(main=group.main)
     # Everything that can fail on a bad command runs, on every process, before the folder is touched.
     r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group, run_class))
@@ -438,12 +441,12 @@ def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
     r.distribute()
     if group.main:
         log_to_file(folder / "log.txt")
-    log.info("config = %s", cfg)
+    record_config(cfg, defaults, folder, group.main)
     log.info("device = %s (%s), experiment folder = %s", r.device, r.memory_format, folder)
     if cfg.sync_bn and not group.distributed:
         log.info("--sync_bn: one process already normalises over the whole batch")
     log.info("genotype = %s", genotype)
-    log.info("param size = %fMB", count_parameters_mb(r.net))
+    log.info("params %.3f M (without the auxiliary head)", count_parameters_mb(r.net))  # DARTS' "param size = ...MB"
     board = Board(folder, enabled=cfg.run.tensorboard and group.main)
     try:
         with tracked(folder, main=group.main):

@@ -116,6 +116,21 @@ def test_darts_space_networks_need_a_normal_cell(module):
     assert module.config(module.build_parser().parse_args(["--layers", "3"])).run.seed == 2
 
 
+def test_the_log_shows_the_config_where_it_differs_and_config_json_all_of_it(tmp_path, log_lines):
+    from common.experiment import record_config
+
+    cfg = search_cfg("--epochs", "2", "--space", "s3", "--layers", "5", "--expid_tag", "two words", space="sota")
+    record_config(cfg, search_cfg(space="sota"), tmp_path)
+    assert log_lines == [f"config, where it differs from the defaults (all of it: {tmp_path / 'config.json'}):\n"
+                         "  epochs=2 expid_tag='two words' space=s3 layers=5"]
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["config"] == "SearchConfig" and written["space"]["layers"] == 5 and written["epochs"] == 2
+    assert written["optim"]["learning_rate"] == 0.025 and written["data"]["data"] == str(cfg.data.data)
+    assert written["from_search_run"] == sorted(cfg.from_search_run)
+    record_config(cfg, cfg, tmp_path, main=False)  # another process: logs only
+    assert log_lines[-1].endswith("\n  (none)")
+
+
 def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():
     cfg = search_cfg("--epochs", "7", space="nb201")
     assert (cfg.epochs, cfg.init_channels, cfg.space.num_cells, cfg.data.dataset) == (7, 16, 5, "cifar10")
