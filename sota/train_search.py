@@ -29,7 +29,7 @@ from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
 from .report_hooks import FOLDER, REPORT_HOOKS
-from .spaces import EDGE_NAMES, NODE_EDGES, NUM_EDGES, SPACES, check_layers, column_names
+from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
 
 log = logging.getLogger(LOGGER)
 
@@ -122,8 +122,8 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space).to(device)
     arch = Architecture(model.arch_shapes(), device)
     op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
-    edge_names = [f"{e}: {name}" for e, name in enumerate(EDGE_NAMES)]
-    return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
+    names = [f"{e}: {name}" for e, name in enumerate(edge_names(PLAIN_STATE_NAMES))]  # logs: no LaTeX
+    return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=names,
                  genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
                  epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),

@@ -45,6 +45,18 @@ def test_darts_heatmap_rows_name_the_states_as_the_cell_diagram():
     assert REPORT_HOOKS.alpha_labels("s5", "normal")[0] == EDGE_NAMES
 
 
+def test_darts_logs_name_the_states_in_plain_text():
+    """LaTeX ($c_{k-2}$) only in figures: the log's alpha tables and scoring lines read c[k-2]."""
+    from common.search import alpha_table
+    from sota.train_search import build_space
+    from tests.fixtures.configs import search_cfg
+
+    space = build_space(search_cfg("--init_channels", "2", "--layers", "3", space="sota"), 10, torch.device("cpu"))
+    table = alpha_table(space, "normal", torch.full((14, 7), 1 / 7))
+    assert "$" not in table and " 0: c[k-2] → 0  " in table and "13: 2 → 3  " in table
+    assert space.edge_names[:2] == ["0: c[k-2] → 0", "1: c[k-1] → 0"]
+
+
 def test_nb201_heatmap_rows_name_the_nodes_as_the_cell_diagram(tmp_path, monkeypatch):
     from nasbench201 import visualize
     from nasbench201.report_hooks import REPORT_HOOKS as NB201_HOOKS
