@@ -120,3 +120,23 @@ def test_report_heatmap_of_a_projection_shows_its_choices(monkeypatch):
     assert shown["proj.png"].tolist() == projected and "projected edges as decided" in titles["proj.png"]
     assert shown["search.png"].tolist() == softmax and titles["search.png"].endswith("final softmax(alpha)")
     assert titles["old.png"].endswith("final softmax(alpha) (not projected)")
+
+
+def test_report_heatmap_titles_fit_their_figure(monkeypatch):
+    """NAS-Bench-201's heat-map is narrow (5 ops): its long title is wrapped, not cut."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from nasbench201.report_hooks import REPORT_HOOKS as NB201_HOOKS
+
+    kept = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    projected = np.eye(5)[[3, 1, 3, 1, 0, 3]].tolist()
+    run = _run("projection", [{"softmax": {"cell": projected}, "projected": {"cell": projected}}])
+    figures.alpha_figure(Group("nasbench201", "cifar10", NB201_HOOKS), Row("DARTS+PT", None, [run], "DARTS+PT"),
+                         Path("x.png"))
+    fig = kept[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.tight_layout()
+    title = fig._suptitle.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height
+    assert fig._suptitle.get_text().replace("\n", " ").endswith("(one-hot, dropped ones 0)")
