@@ -116,7 +116,7 @@ def test_report_heatmap_of_a_projection_shows_its_choices(monkeypatch):
     for row, name in ((proj, "proj.png"), (search, "search.png"), (old, "old.png")):
         figures.alpha_figure(group, row, Path(name))
     shown = {name: np.asarray(fig.axes[0].images[0].get_array()) for name, fig in kept.items()}
-    titles = {name: fig._suptitle.get_text() for name, fig in kept.items()}
+    titles = {name: fig._suptitle.get_text().replace("\n", " ") for name, fig in kept.items()}  # wrapped
     assert shown["proj.png"].tolist() == projected and "projected edges as decided" in titles["proj.png"]
     assert shown["search.png"].tolist() == softmax and titles["search.png"].endswith("final softmax(alpha)")
     assert titles["old.png"].endswith("final softmax(alpha) (not projected)")
