@@ -346,7 +346,8 @@ def _search_times(row: Row) -> tuple[float | None, float | None]:
 def _eval_setting(run: Run) -> str:
     """' (non-paper sizes: C=.., N cells, N epochs, batch N)' for an evaluation trained at other
     sizes than the paper's protocol for its dataset (what fields a result.json lacks are not
-    held against it), ' (--fast)' for a smoke run; '' for one trained as the paper did."""
+    held against it), ' (--expid_tag TAG)' for a tagged one, ' (--fast)' for a smoke run; '' for
+    one trained as the paper did."""
     r = run.result
     marks = []
     paper = EVAL_PROTOCOL.get(str(run.dataset).lower())
@@ -356,6 +357,8 @@ def _eval_setting(run: Run) -> str:
             c, layers, epochs, batch = (got for got, _ in sizes)
             marks.append(f"non-paper sizes: C={c}, {layers} cells, {epochs} epochs"
                          + (f", batch {batch}" if batch is not None else ""))
+    if run.tag:  # another experiment than the untagged runs of its genotype
+        marks.append(run.tag)
     if run.fast:
         marks.append("--fast")
     return f" ({', '.join(marks)})" if marks else ""
