@@ -361,7 +361,7 @@ def test_fast_runs_apart_and_non_paper_evaluations_marked(darts_tree):
 
     proc = report(darts_tree)
     assert proc.returncode == 0, proc.stderr
-    assert "3 --fast smoke runs left out of the tables (--include_fast puts them in)" in proc.stdout
+    assert "3 --fast smoke runs left out of the tables: pass --include_fast to put them in" in proc.stdout
     out = darts_tree / "report"
     rows = {r["method"]: r for r in read_csv(out / "s5-cifar10.csv")}
     assert set(rows) == {"DARTS", "DARTS+PT"} and rows["DARTS"]["runs"] == rows["DARTS+PT"]["runs"] == "2"
