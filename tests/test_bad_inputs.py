@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sota.genotypes import get_genotype, register_genotype
 from tests.conftest import TEST_GPU, run_script
 
 pytestmark = pytest.mark.slow
@@ -66,6 +67,8 @@ CASES = [
     ("darts-proj-sota.sh", ["--proj_crit_normal", "best"], "proj_crit_normal"),
     ("darts-proj-sota.sh", ["--space", "s3", "--resume_expid", "search-darts-sota-s5-2"], "space"),
     ("darts-proj-sota.sh", ["--init_channels", "8"], "init_channels"),  # the search run says 4
+    ("darts-proj-sota.sh", ["--genotype_name", "DARTS_V2"], "genotype_name"),   # a built-in genotype's
+    ("darts-proj-sota.sh", ["--genotype_name", "taken"], "genotype_name"),      # another run's
     ("eval.sh", ["--arch", "no_such_genotype"], "arch"),
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),
@@ -91,6 +94,8 @@ def world(tmp_path_factory, cifar10_dir) -> dict[str, Path]:
     common = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--gpu", TEST_GPU, "--epochs", "1"]
     run_script("darts-201.sh", *common, *NB)
     run_script("darts-sota.sh", *common, *DARTS)
+    register_genotype("taken", get_genotype("DARTS_V2"), exp / "sota" / "genotypes",
+                      {"experiment": "/elsewhere/sota/cifar10/search-x/proj-y"})
     return {"exp": exp, "data": cifar10_dir}
 
 
