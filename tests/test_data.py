@@ -74,23 +74,17 @@ def _known_image(side: int) -> np.ndarray:
     return (y * 5 + x * 2 + c * 80 + 1).astype(np.uint8)[None]
 
 
-def test_pixel_layout_cifar_and_imagenet16(tmp_path):
-    # CIFAR's documented layout: 1024 red values, then green, then blue, each row-major.
-    img = _known_image(32)
+@pytest.mark.parametrize("name, folder, file, side, label", [("cifar10", "cifar-10-batches-py", "test_batch", 32, 3),
+                                                          ("imagenet16-120", "imagenet16", "val_data", 16, 7)])
+def test_pixel_layout_cifar_and_imagenet16(tmp_path, name, folder, file, side, label):
+    # CIFAR's documented layout (ImageNet16's too): the red values, then green, then blue, each row-major.
+    img = _known_image(side)
     row = np.concatenate([img[0, :, :, c].reshape(-1) for c in range(3)])[None]
-    (tmp_path / "cifar-10-batches-py").mkdir()
-    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
-        pickle.dump({"data": row, "labels": [3]}, f)
-    ds = load_dataset("cifar10", tmp_path, train=False)
-    assert np.array_equal(ds.images.numpy(), img) and ds.labels.tolist() == [3]
-
-    img16 = _known_image(16)
-    row = np.concatenate([img16[0, :, :, c].reshape(-1) for c in range(3)])[None]
-    (tmp_path / "imagenet16").mkdir()
-    with open(tmp_path / "imagenet16" / "val_data", "wb") as f:
-        pickle.dump({"data": row, "labels": [7]}, f)
-    ds = load_dataset("imagenet16-120", tmp_path, train=False)
-    assert np.array_equal(ds.images.numpy(), img16) and ds.labels.tolist() == [6]
+    (tmp_path / folder).mkdir()
+    with open(tmp_path / folder / file, "wb") as f:
+        pickle.dump({"data": row, "labels": [label]}, f)
+    ds = load_dataset(name, tmp_path, train=False)
+    assert np.array_equal(ds.images.numpy(), img) and ds.labels.tolist() == [label - (name == "imagenet16-120")]
 
 
 def test_pixel_layout_svhn(tmp_path):
