@@ -2,7 +2,6 @@
 failed run. Search, projection (common/run.py) and evaluation (sota/train.py) share it."""
 from __future__ import annotations
 
-import json
 import logging
 import random
 import signal
@@ -18,7 +17,7 @@ from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
 from .device import set_tf32
-from .experiment import LOGGER, ExperimentError, write_json
+from .experiment import LOGGER, ExperimentError, read_json, write_json
 from .install import InstallError
 from .metrics import DivergedError
 
@@ -74,11 +73,7 @@ def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
 
 def read_result(folder: Path) -> dict[str, Any]:
     """A run's result.json, or {} (original-code runs have none; a damaged one says nothing)."""
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
+    return read_json(folder / "result.json")
 
 
 def mark_failed(folder: Path, error: BaseException | str) -> None:

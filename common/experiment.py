@@ -39,6 +39,15 @@ def write_json(path: str | Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def append_jsonl(path: str | Path, obj: Any) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(obj, default=_json_default) + "\n")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.experiment import write_json
+from common.experiment import read_json, write_json
 from sota.operations import OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -267,11 +267,8 @@ def check_genotype_name(name: str, registry: Path | None = None, experiment: Pat
 
 
 def _read_entry(path: Path) -> dict[str, Any]:
-    try:
-        entry = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return entry if isinstance(entry, dict) and isinstance(entry.get("meta", {}), dict) else {}
+    entry = read_json(path)
+    return entry if isinstance(entry.get("meta", {}), dict) else {}
 
 
 def _registered_by(path: Path, experiment: Path | None) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 from common.checkpoint import checkpoint_epochs, partial_path
 from common.config import ConfigError
-from common.experiment import REPO_ROOT
+from common.experiment import REPO_ROOT, read_json
 from common.run import resolve_projection
 
 from .flags import EVAL_STAGES, FlagError, RunFlags, build_parser
@@ -246,13 +245,7 @@ def run_folder(run: Run, ctx: Context, arch: str | None = None) -> Path | None:
 
 
 def read_result(folder: Path | None) -> dict[str, Any]:
-    if folder is None:
-        return {}
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
+    return {} if folder is None else read_json(folder / "result.json")
 
 
 def genotype_name(proj_folder: Path | None) -> str | None:
