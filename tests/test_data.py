@@ -1,6 +1,7 @@
 """Tests of common/data.py against files written in the real on-disk formats."""
 from __future__ import annotations
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -187,6 +188,28 @@ def test_a_torchvision_of_another_torch_is_named_with_its_fix(tmp_path, monkeypa
         "(operator torchvision::nms does not exist)" in message
     assert message.endswith('pip install "torch==2.14.1" "torchvision==0.29.*"') and "download" not in message
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # two interpreters importing torch
+@pytest.mark.parametrize("module", ["nasbench201.train_search", "sota.train_imagenet"])
+def test_a_broken_torchvision_is_one_line_from_every_entry_point(tmp_path, module):
+    """Through the real entry points (CIFAR's download, ImageNet's image folders): a torchvision
+    that fails on import ends the run with one error line naming the fix, and creates nothing."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{REPO}", "DARTS_PT_OFFLINE": "0"}
+    proc = subprocess.run([sys.executable, "-m", module, "--data", str(tmp_path / "data"), "--exp_root",
+                           str(tmp_path / "exp"), "--gpu", "cpu"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    out = proc.stdout + proc.stderr
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in out and len(errors) == 1, out[-2000:]
+    assert "(operator torchvision::nms does not exist): install a torchvision built for this torch" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
 
 
 @pytest.mark.parametrize("torch_version, pair", [("2.14.1", "0.29.*"), ("2.5.0", "0.20.*"), ("2.1", "0.16.*"),
