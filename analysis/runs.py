@@ -43,7 +43,7 @@ class Run:
     seed: int | None = None
     parent: Run | None = None     # a projection's supernet run
     links: set = field(default_factory=set)  # eval runs: keys of the rows they are joined to
-    tag: str = ""                 # the tags its folder names carry (--expid_tag, --log_tag), as `setting` shows them
+    tag: str = ""                 # the tags its folder names carry ("--expid_tag X, --log_tag Y"; '' for none)
 
     @property
     def counted(self) -> bool:
@@ -67,8 +67,6 @@ class Run:
             setting = f"{self.result['epochs']} epochs"
         if self.kind == "projection" and isinstance(self.result.get("supernet_epoch"), int):
             setting = f"supernet epoch {self.result['supernet_epoch']}"
-        if setting and self.tag:  # runs of other tags are other experiments: rows of their own
-            setting += f", {self.tag}"
         return f"{setting}, --fast" if setting and self.fast else setting
 
 
