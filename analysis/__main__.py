@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{summary['runs']} runs ({summary['status'] or 'none'}); {len(summary['groups'])} tables, "
           f"{len(summary['figures'])} figures")
     if summary["fast_left_out"]:
-        print(f"{summary['fast_left_out']} --fast smoke runs left out of the tables (--include_fast puts them in)")
+        print(f"{summary['fast_left_out']} --fast smoke runs left out of the tables: pass --include_fast to put them "
+              f"in, in rows of their own")
     print(f"report: {Path(summary['out']) / 'index.md'}")
     return 0
 

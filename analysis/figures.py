@@ -5,6 +5,7 @@ caller's backend and global state are left alone."""
 from __future__ import annotations
 
 import re
+import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +34,14 @@ def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
+
+
+def _suptitle(fig: Figure, text: str, fontsize: float) -> None:
+    """The figure's title, its lines wrapped at words to fit the figure's width (a DejaVu Sans
+    character is about 0.6 of the font size wide)."""
+    chars = max(int(fig.get_figwidth() * 72 * 0.95 / (0.6 * fontsize)), 20)
+    lines = [wrapped for line in text.split("\n") for wrapped in textwrap.wrap(line, chars) or [""]]
+    fig.suptitle("\n".join(lines), fontsize=fontsize)
 
 
 def _slug(text: str) -> str:
@@ -115,8 +124,8 @@ def trajectory_figure(group: Group, path: Path) -> Path | None:
         _style(top, "search epoch", "benchmark test acc (%)")
         bottom.set_title(f"{BENCH_TEST[key]}: per projection step", fontsize=9)
         _style(bottom, "projections done (0 = supernet before projection)", "benchmark test acc (%)")
-    fig.suptitle(f"{group.title}: benchmark test accuracy of the selected architecture, mean ± std over finished "
-                 f"runs\n(★: projection (+PT) of the supernet of that epoch)", fontsize=10)
+    _suptitle(fig, f"{group.title}: benchmark test accuracy of the selected architecture, mean ± std over finished "
+                   f"runs\n(★: projection (+PT) of the supernet of that epoch)", 10)
     return _save(fig, path)
 
 
@@ -157,7 +166,7 @@ def supernet_figure(group: Group, path: Path) -> Path | None:
             _curve(ax, _epoch_series(row.finished, dict.get, key), row.display, colors[row.display])
         ax.set_title(f"supernet {title} accuracy", fontsize=9)
         _style(ax, "search epoch", "accuracy (%)")
-    fig.suptitle(f"{group.title}: supernet accuracy (mean ± std over finished runs)", fontsize=10)
+    _suptitle(fig, f"{group.title}: supernet accuracy (mean ± std over finished runs)", 10)
     return _save(fig, path)
 
 
@@ -218,7 +227,7 @@ def alpha_figure(group: Group, row: Row, path: Path) -> Path | None:
         fig.colorbar(im, ax=ax)
         ax.set_title(kind, fontsize=9)
     n = len(mats[kinds[0]])
-    fig.suptitle(f"{group.title}, {row.display}: {what}" + (f", mean of {n} runs" if n > 1 else ""), fontsize=9)
+    _suptitle(fig, f"{group.title}, {row.display}: {what}" + (f", mean of {n} runs" if n > 1 else ""), 9)
     return _save(fig, path)
 
 

@@ -43,6 +43,7 @@ class Run:
     seed: int | None = None
     parent: Run | None = None     # a projection's supernet run
     links: set = field(default_factory=set)  # eval runs: keys of the rows they are joined to
+    tag: str = ""                 # the tags its folder names carry ("--expid_tag X, --log_tag Y"; '' for none)
 
     @property
     def counted(self) -> bool:
@@ -124,6 +125,7 @@ def read_run(folder: Path, root: Path) -> Run:
             run.detail = f"unknown status {result.get('status')!r}"
             run.status = UNREADABLE
     _fill_identity(run)
+    run.tag = _tag(run)
     if run.status == FINISHED:
         problem = _finished_problem(run)
         if problem:
@@ -214,6 +216,21 @@ def _fill_from_path(run: Run) -> None:
         base = next((b for b in _SAVE_PREFIXES if told.save.startswith(b)), None)
         if base:
             run.method = base + ("-proj" if run.kind == "projection" else "")
+
+
+def _tag(run: Run) -> str:
+    """The tags the names of the run's folders carry: a search's --expid_tag, a projection's
+    search's and its own --log_tag, an evaluation's --expid_tag (`eval-{arch}-{seed}-{tag}`)."""
+    if run.kind == "eval":
+        arch, seed = run.result.get("arch"), run.seed
+        tag = run.path.name.partition(f"-{arch}-{seed}-")[2] if arch and seed is not None else ""
+        return f"--expid_tag {tag}" if tag else ""
+    hooks = spaces.hooks_of_folder(run.path)
+    search = run.path.parent if run.kind == "projection" else run.path
+    tags = [("--expid_tag", hooks.search_folder(search).tag if hooks else "")]
+    if run.kind == "projection":
+        tags.append(("--log_tag", projection_run_name(run.path.name).tag))
+    return ", ".join(f"{flag} {tag}" for flag, tag in tags if tag)
 
 
 def _finished_problem(run: Run) -> str:

@@ -120,10 +120,16 @@ class Row:
     runs: list[Run] = field(default_factory=list)
     evals: list[Run] = field(default_factory=list)  # DARTS space: evaluation runs joined to this row
     display: str = ""
+    tag: str = ""  # runs of other --expid_tag / --log_tag are other experiments: rows of their own
 
     @property
     def finished(self) -> list[Run]:
         return [r for r in self.runs if r.counted]
+
+    @property
+    def variant(self) -> str:
+        """Its setting and tag, as the CSV's `setting` column says them."""
+        return ", ".join(t for t in (self.setting, self.tag) if t)
 
     @property
     def fast(self) -> bool:
@@ -144,7 +150,7 @@ class Group:
     space: str
     dataset: str
     hooks: ReportHooks
-    rows: dict[tuple[str, str | None], Row] = field(default_factory=dict)
+    rows: dict[tuple[str, str | None, str], Row] = field(default_factory=dict)  # (label, setting, tag) -> row
 
     @property
     def name(self) -> str:
@@ -160,7 +166,7 @@ class Group:
     def sorted_rows(self) -> list[Row]:
         def key(row: Row) -> tuple:
             order = METHOD_ORDER.index(row.label) if row.label in METHOD_ORDER else len(METHOD_ORDER)
-            return order, row.label, natural(row.setting or "")
+            return order, row.label, natural(row.setting or ""), row.tag
         return sorted(self.rows.values(), key=key)
 
 
@@ -178,18 +184,17 @@ def build_groups(runs: list[Run]) -> tuple[dict[tuple[str, str], Group], list[Ru
             continue
         group = groups.setdefault((run.space, run.dataset), Group(run.space, run.dataset, hooks))
         label = run.label + selection_variant(run.result) if run.kind == "projection" else run.label
-        key = (label, run.setting)
-        if run.setting is None:  # an unreadable run: the method's only row, if it has one
-            same = [k for k in group.rows if k[0] == label]
+        key = (label, run.setting, run.tag)
+        if run.setting is None:  # an unreadable run: the method's only row (of its tag), if it has one
+            same = [k for k in group.rows if k[0] == label and k[2] == run.tag]
             if len(same) == 1:
                 key = same[0]
-        group.rows.setdefault(key, Row(*key)).runs.append(run)
+        group.rows.setdefault(key, Row(key[0], key[1], tag=key[2])).runs.append(run)
     for group in groups.values():
-        settings = Counter(label for label, _ in group.rows)
-        for (label, setting), row in group.rows.items():
-            row.display = label if settings[label] == 1 or setting is None else f"{label} ({setting})"
-            if setting is None and settings[label] > 1:
-                row.display = f"{label} (setting unknown)"
+        settings = Counter(label for label, _ in {(label, setting) for label, setting, _ in group.rows})
+        for (label, setting, tag), row in group.rows.items():
+            shown = None if settings[label] == 1 else "setting unknown" if setting is None else setting
+            row.display = label + (f" ({', '.join(t for t in (shown, tag) if t)})" if shown or tag else "")
     return groups, orphans
 
 
@@ -273,7 +278,7 @@ def nb201_table(group: Group, ddof: int) -> Table:
                    f"{params:.3f}" if params is not None else "—", fmt_time(search_t), fmt_time(proj_t)]
                   + ([row.paper(paper)] if paper else []))
         rec: dict[str, Any] = {"space": group.space, "dataset": group.dataset, "method": row.label,
-                               "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
+                               "setting": row.variant, "runs": len(fin), "seeds": _seeds(fin, sep=" "),
                                "not_counted": not_counted_text(row.runs), "genotypes": " ; ".join(genos)}
         for k in keys:
             m, s = mean_std(vals[k], ddof)
@@ -314,7 +319,7 @@ def darts_table(group: Group, ddof: int, cells: dict[int, str]) -> Table:
                    fmt_time(eval_t)] + ([row.paper(paper)] if paper else []))
         m, s = mean_std(errors, ddof)
         csv_rows.append({"space": group.space, "dataset": group.dataset, "method": row.label,
-                         "setting": row.setting or "", "runs": len(fin), "seeds": _seeds(fin, sep=" "),
+                         "setting": row.variant, "runs": len(fin), "seeds": _seeds(fin, sep=" "),
                          "not_counted": nc,
                          "genotypes": " ; ".join(r.result.get("genotype_name") or r.result["genotype"] for r in fin),
                          "eval_runs": len(evals), "eval_setting": " ; ".join(configs),
@@ -346,7 +351,8 @@ def _search_times(row: Row) -> tuple[float | None, float | None]:
 def _eval_setting(run: Run) -> str:
     """' (non-paper sizes: C=.., N cells, N epochs, batch N)' for an evaluation trained at other
     sizes than the paper's protocol for its dataset (what fields a result.json lacks are not
-    held against it), ' (--fast)' for a smoke run; '' for one trained as the paper did."""
+    held against it), ' (--expid_tag TAG)' for a tagged one, ' (--fast)' for a smoke run; '' for
+    one trained as the paper did."""
     r = run.result
     marks = []
     paper = EVAL_PROTOCOL.get(str(run.dataset).lower())
@@ -356,6 +362,8 @@ def _eval_setting(run: Run) -> str:
             c, layers, epochs, batch = (got for got, _ in sizes)
             marks.append(f"non-paper sizes: C={c}, {layers} cells, {epochs} epochs"
                          + (f", batch {batch}" if batch is not None else ""))
+    if run.tag:  # another experiment than the untagged runs of its genotype
+        marks.append(run.tag)
     if run.fast:
         marks.append("--fast")
     return f" ({', '.join(marks)})" if marks else ""

@@ -80,8 +80,7 @@ class Parser(argparse.ArgumentParser):
         if flag is None:
             return f"unexpected argument {extras[0]!r} (flags are --name value pairs)"
         known = [s for a in self._actions for s in a.option_strings if s.startswith("--")]
-        close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
-        return f"{flag}: no such flag" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+        return f"{flag}: no such flag" + did_you_mean(flag, known)
 
     def take_from_search_run(self, *dests: str) -> None:
         """Mark flags whose value a projection takes from the search run it projects unless
@@ -93,6 +92,12 @@ class Parser(argparse.ArgumentParser):
                 action.help = (f"{action.help} " if action.help else "") + \
                     f"(default: {action.default}; a projection's: the search run's)"
                 action.default = None
+
+
+def did_you_mean(flag: str, known: Sequence[str]) -> str:
+    """` (did you mean --epochs?)` naming the known flags closest to a mistyped one; '' if none is."""
+    close = difflib.get_close_matches(flag, known, n=3, cutoff=0.75)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int,
@@ -164,6 +169,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="batches of the alpha half each --proj_pool candidate is scored on (Zero-Cost-PT's "
                         "--validate_rounds)")
 
+    add_launcher_flags(p)
     g = add_run_flags(p, seed=seed, save="exp", ckpt_interval=ckpt_interval)
     g.add_argument("--alpha_heatmaps", action="store_true", default=False,
                    help="also draw softmax(alpha) as a TensorBoard figure each epoch (about 0.2 s per cell kind "
@@ -284,11 +290,50 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
         search_run_flags=tuple(args.search_run_flags), from_search_run=frozenset(args.from_search_run))
 
 
-def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None) -> Any:
+def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None,
+                 processes: int | None = None) -> Any:
     """Parse a command line and convert it; a ConfigError ends the program like an argparse
-    error, with one `error: --flag VALUE: ...` line and exit code 2, before anything is written."""
+    error, with one `error: --flag VALUE: ...` line and exit code 2, before anything is written.
+    `processes`: the size of the torchrun this process runs in, which launcher flags given to the
+    module must agree with."""
     args = parser.parse_args(argv)
     try:
+        if processes is not None:
+            check_launcher(args, processes)
         return to_config(args)
     except ConfigError as e:
         parser.exit(2, f"error: {e}\n")
+
+
+# The exp_scripts' own flags: exp_scripts/common.sh (run_distributed) starts torchrun with them and
+# passes them on to no module.
+LAUNCHER_FLAGS = ("--nproc", "--nnodes", "--node_rank", "--rdzv_endpoint", "--rdzv_id")
+
+
+def add_launcher_flags(p: argparse.ArgumentParser) -> None:
+    """The exp_scripts' launcher flags, so that --help lists them; the module reads none of them
+    (a module given --nproc or --nnodes only checks that its torchrun has that size)."""
+    g = p.add_argument_group("processes and machines (flags of the exp_scripts, which start torchrun with them; "
+                             "README 'Multi-GPU evaluation')")
+    g.add_argument("--nproc", type=int, default=None,
+                   help="training processes on this machine, one per visible GPU (default 1)")
+    g.add_argument("--nnodes", type=int, default=None,
+                   help="machines, each running the same command with --nproc processes (default 1)")
+    g.add_argument("--node_rank", type=int, default=None,
+                   help="0 marks the machine that hosts the rendezvous (needed where the machines share a host name)")
+    g.add_argument("--rdzv_endpoint", default=None, metavar="HOST:PORT",
+                   help="where the machines meet (torchrun's c10d rendezvous); needed with --nnodes above 1")
+    g.add_argument("--rdzv_id", default=None, help="the job's name (e.g. $SLURM_JOB_ID), so that two jobs meeting at "
+                                                   "one endpoint stay apart")
+
+
+def check_launcher(args: argparse.Namespace, processes: int) -> None:
+    """A module run by hand with --nproc or --nnodes: its torchrun must have that many processes
+    (the exp_scripts take these flags and start it so)."""
+    nproc, nnodes = args.nproc or 1, args.nnodes or 1
+    if (args.nproc or args.nnodes) and nproc * nnodes != processes:
+        flag, value = ("nproc", args.nproc) if args.nproc else ("nnodes", args.nnodes)
+        raise ConfigError(flag, value, f"this process runs in a group of {processes} process(es), not "
+                                       f"{nproc * nnodes}: --nproc and --nnodes are the exp_scripts' flags (bash "
+                                       f"exp_scripts/SCRIPT.sh --nproc {nproc}), or start the module under torchrun "
+                                       f"with that many")

@@ -56,6 +56,7 @@ EXACT_CRITERIA = ("acc", "loss")  # DARTS-PT's: the supernet's accuracy or loss 
 PROXY_CRITERIA = ("nwot", "synflow", "grad_norm", "jacob_cov")  # zero-cost scores (common/proxies.py)
 CRITERIA = EXACT_CRITERIA + PROXY_CRITERIA
 MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
+NOT_A_FLAG = {"flag": False}  # metadata of a field that says how the run was configured, not a setting
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,8 @@ class SearchConfig:
     # Flags a projection takes from the search run it projects (sizes, dataset, epochs), and
     # those of them the command left out (their values here are the defaults): a projection
     # replaces these by the search run's and checks the others against it (common/run.py).
-    search_run_flags: tuple[str, ...] = ()
-    from_search_run: frozenset[str] = frozenset()
+    search_run_flags: tuple[str, ...] = field(default=(), metadata=NOT_A_FLAG)
+    from_search_run: frozenset[str] = field(default=frozenset(), metadata=NOT_A_FLAG)
     nproc: int = 1  # processes (torchrun's WORLD_SIZE; the exp_scripts' --nproc)
     sync_bn: bool = False
 
@@ -279,6 +280,19 @@ def flag_value(cfg: Any, flag: str) -> Any:
             with contextlib.suppress(KeyError):
                 return flag_value(value, flag)
     raise KeyError(flag)
+
+
+def changed_flags(cfg: Any, default: Any) -> dict[str, Any]:
+    """flag -> value, of the settings in which `cfg` differs from `default` (a configuration of
+    the same type), wherever the configurations hold them."""
+    changed: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value, base = getattr(cfg, f.name), getattr(default, f.name)
+        if _is_part(value) and type(value) is type(base):
+            changed.update(changed_flags(value, base))
+        elif f.metadata.get("flag", True) and value != base:
+            changed[f.name] = value
+    return changed
 
 
 def with_flags(cfg: Any, values: dict[str, Any]) -> Any:

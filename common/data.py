@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .config import check
+from .install import InstallError, torchvision_module
 
 DATASETS = ("cifar10", "cifar100", "svhn", "imagenet16-120", "imagefolder")
 # Classes of the fixed datasets, for what is sized without loading them (reports); an
@@ -177,18 +178,24 @@ def _ensure_files(
     label: str, folder: Path, names: Sequence[str], download: bool,
     fetch: Callable[[], None] | None, how: str,
 ) -> None:
-    """Make sure ``folder/names`` exist, downloading with ``fetch`` when allowed."""
+    """Make sure ``folder/names`` exist, downloading with ``fetch`` when allowed; a download that
+    fails leaves none of the empty folders it made (a mistyped --data stays uncreated)."""
     missing = [n for n in names if not (folder / n).is_file()]
     if missing and fetch is not None and download:
         if os.environ.get("DARTS_PT_OFFLINE") == "1":
             why = " (automatic download disabled by DARTS_PT_OFFLINE=1)"
         else:
+            new = next((p for p in reversed([folder, *folder.parents]) if not p.exists()), None)
             try:
                 fetch()
                 why = " (even after downloading)"
+            except InstallError:
+                raise
             except Exception as err:  # no network, server down, ...: explain and stop
                 why = f" (automatic download failed: {err})"
             missing = [n for n in names if not (folder / n).is_file()]
+            if missing and new is not None:
+                _remove_empty(folder, new)
     elif missing:
         why = "" if fetch is None else " (download=False)"
     if missing:
@@ -198,9 +205,20 @@ def _ensure_files(
         )
 
 
-def _torchvision_download(cls_name: str, root: Path, train: bool) -> None:
-    import torchvision.datasets as tvd
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove `folder` and its parents up to `top`, as long as they are empty."""
+    for path in [folder, *folder.parents]:
+        if path.exists():
+            try:
+                path.rmdir()
+            except OSError:  # not empty: it holds something besides what we made
+                return
+        if path == top:
+            return
 
+
+def _torchvision_download(cls_name: str, root: Path, train: bool) -> None:
+    tvd = torchvision_module("datasets")
     if cls_name == "SVHN":
         tvd.SVHN(str(root), split="train" if train else "test", download=True)
     else:
@@ -216,8 +234,8 @@ def _read_pickled_batches(
         try:
             with open(path, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
-            rows = np.asarray(entry["data"], dtype=np.uint8)
-            labels = np.asarray(entry[label_key], dtype=np.int64).reshape(-1)
+            rows = np.asarray(_entry(entry, "data"), dtype=np.uint8)
+            labels = np.asarray(_entry(entry, label_key), dtype=np.int64).reshape(-1)
             images = rows.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)  # -> NHWC
         except Exception as err:  # truncated, not a pickle, wrong keys or shape
             raise DataError(f"could not read dataset file {path}: {err}") from err
@@ -226,6 +244,15 @@ def _read_pickled_batches(
         all_labels.append(labels)
     images = np.ascontiguousarray(np.concatenate(all_images))
     return _u8(images), torch.from_numpy(np.concatenate(all_labels))
+
+
+def _entry(batch: dict, key: str) -> object:
+    """`batch[key]` of a pickled batch whose keys are str (the official files, pickled by Python 2)
+    or bytes (pickled by Python 3 from the official files' bytes keys), as torchvision reads both."""
+    for k in (key, key.encode()):
+        if k in batch:
+            return batch[k]
+    raise ValueError(f"no {key!r} entry (it holds {', '.join(map(repr, batch))})")
 
 
 def _check_images(images: np.ndarray, labels: np.ndarray, path: Path, side: int) -> None:
@@ -242,8 +269,7 @@ def _u8(images: np.ndarray) -> torch.Tensor:
 
 def _list_image_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
     """Classes (sorted folder names) and (path, label) samples, as torchvision's ImageFolder."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
+    tv_folder = torchvision_module("datasets.folder")
     if not folder.is_dir():
         raise DataError(
             f"image folder {folder} not found: an imagefolder dataset needs "
@@ -251,8 +277,8 @@ def _list_image_folder(folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
             "pass --data DIR pointing at the folder that holds train/ and test/"
         )
     try:
-        classes, class_to_idx = find_classes(str(folder))
-        samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
+        classes, class_to_idx = tv_folder.find_classes(str(folder))
+        samples = tv_folder.make_dataset(str(folder), class_to_idx, extensions=tv_folder.IMG_EXTENSIONS)
     except FileNotFoundError as err:  # no class folders, or a class without images
         raise DataError(f"bad image folder {folder}: {err}") from err
     return classes, samples

@@ -2,7 +2,6 @@
 failed run. Search, projection (common/run.py) and evaluation (sota/train.py) share it."""
 from __future__ import annotations
 
-import json
 import logging
 import random
 import signal
@@ -18,14 +17,15 @@ from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
 from .device import set_tf32
-from .experiment import LOGGER, ExperimentError, write_json
+from .experiment import LOGGER, ExperimentError, read_json, write_json
+from .install import InstallError
 from .metrics import DivergedError
 
 log = logging.getLogger(LOGGER)
 
 # OSError: a file of the run cannot be written (disk full, folder removed or read-only).
-USER_ERRORS = (ConfigError, DataError, ExperimentError, CheckpointError, DivergedError, ValueError, KeyError,
-               OSError)
+USER_ERRORS = (ConfigError, DataError, InstallError, ExperimentError, CheckpointError, DivergedError, ValueError,
+               KeyError, OSError)
 
 
 def exit_code(job: Callable[[], object], report: bool = True) -> int:
@@ -73,11 +73,7 @@ def seed_everything(seed: int, deterministic: bool, tf32: bool = False) -> None:
 
 def read_result(folder: Path) -> dict[str, Any]:
     """A run's result.json, or {} (original-code runs have none; a damaged one says nothing)."""
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
+    return read_json(folder / "result.json")
 
 
 def mark_failed(folder: Path, error: BaseException | str) -> None:

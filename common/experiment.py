@@ -1,11 +1,13 @@
 """Experiment folders, logs, result files and TensorBoard, shared by both search spaces."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,11 @@ from typing import Any
 import torch
 
 from .checkpoint import checkpoint_epochs, checkpoint_path, permit_as_umask
-from .config import ConfigError
+from .config import ConfigError, changed_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOGGER = "darts_pt"
+CONFIG = "config.json"  # a run's whole configuration (the log shows what differs from the defaults)
 log = logging.getLogger(LOGGER)
 
 
@@ -36,6 +39,15 @@ def write_json(path: str | Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when it is missing, unreadable or not an object."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def append_jsonl(path: str | Path, obj: Any) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(obj, default=_json_default) + "\n")
@@ -44,6 +56,8 @@ def append_jsonl(path: str | Path, obj: Any) -> None:
 def _json_default(o: Any) -> Any:
     if isinstance(o, torch.Tensor):
         return o.tolist()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
     if isinstance(o, Path):
         return str(o)
     if hasattr(o, "_asdict"):
@@ -51,6 +65,23 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, range):
         return list(o)
     return str(o)
+
+
+def record_config(cfg: Any, default: Any, folder: Path, main: bool = True) -> None:
+    """Log the settings in which the run's configuration `cfg` differs from `default` (its entry
+    point's defaults) as a short block, and write the whole configuration to config.json in the
+    run's folder (process 0)."""
+    changed = " ".join(f"{flag}={_shown(value)}" for flag, value in changed_flags(cfg, default).items())
+    block = textwrap.fill(changed or "(none)", width=100, initial_indent="  ", subsequent_indent="  ",
+                          break_long_words=False, break_on_hyphens=False)
+    log.info("config, where it differs from the defaults (all of it: %s):\n%s", folder / CONFIG, block)
+    if main:
+        write_json(folder / CONFIG, {"config": type(cfg).__name__, **dataclasses.asdict(cfg)})
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    return repr(text) if not text or " " in text else text
 
 
 def new_run_dir(path: Path, resume: bool, overwrite: bool) -> Path:

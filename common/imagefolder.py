@@ -22,10 +22,15 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
-from torchvision import datasets, transforms
 
 from .config import ConfigError
 from .data import TRAIN, stream_seed
+from .install import broken_torchvision
+
+try:
+    from torchvision import datasets, transforms
+except (ImportError, RuntimeError, OSError) as e:  # a torchvision built for another torch: say so
+    raise broken_torchvision(e) from e
 
 SPLITS = ("train", "val")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, prune_checkpoints, save_checkpoint
+from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
@@ -37,16 +37,27 @@ class Scorer:
     """Scoring passes over the alpha half (at --proj_batch_size), in train mode: each over the whole
     half with its own data key or, with --proj_batches N, all over the same first N batches of one
     key per projection round; a zero-cost proxy (`proxy`) scores one batch unless N says more.
-    Each pass logs what it masked, its result, and, given the round's number of passes (`total`,
-    from the plan), how many remain and when the round ends. In several processes each scores its
-    shard of every batch and the accuracies and losses are summed over the processes
-    (Trainer.evaluate), so all take the same decision."""
+    In several processes each scores its shard of every batch and the accuracies and losses are
+    summed over the processes (Trainer.evaluate), so all take the same decision.
+
+    The log gets one line per decision with every value it was made on (`close` ends the last
+    one), and a pass's own line (what it masked, its result, and, given the round's number of
+    passes `total` from the plan, how many remain and when the round ends) only when --report_secs
+    seconds have passed since the last such line; else that line is at debug level."""
 
     def __init__(self, trainer: Trainer, epoch: int, total: int = 0, clock: Clock = time.monotonic) -> None:
         self.trainer, self.epoch, self.passes, self.total = trainer, epoch, 0, total
-        self.clock, self.started = clock, clock()
+        self.clock = clock
+        self.started = self.last_line = clock()
+        self._pace = ""  # seconds per pass and what remains, as of the last pass
+        self.every_s = trainer.cfg.run.report_secs
         self.limit = trainer.cfg.projection.proj_batches
         self._proxy_batches: list[tuple[Tensor, Tensor]] | None = None
+        # the decision being scored: (kind, edge; None for a node's inputs), what its values measure,
+        # and (edge, op, value) per pass
+        self._decision: tuple[str, int | None] | None = None
+        self._measure = ""
+        self._values: list[tuple[int, int | None, str]] = []
 
     def _cutout_prob(self) -> float:
         data = self.trainer.cfg.data
@@ -60,8 +71,8 @@ class Scorer:
             batches, key = batches.with_limit(self.limit), (SCORE, self.epoch, 0)
         acc, loss = t.evaluate(batches, key, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
                                train_mode=True, cutout_prob=self._cutout_prob())
-        log.info("  scoring pass %s: %s masked: valid_acc %.4f valid_loss %.4f | %s", self._count(),
-                 _masked(t.space, kind, edge, op), acc, loss, self._pace())
+        self._record(kind, edge, op, "valid_acc/loss", f"{acc:.2f}/{loss:.4f}",
+                     f"valid_acc {acc:.4f} valid_loss {loss:.4f}")
         return acc, loss
 
     def proxy(self, name: str, kind: str, edge: int, op: int | None) -> float:
@@ -73,15 +84,50 @@ class Scorer:
             self._proxy_batches = list(batches((SCORE, self.epoch, 0), self._cutout_prob()))
         value = proxy_score(name, t.model, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
                             self._proxy_batches)
-        log.info("  scoring pass %s: %s masked: %s %.6g | %s", self._count(), _masked(t.space, kind, edge, op),
-                 name, value, self._pace())
+        self._record(kind, edge, op, name, f"{value:.6g}", f"{name} {value:.6g}")
         return value
+
+    def _record(self, kind: str, edge: int, op: int | None, measure: str, value: str, detail: str) -> None:
+        """Keep a pass's value for its decision's line; log the pass itself (a progress line when
+        due, else at debug level)."""
+        decision = (kind, None if op is None else edge)
+        if decision != self._decision:
+            self.close()
+            self._decision, self._measure = decision, measure
+        self._values.append((edge, op, value))
+        now = self.clock()
+        self._pace = self._pace_at(now)
+        due = 0 < self.every_s <= now - self.last_line
+        if due:
+            self.last_line = now
+        log.log(logging.INFO if due else logging.DEBUG, "  scoring pass %s: %s masked: %s | %s", self._count(),
+                _masked(self.trainer.space, kind, edge, op), detail, self._pace)
+
+    def close(self) -> None:
+        """Log the decision scored last in one line: each op's (edge's) value without it."""
+        if self._decision is None:
+            return
+        (kind, edge), space = self._decision, self.trainer.space
+        if edge is not None:
+            where, each = _masked(space, kind, edge, None), "op"
+            values = ", ".join(f"{space.op_name(kind, e, int(op or 0))} {v}" for e, op, v in self._values)
+        else:  # a node's inputs: the remaining edges scored again after each drop
+            rounds: list[list[str]] = [[]]
+            for e, _, v in self._values:
+                if any(item.startswith(f"{e} ") for item in rounds[-1]):
+                    rounds.append([])
+                rounds[-1].append(f"{e} {v}")
+            where, each = f"{kind} node of edges {', '.join(i.split()[0] for i in rounds[0])}", "edge"
+            values = " | ".join(", ".join(r) for r in rounds)
+        log.info("  %s: %s without each %s: %s (%s)", where, self._measure, each, values, self._pace)
+        self._decision, self._values = None, []
 
     def _count(self) -> str:
         return f"{self.passes} of {self.total}" if self.total else str(self.passes)
 
-    def _pace(self) -> str:
-        elapsed = self.clock() - self.started
+    def _pace_at(self, now: float) -> str:
+        """Seconds per pass so far, and what remains of the round."""
+        elapsed = now - self.started
         pace = f"{elapsed / self.passes:.1f} s/pass"
         if not self.total:
             return pace
@@ -162,6 +208,8 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     group.on_main(lambda: write_json(folder / "result.json", {**result, "status": "running"}))
     if plan.tunes:
         log_test_freq(trainer, tuning=True)
+        log.info("softmax(alpha) of each tuning epoch, and the weights the supernet mixes with: %s "
+                 "('softmax', 'projected')", folder / "history.jsonl")
     else:
         log.info("zero-cost criteria only (%s): no tuning between projections", plan.criterion)
     if proj.proj_pool > 1 and start < plan.tune_epochs:
@@ -193,7 +241,9 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
             stage = plan.stage(rounds)
             passes = plan.passes(stage, epoch)
             log.info("projection %d of %d (%s): %s scoring passes", rounds + 1, n_rounds, stage, passes or "?")
-            plan.project(Scorer(trainer, epoch, passes), stage, rounds)
+            score = Scorer(trainer, epoch, passes)
+            plan.project(score, stage, rounds)
+            score.close()
             rounds += 1
             log.info("genotype after projection %d = %s", rounds,
                      space.genotype_str(space.genotype(trainer.arch.weights())))
@@ -223,7 +273,9 @@ def _project_pool(trainer: Trainer, plan: Plan, size: int, n_batches: int) -> tu
         rounds = 0
         for epoch in range(plan.tune_epochs):
             if plan.is_projection_epoch(epoch):
-                plan.project(Scorer(trainer, epoch + member * plan.tune_epochs), plan.stage(rounds), rounds)
+                score = Scorer(trainer, epoch + member * plan.tune_epochs)
+                plan.project(score, plan.stage(rounds), rounds)
+                score.close()
                 rounds += 1
         genotype = space.genotype_str(space.genotype(arch.weights()))
         log.info("pool member %d: %s", member, genotype)
@@ -255,11 +307,6 @@ def selection_suffix(proj: ProjectionConfig) -> str:
     (-b4: --proj_batches 4; -pool10: --proj_pool 10), so that such runs sit apart."""
     return (f"-b{proj.proj_batches}" if proj.proj_batches else "") + (f"-pool{proj.proj_pool}" if proj.proj_pool > 1
                                                                       else "")
-
-
-def latest_projection_epoch(folder: Path) -> int | None:
-    epochs = checkpoint_epochs(folder)
-    return epochs[-1] if epochs else None
 
 
 def _write_result(space: Space, folder: Path, genotype: Any, result: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from .experiment import (
     ExperimentError,
     log_to_file,
     new_run_dir,
+    record_config,
     resolve_epoch,
     run_target,
     start_logging,
@@ -61,7 +62,7 @@ def main(space: SearchSpace, argv: list[str] | None = None) -> int:
     try:
         with group.quiet():
             cfg = parse_config(space.parser(), lambda args: dataclasses.replace(space.config(args), nproc=group.size),
-                               argv)
+                               argv, processes=group.size)
         code = exit_code(lambda: run(cfg, space, group), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
@@ -91,8 +92,10 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
     """Every check a bad command can fail, and the run set up; writes nothing. The run itself
     (which writes) is returned."""
     device = group.device(cfg.run.gpu)
+    defaults = space_def.config(space_def.parser().parse_args([]))  # what the log's config block leaves out
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
+        space_def.check_projection(cfg, target.folder)
     else:
         target = search_target(cfg, space_def)
     # One seed for every process: each builds the same supernet and alpha, and draws what one
@@ -105,7 +108,7 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
     if cfg.sync_bn:  # before the optimizers take the parameters: the replacements hold new ones
         space.model = SyncBatchNorm2d.convert(space.model)
     if cfg.project:
-        return _project(cfg, space_def, space, data, device, target, group)
+        return _project(cfg, defaults, space_def, space, data, device, target, group)
     trainer = Trainer(space, data, cfg, device, group=group)
     scheduler = scheduler_for(trainer)
     state = None
@@ -113,14 +116,15 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
         state = load_resumed_search(trainer, checkpoint_path(target.folder, target.resume_epoch), scheduler)
 
     def search() -> dict:
-        with run_folder(cfg, target.folder, resume=target.resume_epoch > 0, device=device, group=group) as board:
+        with run_folder(cfg, defaults, target.folder, resume=target.resume_epoch > 0, device=device,
+                        group=group) as board:
             trainer.synchronise()
             return run_search(trainer, scheduler, target.folder, state, board)
     return search
 
 
-def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData, device: torch.device,
-             target: Target, group: Group) -> Callable[[], dict]:
+def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData,
+             device: torch.device, target: Target, group: Group) -> Callable[[], dict]:
     """Projection of a search checkpoint, checked; one from before --epochs is first trained up
     to it (an interrupted run of this command may have done part of that already)."""
     folder, supernet = target.folder, target.supernet
@@ -141,7 +145,7 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
                                                "process (and take seconds): run them with --nproc 1")
 
     def project() -> dict:
-        with run_folder(cfg, folder, resume=resume, device=device, group=group) as board:
+        with run_folder(cfg, defaults, folder, resume=resume, device=device, group=group) as board:
             result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
             tuned = source
             search.synchronise()
@@ -165,16 +169,17 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
 
 
 @contextlib.contextmanager
-def run_folder(cfg: SearchConfig, folder: Path, resume: bool, device: torch.device,
+def run_folder(cfg: SearchConfig, defaults: SearchConfig, folder: Path, resume: bool, device: torch.device,
                group: Group | None = None) -> Iterator[Board]:
-    """Create (or reopen) the run's folder, log into it, and keep its run state (common/runstate.py:
-    process record, heartbeat, `failed` or `interrupted` in result.json if it stops early), on
-    process 0; the other processes only log warnings to stdout."""
+    """Create (or reopen) the run's folder, log into it (the configuration where it differs from
+    `defaults`, the entry point's, and all of it in config.json), and keep its run state
+    (common/runstate.py: process record, heartbeat, `failed` or `interrupted` in result.json if it
+    stops early), on process 0; the other processes only log warnings to stdout."""
     group = group or Group()
     group.on_main(lambda: new_run_dir(folder, resume=resume, overwrite=cfg.run.overwrite))
     if group.main:
         log_to_file(folder / "log.txt")
-    log.info("config = %s", cfg)
+    record_config(cfg, defaults, folder, group.main)
     log.info("device = %s, experiment folder = %s%s", device, folder,
              f", {group.size} processes" if group.distributed else "")
     board = Board(folder, enabled=cfg.run.tensorboard and group.main, heatmaps=cfg.alpha_heatmaps)

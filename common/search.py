@@ -187,8 +187,8 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     arch = trainer.arch
     softmax = arch.softmax()
     row["softmax"] = _rounded(softmax)
-    for kind, w in softmax.items():
-        log.info("softmax(alpha) %s:\n%s", kind, alpha_table(space, kind, w))
+    for kind, w in softmax.items():  # while tuning: in history.jsonl, and in the log at debug level
+        log.log(logging.DEBUG if tuning else logging.INFO, "softmax(alpha) %s:\n%s", kind, alpha_table(space, kind, w))
     # What the supernet mixes with: softmax(alpha) but, on an edge projection decided, its
     # projected row (one-hot; zeros for an edge topology projection dropped), as the genotype
     # and the cell diagram have it. Equal to softmax(alpha) while nothing is decided.

@@ -138,13 +138,18 @@ class RunName:
     dataset: str | None = None
     save: str | None = None      # --save, which the exp_scripts name after the method (darts-201, ...)
     seed: int | None = None
+    tag: str = ""                # a search folder's --expid_tag, a projection folder's --log_tag
 
 
 def projection_run_name(name: str) -> RunName:
-    """Save and seed of a projection folder `{save}-seed{seed}-...`, the start of every space's
-    `Layout.projection_name`; the whole name is the save when it has no seed."""
+    """Save, seed and tag of a projection folder `{save}-seed{seed}-...-ep{E}[-to{N}][-bN][-poolN]
+    [-{log_tag}]`, every space's `Layout.projection_name`; the whole name is the save when it has
+    no seed."""
     m = re.search(r"-seed(\d+)(?:-|$)", name)
-    return RunName(save=name[:m.start()], seed=int(m.group(1))) if m else RunName(save=name)
+    if m is None:
+        return RunName(save=name)
+    tag = re.search(r"-ep\d+(?:-to\d+)?(?:-b\d+)?(?:-pool\d+)?(?:-(.+))?$", name[m.end() - 1:])
+    return RunName(save=name[:m.start()], seed=int(m.group(1)), tag=(tag.group(1) or "") if tag else "")
 
 
 @dataclass(frozen=True)
@@ -190,3 +195,6 @@ class SearchSpace:
     build: Callable[[SearchConfig, int, Any], Space]        # (config, classes, device)
     plan: Callable[[SearchConfig, Space], Plan]
     report: ReportHooks
+    # What a projection (config, its folder) writes outside its folder, checked before it starts
+    # (the DARTS space: the name it registers its genotype under); raises ConfigError.
+    check_projection: Callable[[SearchConfig, Path], None] = lambda cfg, folder: None

@@ -33,14 +33,15 @@ def params_mb(arch: str, dataset: str) -> float | None:
 
 
 def search_folder(folder: Path) -> RunName:
-    """Runs under nasbench201/ are NAS-Bench-201's; the name says save, seed and a dataset
-    other than CIFAR-10."""
+    """Runs under nasbench201/ are NAS-Bench-201's; the name says save, seed, a dataset other than
+    CIFAR-10 and the --expid_tag."""
     m = next((m for pattern in _SEARCH_NAME if (m := pattern.match(folder.name))), None)
     if m is None:
         return RunName(space=LABEL, dataset="cifar10")
-    extra = m.group(3) or ""
-    dataset = next((d for d in _NAMED_DATASETS if extra.startswith(d)), "cifar10")
-    return RunName(space=LABEL, dataset=dataset, save=m.group(1), seed=int(m.group(2)))
+    extra = m.group(3) or ""  # [{dataset}][-{tag}]
+    dataset = next((d for d in _NAMED_DATASETS if extra == d or extra.startswith(f"{d}-")), "cifar10")
+    tag = extra.removeprefix(dataset).removeprefix("-") if dataset != "cifar10" else extra
+    return RunName(space=LABEL, dataset=dataset, save=m.group(1), seed=int(m.group(2)), tag=tag)
 
 
 REPORT_HOOKS = ReportHooks(labels=(LABEL,), title=lambda label: "NAS-Bench-201", benchmark=True,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.experiment import write_json
+from common.experiment import read_json, write_json
 from sota.operations import OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -252,22 +252,52 @@ def resolve_arch(arch: str, registry: Path | None = None) -> Genotype:
     return get_genotype(arch, registry)
 
 
+def check_genotype_name(name: str, registry: Path | None = None, experiment: Path | None = None) -> None:
+    """Raise ValueError unless the run in folder `experiment` may register its genotype as `name`
+    (whatever genotype it selects): a valid name that no built-in genotype and no other run's
+    registered genotype holds. The run's own entry (a resumed or redone run) is no other's."""
+    path = _registry_file(name, registry)
+    if name in _builtin():
+        raise ValueError(f"genotype name {name!r} is a built-in genotype's; choose another name")
+    if path.is_file() and not _registered_by(path, experiment):
+        owner = _read_entry(path).get("meta", {}).get("experiment")
+        holder = f"the genotype of {owner} ({path})" if owner else f"the genotype in {path}"
+        raise ValueError(f"genotype name {name!r} is taken by {holder}; choose another name, or remove {path} to "
+                         f"reuse it")
+
+
+def _read_entry(path: Path) -> dict[str, Any]:
+    entry = read_json(path)
+    return entry if isinstance(entry.get("meta", {}), dict) else {}
+
+
+def _registered_by(path: Path, experiment: Path | None) -> bool:
+    """Whether the registry entry `path` is that of the run in folder `experiment`: the same
+    dataset, search and projection folders (a registry serves one experiments folder, which
+    may have moved since)."""
+    owner = _read_entry(path).get("meta", {}).get("experiment")
+    return experiment is not None and isinstance(owner, str) and Path(owner).parts[-3:] == experiment.parts[-3:]
+
+
 def register_genotype(name: str, genotype: Genotype, registry: Path | None = None,
                       meta: dict | None = None) -> Path:
     """Store `genotype` as `<registry>/<name>.json` so eval scripts find it by name. Registering
-    the same genotype again is a no-op; a different genotype under a taken name is refused."""
+    the same genotype again is a no-op; a different genotype under a taken name is refused,
+    unless the name is the same run's (meta's "experiment": a projection redone with
+    --overwrite), whose entry it replaces."""
     path = _registry_file(name, registry)
     entry = genotype_to_dict(genotype)
     _validate(genotype_from_dict(entry))
     try:
-        existing = get_genotype(name, registry)
+        existing = genotype_to_dict(get_genotype(name, registry))
     except KeyError:
         existing = None
-    if existing is not None:
-        if genotype_to_dict(existing) != entry:
-            raise ValueError(f"genotype name {name!r} is taken by a different genotype; choose another name")
-        if path.is_file():
-            return path
+    experiment = (meta or {}).get("experiment")
+    own = isinstance(experiment, str) and _registered_by(path, Path(experiment))
+    if existing not in (None, entry) and not own:
+        raise ValueError(f"genotype name {name!r} is taken by a different genotype; choose another name")
+    if existing == entry and path.is_file():
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, {**entry, "meta": meta or {}})
     return path

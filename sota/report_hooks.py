@@ -18,8 +18,8 @@ FOLDER = "sota"  # the space's folder under --exp_root (train_search.LAYOUT)
 # search-{save}-{space}-{seed}[-{tag}] (train_search.search_name); the exp_scripts' saves end in
 # -sota, which keeps a space-like part of the save out of the space
 _SPACE = "|".join(SPACES)
-_SEARCH_NAME = (re.compile(rf"^search-(.+?-sota)-(?:({_SPACE})-)?(\d+)(?:-.+)?$"),
-                re.compile(rf"^search-(.+?)-(?:({_SPACE})-)?(\d+)(?:-.+)?$"))
+_SEARCH_NAME = (re.compile(rf"^search-(.+?-sota)-(?:({_SPACE})-)?(\d+)(?:-(.+))?$"),
+                re.compile(rf"^search-(.+?)-(?:({_SPACE})-)?(\d+)(?:-(.+))?$"))
 
 
 def alpha_labels(label: str, kind: str) -> tuple[list[str], list[str]] | None:
@@ -59,12 +59,12 @@ def params_mb(genotype: str, dataset: str) -> float | None:
 
 
 def search_folder(folder: Path) -> RunName:
-    """Runs under sota/<dataset>/; the name says save, space and seed."""
+    """Runs under sota/<dataset>/; the name says save, space, seed and the --expid_tag."""
     m = next((m for pattern in _SEARCH_NAME if (m := pattern.match(folder.name))), None)
     dataset = folder.parent.name if folder.parent.parent.name == FOLDER else None
     if m is None:
         return RunName(dataset=dataset)
-    return RunName(space=m.group(2), dataset=dataset, save=m.group(1), seed=int(m.group(3)))
+    return RunName(space=m.group(2), dataset=dataset, save=m.group(1), seed=int(m.group(3)), tag=m.group(4) or "")
 
 
 REPORT_HOOKS = ReportHooks(labels=tuple(SPACES), title=lambda label: f"DARTS space {label.upper()}", benchmark=False,

@@ -8,7 +8,12 @@ column order of an alpha row is the order of that edge's op list.
 """
 from __future__ import annotations
 
+from common.config import check
+
 NUM_EDGES = 14
+# Cells layers//3 and 2*layers//3 are reduction cells (supernet and evaluation networks alike):
+# fewer cells than this leave no normal cell.
+MIN_LAYERS = 3
 
 # Intermediate nodes with more than two incoming edges -> their edges, in the convention of
 # DARTS-PT's `nid2eids`: the key is the highest input index the node reads (2 = node 1,
@@ -18,10 +23,18 @@ NODE_EDGES: dict[int, list[int]] = {2: [2, 3, 4], 3: [5, 6, 7, 8], 4: [9, 10, 11
 # (intermediate node, input state) of each of the 14 edges, in edge order.
 EDGE_INPUTS: list[tuple[int, int]] = [(node, j) for node in range(4) for j in range(node + 2)]
 # The states of a cell as its diagram (sota/visualize.py) names them (matplotlib mathtext): the
-# cell inputs c_{k-2}, c_{k-1}, then intermediate nodes 0..3.
+# cell inputs c_{k-2}, c_{k-1}, then intermediate nodes 0..3; and as logs name them, in plain text.
 STATE_NAMES: tuple[str, ...] = ("$c_{k-2}$", "$c_{k-1}$", "0", "1", "2", "3")
-# Heat-map row label of each edge, "input state → node", in the diagram's names.
-EDGE_NAMES: list[str] = [f"{STATE_NAMES[j]} → {node}" for node, j in EDGE_INPUTS]
+PLAIN_STATE_NAMES: tuple[str, ...] = ("c[k-2]", "c[k-1]", "0", "1", "2", "3")
+
+
+def edge_names(states: tuple[str, ...]) -> list[str]:
+    """Each edge as "input state → node", in the names `states` gives the states."""
+    return [f"{states[j]} → {node}" for node, j in EDGE_INPUTS]
+
+
+# Heat-map row label of each edge in the report's figures, in the diagram's names.
+EDGE_NAMES: list[str] = edge_names(STATE_NAMES)
 
 DARTS_OPS = ["max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
              "dil_conv_3x3", "dil_conv_5x5"]
@@ -63,6 +76,14 @@ def column_names(edge_ops: list[list[str]]) -> list[str]:
     if all(ops == edge_ops[0] for ops in edge_ops):
         return list(edge_ops[0])
     return [f"op{i}" for i in range(len(edge_ops[0]))]
+
+
+def check_layers(layers: int) -> None:
+    """--layers must leave at least one normal cell."""
+    reductions = sorted({layers // 3, 2 * layers // 3})
+    check(layers >= MIN_LAYERS, "layers", layers,
+          f"must be at least {MIN_LAYERS}: cells layers//3 and 2*layers//3 ({' and '.join(map(str, reductions))}) "
+          "are reduction cells, so fewer leave no normal cell")
 
 
 def space(name: str) -> dict[str, list[list[str]]]:

@@ -35,6 +35,7 @@ from common.cli import (
     Parser,
     add_data_flags,
     add_kernel_flags,
+    add_launcher_flags,
     add_optim_flags,
     add_run_flags,
     add_switch,
@@ -55,6 +56,7 @@ from common.experiment import (
     append_jsonl,
     log_to_file,
     new_run_dir,
+    record_config,
     run_target,
     start_logging,
     truncate_history,
@@ -66,6 +68,7 @@ from common.runstate import tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
+from .spaces import check_layers
 
 log = logging.getLogger(LOGGER)
 
@@ -109,7 +112,7 @@ class EvalConfig:
         check(self.data.batch_size >= self.nproc, "batch_size", self.data.batch_size,
               f"each of the --nproc {self.nproc} processes needs at least one image of every batch")
         at_least("init_channels", self.init_channels, 1)
-        check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
+        check_layers(self.layers)
         finite("auxiliary_weight", self.auxiliary_weight)
         check(0.0 <= self.drop_path_prob < 1.0, "drop_path_prob", self.drop_path_prob, "must be in [0, 1)")
         check(self.autocast in AUTOCAST, "autocast", self.autocast, f"choose one of {', '.join(AUTOCAST)}")
@@ -150,6 +153,7 @@ def add_training_flags(p: argparse.ArgumentParser, *, init_channels: int, layers
     s.add_argument("--autocast", default="none", choices=list(AUTOCAST),
                    help="CHANGES NUMERICS: forward passes in bf16 or fp16 (fp16 with a gradient scaler); "
                         "weights, optimiser and losses stay float32")
+    add_launcher_flags(p)
     r = add_run_flags(p, seed=2, save="eval", ckpt_interval=1)  # as the original eval scripts
     r.add_argument("--ckpt_steps", type=int, default=ckpt_steps,
                    help=f"also checkpoint every N training steps inside an epoch, into {ckpt.PARTIAL} (one file, "
@@ -198,8 +202,9 @@ def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[ar
     group = Group.start()
     try:
         with group.quiet():
-            cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv)
-        code = exit_code(lambda: run(cfg, group, run_class), report=group.main)
+            cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv, processes=group.size)
+        defaults = to_config(parser().parse_args([]), 1)  # what the log's config block leaves out
+        code = exit_code(lambda: run(cfg, group, run_class, defaults), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()
@@ -435,7 +440,8 @@ def resume_state(folder: Path, run: RunConfig) -> tuple[dict[str, Any], Path | N
     return ckpt.load_checkpoint(path), path
 
 
-def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
+def run(cfg: EvalConfig, group: Group, run_class: type[Run], defaults: EvalConfig) -> dict[str, Any]:
+    """The run, checked first; its log shows the configuration where it differs from `defaults`."""
     start_logging(main=group.main)
     # Everything that can fail on a bad command runs, on every process, before the folder is touched.
     r, folder, name, genotype, state = group.agree(lambda: prepare(cfg, group, run_class))
@@ -444,12 +450,12 @@ def run(cfg: EvalConfig, group: Group, run_class: type[Run]) -> dict[str, Any]:
     r.distribute()
     if group.main:
         log_to_file(folder / "log.txt")
-    log.info("config = %s", cfg)
+    record_config(cfg, defaults, folder, group.main)
     log.info("device = %s (%s), experiment folder = %s", r.device, r.memory_format, folder)
     if cfg.sync_bn and not group.distributed:
         log.info("--sync_bn: one process already normalises over the whole batch")
     log.info("genotype = %s", genotype)
-    log.info("param size = %fMB", count_parameters_mb(r.net))
+    log.info("params %.3f M (without the auxiliary head)", count_parameters_mb(r.net))  # DARTS' "param size = ...MB"
     board = Board(folder, enabled=cfg.run.tensorboard and group.main)
     try:
         with tracked(folder, main=group.main):

@@ -27,7 +27,6 @@ from common import checkpoint as ckpt
 from common.cli import Parser
 from common.config import ConfigError, DataConfig, at_least, check, finite
 from common.experiment import REPO_ROOT
-from common.imagefolder import Stream, open_splits
 
 from .genotypes import Genotype
 from .model_eval import count_mult_adds_m
@@ -109,6 +108,9 @@ class ImageNetRun(Run):
     cfg: ImageNetConfig
 
     def load_data(self) -> int:
+        # torchvision on first use: a broken install is then one `error:` line, not a traceback
+        from common.imagefolder import Stream, open_splits
+
         cfg, group = self.cfg, self.group
         train, val = open_splits(cfg.data.data, cfg.data.image_size)
         common = dict(seed=cfg.run.seed, shard=(group.rank, group.size), workers=cfg.workers, device=self.device,

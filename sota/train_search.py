@@ -18,18 +18,18 @@ import torch
 
 from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
-from common.config import CRITERIA, SearchConfig, check, finite
+from common.config import CRITERIA, ConfigError, SearchConfig, check, finite
 from common.experiment import LOGGER, write_json
 from common.projection import random_choice, select_edges, select_edges_passes, select_op, selection_suffix
 from common.run import main
 from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
 
-from .genotypes import Genotype, genotype_to_dict, register_genotype, registry
+from .genotypes import Genotype, check_genotype_name, genotype_to_dict, register_genotype, registry
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
 from .report_hooks import FOLDER, REPORT_HOOKS
-from .spaces import EDGE_NAMES, NODE_EDGES, NUM_EDGES, SPACES, column_names
+from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
 
 log = logging.getLogger(LOGGER)
 
@@ -52,7 +52,7 @@ class Options:
 
     def __post_init__(self) -> None:
         check(self.space in SPACES, "space", self.space, f"choose one of {', '.join(sorted(SPACES))}")
-        check(self.layers >= 2, "layers", self.layers, "must be at least 2, for the two reduction cells")
+        check_layers(self.layers)
         check(self.perturb_alpha in PERTURBATIONS, "perturb_alpha", self.perturb_alpha,
               f"choose one of {', '.join(PERTURBATIONS)}")
         finite("epsilon_alpha", self.epsilon_alpha)
@@ -122,8 +122,8 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space).to(device)
     arch = Architecture(model.arch_shapes(), device)
     op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
-    edge_names = [f"{e}: {name}" for e, name in enumerate(EDGE_NAMES)]
-    return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=edge_names,
+    names = [f"{e}: {name}" for e, name in enumerate(edge_names(PLAIN_STATE_NAMES))]  # logs: no LaTeX
+    return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=names,
                  genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
                  epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),
@@ -170,6 +170,21 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
     return Plan(intv * (len(stages) - 1) + 1, intv, stages, project, passes, criteria)
 
 
+def genotype_name(cfg: SearchConfig, folder: Path) -> str:
+    """The name the projection in `folder` registers its genotype under: --genotype_name, else
+    one made of the dataset and the search and projection folders' names."""
+    return cfg.space.genotype_name or f"{cfg.data.dataset}_{folder.parent.name}_{folder.name}"
+
+
+def check_projection(cfg: SearchConfig, folder: Path) -> None:
+    """Refuse, before the projection starts, a genotype name it could not register at its end."""
+    name = genotype_name(cfg, folder)
+    try:
+        check_genotype_name(name, registry(cfg.run.exp_root), folder)
+    except ValueError as e:
+        raise ConfigError("genotype_name", name, str(e)) from None
+
+
 def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genotype,
              result: dict[str, Any]) -> None:
     """Write genotype.json and the cell diagram, count parameters, register the genotype by name."""
@@ -177,7 +192,7 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
 
     C, layers = eval_size(cfg.data.dataset)
     net = NetworkCIFAR(C, num_classes, layers, True, genotype)
-    name = cfg.space.genotype_name or f"{cfg.data.dataset}_{folder.parent.name}_{folder.name}"
+    name = genotype_name(cfg, folder)
     meta = {"experiment": str(folder), "space": cfg.space.space, "dataset": cfg.data.dataset,
             "method": cfg.method_name}
     registered = register_genotype(name, genotype, registry(cfg.run.exp_root), meta)
@@ -193,7 +208,8 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
 
 
 SEARCH_SPACE = SearchSpace(name=FOLDER, parser=build_parser, config=config, layout=LAYOUT,
-                           build=build_space, plan=build_plan, report=REPORT_HOOKS)
+                           build=build_space, plan=build_plan, report=REPORT_HOOKS,
+                           check_projection=check_projection)
 
 
 if __name__ == "__main__":

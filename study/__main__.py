@@ -110,11 +110,14 @@ def print_plan(cfg: StudyConfig, manifest: Manifest | None, runs: list[Run], ctx
     print(f"study {cfg.name}: {cfg.study_dir} ({len(runs)} runs; dry run, nothing written)")
     for run in runs:
         rec = manifest[run]
+        refused = ""
         try:
             argv = rec.command if rec.state == FINISHED else launch_command(run, ctx)
         except NotReady:
             argv = command(run, ctx)
-        print(f"{run.id}  {rec.state}  after {rec.depends_on or '-'}  {shlex.join(argv)}")
+        except PlanError as e:  # what its launch would refuse
+            argv, refused = command(run, ctx), f"  (refused: {e})"
+        print(f"{run.id}  {rec.state}  after {rec.depends_on or '-'}  {shlex.join(argv)}{refused}")
     return 0
 
 

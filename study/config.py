@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> StudyConfig:
+    parser = build_parser()
     try:
-        args, rest = build_parser().parse_known_args(argv)
+        args, rest = parser.parse_known_args(argv)
     except argparse.ArgumentError as e:
         raise StudyError(str(e)) from None
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.name):
@@ -112,7 +113,7 @@ def parse_config(argv: list[str] | None = None) -> StudyConfig:
         raise StudyError(f"a plan needs --space, --dataset, --method and --seed (missing {missing})")
     _check_modes(args, given)
     try:
-        run_flags = RunFlags.parse(rest)
+        run_flags = RunFlags.parse(rest, [s for a in parser._actions for s in a.option_strings])
     except FlagError as e:
         raise StudyError(str(e)) from None
     return StudyConfig(

@@ -276,7 +276,9 @@ class LocalExecutor:
         s.say(f"done: {state_counts(records)}")
         finished = sum(r.state == FINISHED for r in records)
         if finished:
-            s.say(f"report: python -m analysis {s.ctx.study_dir}")
+            smoke = any(f.flag == "--fast" for f in s.ctx.run_flags.flags)  # reports leave smoke runs out unless asked
+            s.say(f"report: python -m analysis {s.ctx.study_dir}" + (" --include_fast (its runs are --fast smoke runs)"
+                                                                     if smoke else ""))
         return 0 if finished == len(runs) else 1
 
 

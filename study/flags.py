@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from common.cli import LAUNCHER_FLAGS, did_you_mean
 
 STAGES = ("search", "proj", "eval", "eval-imagenet")
 DEFAULT_STAGES = STAGES[:3]  # ImageNet evaluation only when asked: it needs ImageNet and GPU-days
@@ -50,10 +53,12 @@ class RunFlags:
     flags: tuple[RunFlag, ...] = ()
 
     @classmethod
-    def parse(cls, tokens: list[str] | tuple[str, ...]) -> RunFlags:
+    def parse(cls, tokens: list[str] | tuple[str, ...], study_flags: Sequence[str] = ()) -> RunFlags:
+        """The run flags among `tokens`; `study_flags` (the study's own) are suggested too when a
+        flag is mistyped."""
         flags, i = [], 0
         while i < len(tokens):
-            flag, i = _parse_one(tokens, i)
+            flag, i = _parse_one(tokens, i, study_flags)
             flags.append(flag)
         return cls(tuple(flags))
 
@@ -74,7 +79,7 @@ class RunFlags:
         return next((f.value for f in reversed(self.flags) if f.flag == flag and f.stage is None), None)
 
 
-def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, int]:
+def _parse_one(tokens: list[str] | tuple[str, ...], i: int, study_flags: Sequence[str]) -> tuple[RunFlag, int]:
     token = tokens[i]
     if not token.startswith("--") or token == "--":
         raise FlagError(f"unexpected argument {token!r}: run flags are --name value pairs")
@@ -84,6 +89,9 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, in
     if stage is not None and stage not in STAGES:
         raise FlagError(f"{name}: a stage prefix is one of {', '.join(STAGES)}")
     flag = "--" + bare
+    if flag in LAUNCHER_FLAGS and flag not in SCRIPT_FLAGS[stage or STAGES[0]]:
+        raise FlagError(f"{flag} is set by the study for each job (--executor slurm --nodes_per_job N: evaluations "
+                        f"on N machines)")
     if flag in OWNED:
         raise FlagError(f"{flag} is set by the study for each run (lists: --space, --dataset, "
                         f"--method, --seed; folders: --exp_root)")
@@ -93,7 +101,10 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, in
     takes_value = next((f[flag] for f in flags if flag in f), None)
     if takes_value is None:
         where = f"the {stage} scripts" if stage else "any exp_script"
-        raise FlagError(f"unknown run flag {name}: not a flag of {where}")
+        known = [f for f in dict.fromkeys([*(f for fs in flags for f in fs), *([] if stage else study_flags)])
+                 if f not in OWNED]
+        hint = did_you_mean(flag, known).replace("--", f"--{stage}." if stage else "--")
+        raise FlagError(f"unknown run flag {name}: not a flag of {where}{hint}")
     if not takes_value:
         if has_inline:
             raise FlagError(f"{name} is a switch and takes no value")
@@ -107,9 +118,10 @@ def _parse_one(tokens: list[str] | tuple[str, ...], i: int) -> tuple[RunFlag, in
 
 @functools.cache
 def module_flags(module: str) -> dict[str, bool]:
-    """Every option of a run module's parser -> whether it takes a value."""
+    """Every option of a run module's parser -> whether it takes a value (but the launcher flags
+    its --help lists: the exp_scripts' own, SCRIPT_FLAGS)."""
     parser = build_parser(module)
-    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings}
+    return {s: a.nargs != 0 for a in parser._actions for s in a.option_strings if s not in LAUNCHER_FLAGS}
 
 
 @functools.cache

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common.experiment import write_json
+from common.experiment import read_json, write_json
 from common.runstate import liveness
 
 from .plan import Context, Run, command, read_result, run_folder
@@ -197,14 +197,6 @@ def _merge_attempt(rec: RunRecord, ctx: Context) -> None:
     rec.slurm_job_id = attempt.get("slurm_job_id") or rec.slurm_job_id
     if rec.exit_code not in (0, None):
         rec.reason = attempt.get("reason") or f"exit code {rec.exit_code}"
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return d if isinstance(d, dict) else {}
 
 
 def progress(folder: Path | None) -> str:

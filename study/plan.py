@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 
 from common.checkpoint import checkpoint_epochs, partial_path
 from common.config import ConfigError
-from common.experiment import REPO_ROOT
+from common.experiment import REPO_ROOT, read_json
 from common.run import resolve_projection
 
 from .flags import EVAL_STAGES, FlagError, RunFlags, build_parser
@@ -170,7 +169,22 @@ def launch_command(run: Run, ctx: Context) -> list[str]:
         arch = genotype_name(run_folder(run.upstream, ctx))
         if arch is None:
             raise NotReady(f"{run.upstream.id} has not registered a genotype")
-    return command(run, ctx, arch) + resume_args(run, run_folder(run, ctx, arch))
+    folder = run_folder(run, ctx, arch)
+    if run.stage == "proj" and folder is not None:
+        check_projection(run, ctx)
+    return command(run, ctx, arch) + resume_args(run, folder)
+
+
+def check_projection(run: Run, ctx: Context) -> None:
+    """What the projection would refuse at its start for what it writes outside its folder (the
+    DARTS space: a genotype name another run holds), refused before it is launched."""
+    rc = run_config(run, ctx)
+    space = importlib.import_module(rc.module).SEARCH_SPACE
+    p = resolve_projection(rc.cfg, space)
+    try:
+        space.check_projection(p.cfg, p.folder)
+    except ConfigError as e:
+        raise PlanError(f"{run.id}: {e}") from None
 
 
 def resume_args(run: Run, folder: Path | None) -> list[str]:
@@ -231,13 +245,7 @@ def run_folder(run: Run, ctx: Context, arch: str | None = None) -> Path | None:
 
 
 def read_result(folder: Path | None) -> dict[str, Any]:
-    if folder is None:
-        return {}
-    try:
-        result = json.loads((folder / "result.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return result if isinstance(result, dict) else {}
+    return {} if folder is None else read_json(folder / "result.json")
 
 
 def genotype_name(proj_folder: Path | None) -> str | None:

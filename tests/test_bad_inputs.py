@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from sota.genotypes import get_genotype, register_genotype
 from tests.conftest import TEST_GPU, run_script
 
 pytestmark = pytest.mark.slow
 
 NB = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100", "--no_tensorboard"]
-DARTS = ["--batch_size", "16", "--init_channels", "4", "--layers", "2", "--report_freq", "100", "--no_tensorboard"]
+DARTS = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100", "--no_tensorboard"]
 EVAL = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100", "--no_tensorboard"]
 
 # (script, arguments, the flag the message must name)
@@ -58,6 +59,7 @@ CASES = [
     ("darts-proj-201.sh", ["--resume_epoch", "7"], "resume_epoch"),
     ("darts-proj-201.sh", ["--proj_crit", "best"], "proj_crit"),
     ("darts-sota.sh", ["--layers", "1"], "layers"),
+    ("darts-sota.sh", ["--layers", "2"], "layers"),  # cells 0 and 1 would both reduce: no normal cell
     ("darts-sota.sh", ["--space", "s9"], "space"),
     ("darts-sota.sh", ["--perturb_alpha", "random"], "perturb_alpha"),   # a perturbation is SDARTS
     ("sdarts-rs-sota.sh", ["--perturb_alpha", "none"], "method"),       # SDARTS needs a perturbation
@@ -65,10 +67,13 @@ CASES = [
     ("darts-proj-sota.sh", ["--proj_crit_normal", "best"], "proj_crit_normal"),
     ("darts-proj-sota.sh", ["--space", "s3", "--resume_expid", "search-darts-sota-s5-2"], "space"),
     ("darts-proj-sota.sh", ["--init_channels", "8"], "init_channels"),  # the search run says 4
+    ("darts-proj-sota.sh", ["--genotype_name", "DARTS_V2"], "genotype_name"),   # a built-in genotype's
+    ("darts-proj-sota.sh", ["--genotype_name", "taken"], "genotype_name"),      # another run's
     ("eval.sh", ["--arch", "no_such_genotype"], "arch"),
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),
     ("eval.sh", ["--layers", "1"], "layers"),
+    ("eval.sh", ["--layers", "2"], "layers"),
     ("eval.sh", ["--auxiliary_weight", "-1"], "auxiliary_weight"),
     ("eval.sh", ["--batch_size", "0"], "batch_size"),
     ("eval.sh", ["--dataset", "imagefolder", "--image_size", "16"], "image_size"),  # the auxiliary head
@@ -89,6 +94,8 @@ def world(tmp_path_factory, cifar10_dir) -> dict[str, Path]:
     common = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--gpu", TEST_GPU, "--epochs", "1"]
     run_script("darts-201.sh", *common, *NB)
     run_script("darts-sota.sh", *common, *DARTS)
+    register_genotype("taken", get_genotype("DARTS_V2"), exp / "sota" / "genotypes",
+                      {"experiment": "/elsewhere/sota/cifar10/search-x/proj-y"})
     return {"exp": exp, "data": cifar10_dir}
 
 

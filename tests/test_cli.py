@@ -37,6 +37,20 @@ def test_unknown_flag_says_did_you_mean_in_every_entry_point(build, flag, meant,
     assert err.startswith(f"error: {flag.split('=')[0]}: no such flag (did you mean {meant}")
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["--epoch", "2"], "unknown run flag --epoch: not a flag of any exp_script (did you mean --epochs?)"),
+    (["--eval.epoch", "2"], "unknown run flag --eval.epoch: not a flag of the eval scripts (did you mean "
+                            "--eval.epochs?)"),
+    (["--stage", "search"], "(did you mean --stages?)"),  # the study's own flag
+])
+def test_a_study_says_did_you_mean_as_the_scripts(argv, said):
+    from study.config import StudyError, parse_config
+
+    with pytest.raises(StudyError) as e:
+        parse_config(["--name", "s", *argv])
+    assert str(e.value).endswith(said)
+
+
 def test_unknown_flag_without_a_close_one(capsys):
     assert refusal(nb201.build_parser(), ["--zzz", "1"], capsys) == "error: --zzz: no such flag; see --help\n"
 
@@ -48,6 +62,34 @@ def test_help_shows_every_default_and_one_data_group():
     assert "--train_portion TRAIN_PORTION first part" in text.split("data:")[1].split("supernet training:")[0]
     assert "(default: 50; a projection's: the search run's)" in text     # --epochs
     assert "(default: None)" not in text
+
+
+@pytest.mark.parametrize("module", ["nasbench201.train_search", "sota.train_search", "sota.train",
+                                    "sota.train_imagenet"])
+def test_help_lists_the_launcher_flags_the_module_does_not_read(module, capsys):
+    """--nproc, --nnodes, --node_rank, --rdzv_endpoint and --rdzv_id are the exp_scripts' own
+    (exp_scripts/common.sh): listed in --help; a module given them by hand checks that its
+    torchrun has that size, here one process."""
+    import importlib
+
+    from common.cli import LAUNCHER_FLAGS, parse_config
+
+    entry = importlib.import_module(module)
+    text = entry.build_parser().format_help()
+    assert all(f"{flag} " in text for flag in LAUNCHER_FLAGS) and "processes and machines" in text
+    to_config = getattr(entry, "SEARCH_SPACE", entry).config
+    parse_config(entry.build_parser(), to_config, ["--nproc", "1", "--nnodes", "1", "--rdzv_id", "x"], processes=1)
+    with pytest.raises(SystemExit):
+        parse_config(entry.build_parser(), to_config, ["--nproc", "2"], processes=1)
+    assert capsys.readouterr().err.startswith("error: --nproc 2: this process runs in a group of 1 process(es)")
+
+
+def test_a_study_sets_the_machines_itself():
+    from study.config import StudyError, parse_config
+
+    with pytest.raises(StudyError, match="--nnodes is set by the study for each job"):
+        parse_config(["--name", "s", "--nnodes", "2"])
+    assert parse_config(["--name", "s", "--nproc", "2"]).run_flags.argv() == ["--nproc", "2"]
 
 
 def test_a_command_can_undo_the_switches_its_script_turns_on():
@@ -63,6 +105,30 @@ def test_a_command_can_undo_the_switches_its_script_turns_on():
     with pytest.raises(ConfigError, match="pass --image_size 224 or pass --no_auxiliary"):
         train_imagenet.config(train_imagenet.build_parser().parse_args(args))
     assert not train_imagenet.config(train_imagenet.build_parser().parse_args([*args, "--no_auxiliary"])).auxiliary
+
+
+@pytest.mark.parametrize("module", [sota, sota_eval])
+def test_darts_space_networks_need_a_normal_cell(module):
+    """Cells layers//3 and 2*layers//3 reduce: with 2 layers both do, so 3 is the least."""
+    with pytest.raises(ConfigError, match=r"^--layers 2: must be at least 3: cells layers//3 and 2\*layers//3 "
+                                          r"\(0 and 1\) are reduction cells"):
+        module.config(module.build_parser().parse_args(["--layers", "2"]))
+    assert module.config(module.build_parser().parse_args(["--layers", "3"])).run.seed == 2
+
+
+def test_the_log_shows_the_config_where_it_differs_and_config_json_all_of_it(tmp_path, log_lines):
+    from common.experiment import record_config
+
+    cfg = search_cfg("--epochs", "2", "--space", "s3", "--layers", "5", "--expid_tag", "two words", space="sota")
+    record_config(cfg, search_cfg(space="sota"), tmp_path)
+    assert log_lines == [f"config, where it differs from the defaults (all of it: {tmp_path / 'config.json'}):\n"
+                         "  epochs=2 expid_tag='two words' space=s3 layers=5"]
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["config"] == "SearchConfig" and written["space"]["layers"] == 5 and written["epochs"] == 2
+    assert written["optim"]["learning_rate"] == 0.025 and written["data"]["data"] == str(cfg.data.data)
+    assert written["from_search_run"] == sorted(cfg.from_search_run)
+    record_config(cfg, cfg, tmp_path, main=False)  # another process: logs only
+    assert log_lines[-1].endswith("\n  (none)")
 
 
 def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():

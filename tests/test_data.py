@@ -1,7 +1,10 @@
 """Tests of common/data.py against files written in the real on-disk formats."""
 from __future__ import annotations
 
+import os
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from PIL import Image
 
 from common.config import ConfigError
 from common.data import CIFAR10_MEAN, CIFAR10_STD, DATASETS, Batches, DataError, ImageSet, load_dataset, split_indices
+from common.install import InstallError, matching_torchvision
+from tests.conftest import REPO
 from tests.fixtures.datasets import write_cifar10, write_cifar100, write_imagefolder, write_imagenet16, write_svhn
 
 
@@ -70,23 +75,17 @@ def _known_image(side: int) -> np.ndarray:
     return (y * 5 + x * 2 + c * 80 + 1).astype(np.uint8)[None]
 
 
-def test_pixel_layout_cifar_and_imagenet16(tmp_path):
-    # CIFAR's documented layout: 1024 red values, then green, then blue, each row-major.
-    img = _known_image(32)
+@pytest.mark.parametrize("name, folder, file, side, label", [("cifar10", "cifar-10-batches-py", "test_batch", 32, 3),
+                                                          ("imagenet16-120", "imagenet16", "val_data", 16, 7)])
+def test_pixel_layout_cifar_and_imagenet16(tmp_path, name, folder, file, side, label):
+    # CIFAR's documented layout (ImageNet16's too): the red values, then green, then blue, each row-major.
+    img = _known_image(side)
     row = np.concatenate([img[0, :, :, c].reshape(-1) for c in range(3)])[None]
-    (tmp_path / "cifar-10-batches-py").mkdir()
-    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
-        pickle.dump({"data": row, "labels": [3]}, f)
-    ds = load_dataset("cifar10", tmp_path, train=False)
-    assert np.array_equal(ds.images.numpy(), img) and ds.labels.tolist() == [3]
-
-    img16 = _known_image(16)
-    row = np.concatenate([img16[0, :, :, c].reshape(-1) for c in range(3)])[None]
-    (tmp_path / "imagenet16").mkdir()
-    with open(tmp_path / "imagenet16" / "val_data", "wb") as f:
-        pickle.dump({"data": row, "labels": [7]}, f)
-    ds = load_dataset("imagenet16-120", tmp_path, train=False)
-    assert np.array_equal(ds.images.numpy(), img16) and ds.labels.tolist() == [6]
+    (tmp_path / folder).mkdir()
+    with open(tmp_path / folder / file, "wb") as f:
+        pickle.dump({"data": row, "labels": [label]}, f)
+    ds = load_dataset(name, tmp_path, train=False)
+    assert np.array_equal(ds.images.numpy(), img) and ds.labels.tolist() == [label - (name == "imagenet16-120")]
 
 
 def test_pixel_layout_svhn(tmp_path):
@@ -147,6 +146,98 @@ def test_missing_files_offline(tmp_path, name, expected):
     assert str(tmp_path) in message and expected in message
     if name in ("cifar10", "cifar100", "svhn"):
         assert "DARTS_PT_OFFLINE" in message and "--data" in message
+
+
+@pytest.mark.parametrize("name", ["cifar10", "svhn"])
+def test_a_failed_download_leaves_no_folder_behind(tmp_path, monkeypatch, name):
+    """A mistyped --data: the download (torchvision makes its folder first) fails, and the
+    folders it made go again; a folder that was there stays."""
+    import torchvision.datasets
+
+    def unreachable(root, *args, **kwargs):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        raise OSError("Name or service not known")
+
+    monkeypatch.delenv("DARTS_PT_OFFLINE")
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", unreachable)
+    monkeypatch.setattr(torchvision.datasets, "SVHN", unreachable)
+    with pytest.raises(DataError, match="automatic download failed: Name or service not known"):
+        load_dataset(name, tmp_path / "mistyped" / "data", train=True)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError):
+        load_dataset(name, tmp_path / "data", train=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+def test_a_torchvision_of_another_torch_is_named_with_its_fix(tmp_path, monkeypatch):
+    """torchvision built for another torch fails on import; that is what the error says, with
+    the pip command that installs a matching pair, not a failed download."""
+    import common.install
+
+    def broken(name):
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.delenv("DARTS_PT_OFFLINE")
+    monkeypatch.setattr(common.install, "import_module", broken)
+    monkeypatch.setattr(common.install.torch, "__version__", "2.14.1+cu130")
+    with pytest.raises(InstallError) as err:
+        load_dataset("cifar10", tmp_path, train=True)
+    message = str(err.value)
+    assert message.startswith("torchvision ") and "does not work with the installed torch 2.14.1+cu130 " \
+        "(operator torchvision::nms does not exist)" in message
+    assert message.endswith('pip install "torch==2.14.1" "torchvision==0.29.*"') and "download" not in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # two interpreters importing torch
+@pytest.mark.parametrize("module", ["nasbench201.train_search", "sota.train_imagenet"])
+def test_a_broken_torchvision_is_one_line_from_every_entry_point(tmp_path, module):
+    """Through the real entry points (CIFAR's download, ImageNet's image folders): a torchvision
+    that fails on import ends the run with one error line naming the fix, and creates nothing."""
+    import subprocess
+    import sys
+
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{REPO}", "DARTS_PT_OFFLINE": "0"}
+    proc = subprocess.run([sys.executable, "-m", module, "--data", str(tmp_path / "data"), "--exp_root",
+                           str(tmp_path / "exp"), "--gpu", "cpu"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    out = proc.stdout + proc.stderr
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and "Traceback" not in out and len(errors) == 1, out[-2000:]
+    assert "(operator torchvision::nms does not exist): install a torchvision built for this torch" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+@pytest.mark.parametrize("torch_version, pair", [("2.14.1", "0.29.*"), ("2.5.0", "0.20.*"), ("2.1", "0.16.*"),
+                                                 ("1.13.1", None)])
+def test_each_torch_has_its_torchvision(torch_version, pair):
+    assert matching_torchvision(torch_version) == pair
+
+
+def test_requirements_pin_a_matching_pair():
+    """requirements.txt and pyproject.toml keep torch and torchvision at a pair built together."""
+    for file in ("requirements.txt", "pyproject.toml"):
+        pins = dict(re.findall(r'^\s*"?(torch|torchvision)~=([\d.]+)"?,?\s*(?:#.*)?$', (REPO / file).read_text(),
+                               flags=re.M))
+        assert set(pins) == {"torch", "torchvision"}, file
+        assert matching_torchvision(pins["torch"]) == pins["torchvision"].rsplit(".", 1)[0] + ".*", file
+
+
+@pytest.mark.parametrize("writer, name", [(write_cifar10, "cifar10"), (write_cifar100, "cifar100")])
+def test_pickles_with_bytes_keys_read_as_torchvision_reads_them(tmp_path, writer, name):
+    """A batch pickled by Python 3 from the official files keeps their bytes keys (b'data',
+    b'labels' / b'fine_labels')."""
+    written = writer(tmp_path, n_train=10, n_test=5)
+    for path in tmp_path.glob("*/*"):
+        with open(path, "rb") as f:
+            batch = pickle.load(f)
+        with open(path, "wb") as f:
+            pickle.dump({k.encode(): v for k, v in batch.items()}, f)
+    _check(load_dataset(name, tmp_path, train=True), *written["train"], num_classes=int(name[5:]), side=32)
 
 
 def test_corrupt_pickle_names_file(tmp_path):

@@ -214,10 +214,11 @@ def test_process_0_alone_writes(ddp_run):
     names = sorted(p.name for p in folder.iterdir())
     events = [n for n in names if n.startswith("events.out.tfevents")]
     assert len(events) == 1  # one TensorBoard writer
-    assert sorted(set(names) - set(events)) == ["checkpoint_1.pth.tar", "checkpoint_2.pth.tar", "history.jsonl",
-                                                "log.txt", "model_best.pth.tar", "process.json", "result.json"]
+    assert sorted(set(names) - set(events)) == ["checkpoint_1.pth.tar", "checkpoint_2.pth.tar", "config.json",
+                                                "history.jsonl", "log.txt", "model_best.pth.tar", "process.json",
+                                                "result.json"]
     log = (folder / "log.txt").read_text()
-    for text in ("param size = ", "epoch 0 lr", "epoch 1 lr", "finished: "):
+    for text in ("params ", "epoch 0 lr", "epoch 1 lr", "finished: "):
         assert log.count(text) == 1 and out.count(text) == 1, text  # no second process's lines
     assert len(step_losses(log)) == 2 * 6  # 96 images in 6 batches of 16, per epoch
     assert [h["epoch"] for h in history(folder)] == [0, 1]

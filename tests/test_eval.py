@@ -71,7 +71,12 @@ def test_published_genotype_trains_and_reports(published_run):
     assert {k: v.shape for k, v in ckpt["state_dict"].items()} == expected
     assert any(k.startswith("auxiliary_head.") for k in expected)
     log = (published_run / "log.txt").read_text()
-    assert "param size = " in log and "(torch.channels_last)" in log  # the faster CPU layout by default
+    assert f"params {count_parameters_mb(net):.3f} M (without the auxiliary head)\n" in log  # millions, not MB
+    assert "(torch.channels_last)" in log  # the faster CPU layout by default
+    # the configuration: the script's and the command's settings in the log, all of it in config.json
+    assert "  arch=darts_pt_s5_0 data=" in log and "EvalConfig(" not in log
+    config = read_json(published_run / "config.json")
+    assert config["config"] == "EvalConfig" and config["layers"] == 3 and config["optim"]["momentum"] == 0.9
 
 
 def test_existing_folder_is_refused_and_left_alone(env, published_run):

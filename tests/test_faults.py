@@ -447,8 +447,8 @@ def test_failed_checkpoint_write_keeps_the_previous_one(exp, tiny_cifar10, bench
     assert cause.lower() in errors[0].lower()
 
     assert seen["before"] == {"checkpoint_1.pth.tar": digests(folder)["checkpoint_1.pth.tar"]}
-    assert sorted(os.listdir(folder)) == ["checkpoint_1.pth.tar", "history.jsonl", "log.txt", "process.json",
-                                          "result.json"]
+    assert sorted(os.listdir(folder)) == ["checkpoint_1.pth.tar", "config.json", "history.jsonl", "log.txt",
+                                          "process.json", "result.json"]
     from common.checkpoint import load_checkpoint
 
     assert load_checkpoint(folder / "checkpoint_1.pth.tar")["epoch"] == 1

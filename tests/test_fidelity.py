@@ -226,7 +226,7 @@ def test_test_set_passes_follow_the_original_unless_asked(space, flags, search, 
     from common.search import tests_at
 
     built = {"nb201": nb201, "sota": sota}[space].build_space
-    cfg = search_cfg(*flags, "--init_channels", "2", *(["--layers", "2"] if space == "sota" else []), space=space)
+    cfg = search_cfg(*flags, "--init_channels", "2", *(["--layers", "3"] if space == "sota" else []), space=space)
     trainer = SimpleNamespace(cfg=cfg, space=built(cfg, 10, torch.device("cpu")))
     assert [e for e in range(4) if tests_at(trainer, e, tuning=False)] == search
     assert [e for e in range(4) if tests_at(trainer, e, tuning=True)] == tuning

@@ -45,6 +45,18 @@ def test_darts_heatmap_rows_name_the_states_as_the_cell_diagram():
     assert REPORT_HOOKS.alpha_labels("s5", "normal")[0] == EDGE_NAMES
 
 
+def test_darts_logs_name_the_states_in_plain_text():
+    """LaTeX ($c_{k-2}$) only in figures: the log's alpha tables and scoring lines read c[k-2]."""
+    from common.search import alpha_table
+    from sota.train_search import build_space
+    from tests.fixtures.configs import search_cfg
+
+    space = build_space(search_cfg("--init_channels", "2", "--layers", "3", space="sota"), 10, torch.device("cpu"))
+    table = alpha_table(space, "normal", torch.full((14, 7), 1 / 7))
+    assert "$" not in table and " 0: c[k-2] → 0  " in table and "13: 2 → 3  " in table
+    assert space.edge_names[:2] == ["0: c[k-2] → 0", "1: c[k-1] → 0"]
+
+
 def test_nb201_heatmap_rows_name_the_nodes_as_the_cell_diagram(tmp_path, monkeypatch):
     from nasbench201 import visualize
     from nasbench201.report_hooks import REPORT_HOOKS as NB201_HOOKS
@@ -104,7 +116,27 @@ def test_report_heatmap_of_a_projection_shows_its_choices(monkeypatch):
     for row, name in ((proj, "proj.png"), (search, "search.png"), (old, "old.png")):
         figures.alpha_figure(group, row, Path(name))
     shown = {name: np.asarray(fig.axes[0].images[0].get_array()) for name, fig in kept.items()}
-    titles = {name: fig._suptitle.get_text() for name, fig in kept.items()}
+    titles = {name: fig._suptitle.get_text().replace("\n", " ") for name, fig in kept.items()}  # wrapped
     assert shown["proj.png"].tolist() == projected and "projected edges as decided" in titles["proj.png"]
     assert shown["search.png"].tolist() == softmax and titles["search.png"].endswith("final softmax(alpha)")
     assert titles["old.png"].endswith("final softmax(alpha) (not projected)")
+
+
+def test_report_heatmap_titles_fit_their_figure(monkeypatch):
+    """NAS-Bench-201's heat-map is narrow (5 ops): its long title is wrapped, not cut."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from nasbench201.report_hooks import REPORT_HOOKS as NB201_HOOKS
+
+    kept = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    projected = np.eye(5)[[3, 1, 3, 1, 0, 3]].tolist()
+    run = _run("projection", [{"softmax": {"cell": projected}, "projected": {"cell": projected}}])
+    figures.alpha_figure(Group("nasbench201", "cifar10", NB201_HOOKS), Row("DARTS+PT", None, [run], "DARTS+PT"),
+                         Path("x.png"))
+    fig = kept[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.tight_layout()
+    title = fig._suptitle.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height
+    assert fig._suptitle.get_text().replace("\n", " ").endswith("(one-hot, dropped ones 0)")

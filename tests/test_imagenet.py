@@ -151,6 +151,61 @@ def test_loss_schedule_and_top5_are_the_originals(folder):
     assert set(row) == {"test_acc", "test_loss", "test_acc_top5"} and row["test_acc_top5"] == 100.0  # 3 classes
 
 
+def _smoothed_ce(logits: torch.Tensor, y: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+    """The original's CrossEntropyLabelSmooth, written out."""
+    classes = logits.shape[1]
+    smooth = torch.zeros_like(logits).scatter_(1, y.unsqueeze(1), 1) * (1 - eps) + eps / classes
+    return (-smooth * nn.functional.log_softmax(logits, dim=1)).mean(0).sum()
+
+
+def test_a_step_smooths_the_auxiliary_loss_too(folder):
+    """One training step at 224 px with the auxiliary head (the original's loss is label-smoothed
+    CE of the logits plus 0.4 x label-smoothed CE of the auxiliary logits), by hand."""
+    import copy
+
+    torch.manual_seed(0)
+    cfg = tiny_config(folder, "--image_size", "224", "--auxiliary", "--fast")
+    r = ImageNetRun(cfg, get_genotype("darts_pt_s5_0"), torch.device("cpu"), _one_process())
+    net = copy.deepcopy(r.net).train()
+    x, y, _ = next(iter(r.train_batches(0)))
+    logits, logits_aux = net(x)
+    main, aux = _smoothed_ce(logits, y), _smoothed_ce(logits_aux, y)
+    assert abs(aux.item() - nn.functional.cross_entropy(logits_aux, y).item()) > 1e-3  # smoothing shows
+    _, logged = r.train_epoch(0, Progress(1, every_steps=1000, every_s=0.0))
+    assert logged == pytest.approx((main + 0.4 * aux).item(), rel=1e-5)
+
+
+def test_training_images_are_jittered_as_the_original():
+    """The original's train_imagenet.py: RandomResizedCrop(224), RandomHorizontalFlip,
+    ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)."""
+    from torchvision import transforms
+
+    from common.imagefolder import train_transform
+
+    steps = train_transform(224).transforms
+    assert [type(t) for t in steps[:3]] == [transforms.RandomResizedCrop, transforms.RandomHorizontalFlip,
+                                            transforms.ColorJitter]
+    crop, flip, jitter = steps[:3]
+    original = transforms.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)
+    for name in ("brightness", "contrast", "saturation", "hue"):
+        assert getattr(jitter, name) == getattr(original, name), name
+    assert crop.size == (224, 224) and (crop.scale, crop.ratio) == ((0.08, 1.0), (3 / 4, 4 / 3)) and flip.p == 0.5
+
+
+def test_top5_counts_a_label_among_the_five_highest_logits():
+    """A case where top-5 differs from top-1 and from 100%: labels ranked 1st, 3rd, 5th, 6th and
+    10th of 10 classes, in batches of two and three."""
+    from common.metrics import Stats
+
+    ranked = torch.arange(10, 0, -1, dtype=torch.float32)  # class c ranks c+1st
+    logits, y = ranked.repeat(5, 1), torch.tensor([0, 2, 4, 5, 9])
+    top1, top5 = Stats(torch.device("cpu")), Stats(torch.device("cpu"), k=5)
+    for part in (slice(0, 2), slice(2, 5)):
+        for stats in (top1, top5):
+            stats.add(logits[part], y[part], torch.tensor(1.0))
+    assert top1.result() == (20.0, 1.0) and top5.result() == (60.0, 1.0)
+
+
 @pytest.mark.parametrize("autocast, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_autocast_trains_in_half_precision(folder, autocast, dtype, monkeypatch):
     cfg = tiny_config(folder, "--autocast", autocast, "--fast")

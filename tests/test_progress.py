@@ -109,20 +109,45 @@ class Constant(nn.Module):
         return torch.zeros(len(x), 2) + weights["cell"].sum()
 
 
-def test_scoring_passes_name_edge_and_op_and_count_down(log_lines):
+def constant_trainer(*flags: str) -> Trainer:
     n = 8
     data = ImageSet(torch.zeros(n, 4, 4, 3, dtype=torch.uint8), torch.arange(n) % 2, 2, (0.5,) * 3, (0.5,) * 3, 1)
     batches = Batches(data, None, 4, augment=False, seed=0)
     space = toy_space(Constant(), {"cell": (2, 3)}, {"cell": ["none", "skip", "conv"]}, ["1<-0", "2<-0"])
-    trainer = Trainer(space, SearchData(batches, batches, None), search_cfg(), torch.device("cpu"))
-    score = Scorer(trainer, epoch=0, total=4, clock=FakeClock(5.0))
-    score("cell", 1, 2)
-    score("cell", 0, None)
-    assert log_lines[0].startswith("  scoring pass 1 of 4: cell edge 1 (2<-0) op 2 (conv) masked: valid_acc")
-    assert log_lines[1].startswith("  scoring pass 2 of 4: cell edge 0 (1<-0) masked: valid_acc")
-    # the clock is read once per pass: 5 s each
-    assert log_lines[0].endswith("| 5.0 s/pass, 3 left, ETA 15s")
-    assert log_lines[1].endswith("| 5.0 s/pass, 2 left, ETA 10s")
+    return Trainer(space, SearchData(batches, batches, None), search_cfg(*flags), torch.device("cpu"))
+
+
+def test_scoring_passes_name_edge_and_op_and_count_down_every_report_secs(log_lines):
+    """A pass's own line only once --report_secs passed since the last one (else debug level);
+    each decision's values in one line when the next decision starts or the round ends."""
+    score = Scorer(constant_trainer("--report_secs", "9"), epoch=0, total=4, clock=FakeClock(5.0))
+    score("cell", 1, 2)  # 5 s after the round's start: no line of its own
+    assert log_lines == []
+    score("cell", 0, None)  # 10 s: due
+    assert log_lines[0] == "  cell edge 1 (2<-0): valid_acc/loss without each op: conv 50.00/0.6931 " \
+                           "(5.0 s/pass, 3 left, ETA 15s)"
+    assert log_lines[1] == "  scoring pass 2 of 4: cell edge 0 (1<-0) masked: valid_acc 50.0000 valid_loss 0.6931 " \
+                           "| 5.0 s/pass, 2 left, ETA 10s"  # the clock is read once per pass: 5 s each
+    score("cell", 1, None)
+    score.close()
+    assert log_lines[2:] == ["  cell node of edges 0, 1: valid_acc/loss without each edge: 0 50.00/0.6931, "
+                             "1 50.00/0.6931 (5.0 s/pass, 1 left, ETA 5s)"]
+
+
+def test_a_decision_logs_one_line_of_every_value_it_was_made_on(log_lines):
+    score = Scorer(constant_trainer(), epoch=0)  # --report_secs 30: no pass is due
+    for op in range(3):
+        score("cell", 1, op)
+    for edge in (0, 1, 0):  # a node's inputs: scored again after a drop
+        score("cell", edge, None)
+    score.close()
+    assert [line.split(" (")[0] for line in log_lines] == [
+        "  cell edge 1",
+        "  cell node of edges 0, 1: valid_acc/loss without each edge: 0 50.00/0.6931, 1 50.00/0.6931 | 0 50.00/0.6931"]
+    assert log_lines[0].startswith("  cell edge 1 (2<-0): valid_acc/loss without each op: none 50.00/0.6931, "
+                                   "skip 50.00/0.6931, conv 50.00/0.6931 (")
+    score.close()  # nothing more to say
+    assert len(log_lines) == 2
 
 
 class CountingScore:
@@ -180,3 +205,17 @@ def test_softmax_alpha_is_labelled_by_edge_and_op():
     rows = alpha_table(space, "cell", w[:, :2]).splitlines()
     assert rows[0] == f"1<-0  {s1['primitives_normal'][0][0]} 0.1000  {s1['primitives_normal'][0][1]} 0.2000"
     assert rows[1].startswith(f"2<-0  {s1['primitives_normal'][1][0]} 0.3000")
+
+
+def test_alpha_tables_are_logged_while_searching_not_while_tuning(log_lines):
+    """Tuning epochs keep softmax(alpha) in history.jsonl (and at debug level): a projection's
+    log stays a line or two per epoch."""
+    from common.search import epoch_report
+    from tests.test_heatmaps import Heatmaps, named_trainer
+
+    trainer = named_trainer()
+    epoch_report(trainer, 0, Heatmaps(), {"train_acc": 50.0})
+    assert sum(line.startswith("softmax(alpha) normal:\n") for line in log_lines) == 1
+    log_lines.clear()
+    row = epoch_report(trainer, 1, Heatmaps(), {"train_acc": 50.0}, tuning=True)
+    assert not any("softmax(alpha)" in line for line in log_lines) and row["softmax"]["normal"]

@@ -313,7 +313,9 @@ def test_a_proxy_projection_ends_with_a_genotype_without_tuning(small_cifar10, b
     assert result["genotype"] in bench[1]  # a NAS-Bench-201 architecture
     assert not (proj / "history.jsonl").exists()  # no tuning epochs
     log = (proj / "log.txt").read_text()
-    assert log.count("nwot") >= 6 * 5 and "valid_acc" not in log.split("zero-cost criteria only")[1]
+    decisions = [line for line in log.splitlines() if ": nwot without each op: " in line]  # one per edge
+    assert len(decisions) == 6 and all(d.split("op: ")[1].split(" (")[0].count(", ") == 4 for d in decisions)  # 5 ops
+    assert "valid_acc" not in log.split("zero-cost criteria only")[1]
 
     run_script("darts-proj-201.sh", *env, "--resume_epoch", "1", "--proj_intv", "1", "--proj_crit", "synflow",
                "--proj_pool", "2", "--proj_pool_batches", "1")

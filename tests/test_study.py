@@ -119,7 +119,7 @@ def test_local_study_runs_chains_two_at_a_time(grid):
     assert s1[0] < s2[1] and s2[0] < s1[1]
     for seed in (1, 2):
         assert t[f"nb201-cifar10-darts-seed{seed}-proj"][0] >= t[f"nb201-cifar10-darts-seed{seed}-search"][1]
-    assert f"report: python -m analysis {sdir}" in proc.stdout
+    assert f"report: python -m analysis {sdir} --include_fast (its runs are --fast smoke runs)" in proc.stdout
 
 
 def test_rerun_starts_nothing(grid):
