@@ -190,7 +190,7 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
     there (checkpoint_partial.pth.tar, or the next round's checkpoint)."""
     cfg, space = trainer.cfg, trainer.space
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-    progress = trainer.progress(plan.tune_epochs, start + midway.step / len(trainer.data.train))
+    progress = trainer.progress(plan.tune_epochs, start + (midway.step / len(trainer.data.train) if midway.step else 0))
     n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
     for epoch in range(start, plan.tune_epochs):
         if plan.tunes:

@@ -137,7 +137,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     log_test_freq(trainer, tuning=False)
     write = functools.partial(_write_partial, trainer, scheduler, timer, partial_path(folder, prefix))
     first = midway or Midway(Stats(device))
-    progress = trainer.progress(cfg.epochs, start + first.step / len(trainer.data.train))
+    progress = trainer.progress(cfg.epochs, start + (first.step / len(trainer.data.train) if first.step else 0))
     with deferred():
         for epoch in range(start, cfg.epochs):
             lr = scheduler.get_last_lr()[0]

@@ -22,9 +22,16 @@ import torch
 
 from common import checkpoint as ckpt
 from common import runstate
+from common.arch import Architecture
+from common.data import Batches, ImageSet
 from common.distributed import Group
 from common.experiment import resume_checkpoint, set_aside
+from common.imagefolder import Stream, open_splits
+from common.space import Space
+from common.trainer import SearchData, Trainer
 from tests.conftest import REPO, TEST_GPU, _script_env, read_json, run_script
+from tests.fixtures.configs import search_cfg
+from tests.fixtures.datasets import write_imagefolder
 from tests.test_faults import assert_same_run, differences
 
 # -- stop points, in this process ------------------------------------------------------------
@@ -89,6 +96,50 @@ def test_the_later_trajectory_is_moved_aside(tmp_path, log_lines):
     assert sorted(p.name for p in aside.iterdir()) == ["checkpoint_2.pth.tar", "checkpoint_3.pth.tar",
                                                        ckpt.PARTIAL]
     assert any(line.startswith("continuing from epoch 1: moved checkpoint_2.pth.tar") for line in log_lines)
+
+
+@pytest.mark.parametrize("sampling", ["fresh", "epoch"])
+@pytest.mark.parametrize("tuning", [False, True])
+def test_an_epoch_continued_at_step_s_draws_the_batches_of_its_tail(sampling, tuning):
+    """The batches of steps S.. are those the whole epoch gives them (the alpha half of `--sampling
+    epoch`, shorter than the weight half, restarts in the middle of the epoch)."""
+    n = 40  # 22 images train the weights (3 batches of 8), 18 alpha (3 batches, the 3rd of 2)
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 4, 4, 3).contiguous()
+    data = ImageSet(images, torch.arange(n), 10, (0.5,) * 3, (0.5,) * 3, 1)
+    train, valid = (Batches(data, idx, 8, augment=True, seed=5) for idx in (torch.arange(22), torch.arange(22, n)))
+    space = Space(label="toy", model=torch.nn.Linear(1, 1), arch=Architecture({"cell": (1, 2)}), op_names={},
+                  edge_names=[], genotype=lambda w: None)
+    t = Trainer(space, SearchData(train, valid.with_limit(2), None), search_cfg("--sampling", sampling),
+                torch.device("cpu"))
+    labels = [[(y.tolist(), m) for _, y, m in pair] for pair in t._pairs(3, 0.5, tuning)]
+    assert len(labels) == 3
+    for start in (1, 2):
+        assert [[(y.tolist(), m) for _, y, m in pair] for pair in t._pairs(3, 0.5, tuning, start)] == labels[start:]
+
+
+def test_data_loader_workers_leave_signals_to_the_run(tmp_path):
+    """Ctrl-C and Slurm signal every process of a job: the workers streaming ImageNet go on, so
+    the training process can stop at its next step (a worker that died would end it with an error)."""
+    write_imagefolder(tmp_path, classes=("a", "b"), n_per_class=8, n_test_per_class=1, size=(40, 36),
+                      test_split="val")
+    train, _ = open_splits(tmp_path, 32)
+    stream = Stream(train, 2, train=True, seed=0, shard=(0, 1), workers=1, device=torch.device("cpu"))
+    batches = stream(0)
+    next(batches)
+    workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == os.getpid()]
+    assert workers
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert len(list(batches)) == len(stream) - 1
+
+
+def _parent(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError):
+        return None
 
 
 # -- end to end: real signals, the printed command pasted --------------------------------------
