@@ -354,3 +354,33 @@ def test_an_evaluation_continued_from_an_earlier_epoch_never_picks_the_old_traje
     assert ckpt.checkpoint_epochs(folder) == [1] and ckpt.partial_path(folder).is_file()
     assert "resumed from epoch 1 step 2" in pasted(continuation(out))
     assert json.loads((folder / "history.jsonl").read_text().splitlines()[-1])["epoch"] == 2
+
+
+# -- a study: Ctrl-C stops its runs where they are, saved; the same command continues them ----------
+
+@pytest.mark.slow
+def test_a_study_stopped_with_ctrl_c_continues_its_runs_from_where_they_stopped(tmp_path, cifar10_dir, bench):
+    args = ["--name", "s", "--exp_root", str(tmp_path), "--space", "nb201", "--dataset", "cifar10", "--method",
+            "darts", "--seed", "4", "--stages", "search", "--data", str(cifar10_dir), "--api_path", str(bench[0]),
+            *NB201, "--epochs", "3"]
+    folder = tmp_path / "studies" / "s" / "runs" / "nasbench201" / "search-darts-201-4"
+    proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "study.sh"), *args], cwd="/", text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_script_env(None),
+                            start_new_session=True)  # the study and its runs: a terminal's foreground group
+    deadline = time.time() + 300
+    while "epoch 1 lr" not in ((folder / "log.txt").read_text() if (folder / "log.txt").exists() else "") \
+            and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    out, _ = proc.communicate(timeout=300)
+    assert "stopped; the same command resumes the study" in out, out[-3000:]
+    log = (folder / "log.txt").read_text()
+    assert "interrupted by SIGINT, saved at " in log, log[-3000:]  # at its next step or epoch end
+    assert ckpt.partial_path(folder).is_file() and ckpt.checkpoint_epochs(folder) == []
+    rows = len((folder / "history.jsonl").read_text().splitlines())
+    assert f"{rows}/3 epochs" in run_script("study.sh", *args, "--status").stdout  # a partial is no epoch
+
+    run_script("study.sh", *args, timeout=600)
+    assert "resumed from epoch " in (folder / "log.txt").read_text()
+    assert read_json(folder / "result.json")["status"] == "finished"
+    assert [json.loads(r)["epoch"] for r in (folder / "history.jsonl").read_text().splitlines()] == [0, 1, 2]
