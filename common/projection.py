@@ -27,8 +27,8 @@ from .experiment import LOGGER, Board, Timer, append_jsonl, set_aside, truncate_
 from .metrics import Midway, Stats
 from .progress import Clock, time_left
 from .proxies import proxy_score
-from .runstate import deferred, stop_point
-from .search import epoch_report, load_search_checkpoint, log_test_freq, resume_point
+from .runstate import deferred, stop_point, stoppable
+from .search import epoch_report, load_search_checkpoint, log_test_freq, resume_point, save_trained
 from .space import Plan, Score, Space
 from .trainer import Trainer
 
@@ -212,8 +212,10 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
             train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
                                                         cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
                                                         progress=progress, midway=Midway(at.stats, at.step, write))
-            row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
-                                                       "projections": rounds}, tuning=True)
+            trained = functools.partial(save_trained, trainer, write, epoch, at.stats)
+            with stoppable(trainer.group, trainer.device, trained):
+                row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                           "projections": rounds}, tuning=True)
             trainer.group.on_main(functools.partial(append_jsonl, folder / "history.jsonl", row))
             stop_point(trainer.group, functools.partial(_save_tuning_end, trainer, folder, plan, epoch, rounds, timer))
     return rounds

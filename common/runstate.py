@@ -15,14 +15,16 @@ login node) that the heartbeat is recent. A `running` run whose process is gone 
         ...
 
 How a signal stops a run. The entry points handle SIGTERM and SIGINT in every process
-(`handling_signals`). Inside the training loops (`deferred`: training steps, the epoch's
-evaluation passes and checkpoints) the first signal is only recorded: the loops reach a stop
-point at every step boundary and epoch end (`stop_point`), where the processes agree (one
-tiny collective) whether any of them received one, and if so all save the state there (a
-mid-epoch checkpoint) and stop together, so that the continued run equals an uninterrupted
-one. Anywhere else (setting up, a projection's scoring round), and for a second signal, the
-run stops at once and continues from its last checkpoint. Either way the last line says
-where it stopped and the exact command that continues it (common/commands.py).
+(`handling_signals`). Inside the training loops (`deferred`) the first signal is only
+recorded: the loops reach a stop point at every step boundary and epoch end (`stop_point`),
+where the processes agree (one tiny collective) whether any of them received one, and if so
+all save the state there (a mid-epoch checkpoint) and stop together, so that the continued
+run equals an uninterrupted one. An epoch's evaluation pass (`stoppable`) stops at once in
+one process, saved as the epoch's training steps left it; several processes finish it and
+stop at the epoch's end. Anywhere else (setting up, a projection's scoring round), and for
+a second signal, the run stops at once and continues from its last checkpoint. Either way
+the last line says where it stopped and the exact command that continues it
+(common/commands.py).
 """
 from __future__ import annotations
 
@@ -40,8 +42,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from . import commands
-from .checkpoint import latest_checkpoint
+from .checkpoint import latest_checkpoint, rng_state, set_rng_state
 from .entry import mark_failed, read_result
 from .experiment import LOGGER, write_json
 
@@ -151,6 +155,29 @@ def deferred() -> Iterator[None]:
         s.deferring -= 1
     if s.deferring == 0 and s.received and not s.stopping:
         raise stopping(s.received[0])
+
+
+@contextlib.contextmanager
+def stoppable(group: Group, device: torch.device, save: Callable[[], str]) -> Iterator[None]:
+    """A block (an evaluation pass) inside `deferred` that a signal stops at once, in a run of one
+    process: `save` then saves the state as it was when the block began (its random state too,
+    which the block may draw from) and says what it saved. A run of several processes finishes the
+    block (they stop together at the next stop point: one may not leave a collective the others
+    are in)."""
+    if group.distributed:
+        yield
+        return
+    s, rng = _SIGNALS, rng_state(device)
+    outer, s.deferring = s.deferring, 0
+    try:
+        if pending() and not s.stopping:  # received since the last stop point
+            raise stopping(pending())
+        yield
+    except Interrupted as e:
+        set_rng_state(rng, device)
+        raise stopping(e.signum, save()) from None
+    finally:
+        s.deferring = outer
 
 
 def pending() -> int:

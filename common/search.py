@@ -24,7 +24,7 @@ from .config import ConfigError, SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
 from .metrics import Midway, Stats
-from .runstate import deferred, stop_point
+from .runstate import deferred, stop_point, stoppable
 from .space import Space
 from .trainer import Trainer
 
@@ -149,8 +149,10 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
             train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, cutout_prob=cutout_prob,
                                                         epsilon=epsilon, progress=progress,
                                                         midway=Midway(at.stats, at.step, write))
-            scheduler.step()
-            row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
+            with stoppable(trainer.group, device, functools.partial(save_trained, trainer, write, epoch, at.stats)):
+                row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                           "lr": lr})
+            scheduler.step()  # after the report, which a signal may stop: the epoch's steps left it as it is
             checkpoint = None
             if checkpoints_at(cfg, epoch):
                 rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
@@ -172,6 +174,12 @@ def _write_partial(trainer: Trainer, scheduler: Scheduler, timer: Timer, path: P
     group.on_main(lambda: save_checkpoint(
         {"epoch": epoch, "step": step, **trainer.state(), "scheduler": scheduler.state_dict(), **(rngs or {}),
          **(per_process or {}), "batch_size": trainer.cfg.data.batch_size, "search_time": timer.elapsed()}, path))
+
+
+def save_trained(trainer: Trainer, write: Callable[[int, int, Stats], None], epoch: int, stats: Stats) -> str:
+    """What a signal during epoch `epoch`'s report saves: the epoch past its last step."""
+    write(epoch, len(trainer.data.train), stats)
+    return f"the end of epoch {epoch}'s training steps"
 
 
 def _save_epoch_end(trainer: Trainer, write: Callable[[int, int, Stats], None], epoch: int,

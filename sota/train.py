@@ -64,7 +64,7 @@ from common.experiment import (
 )
 from common.metrics import Midway, Stats, check_finite
 from common.progress import Progress, run_progress
-from common.runstate import continue_with, deferred, handling_signals, resume_run, stop_point, tracked
+from common.runstate import continue_with, deferred, handling_signals, resume_run, stop_point, stoppable, tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -281,12 +281,16 @@ class Run:
         self.model = self.group.wrap(self.net, self.device)
 
     def epoch(self, epoch: int, progress: Progress, midway: Midway | None = None) -> dict[str, float]:
-        """Train one epoch (from `midway` on), step the schedule, test: the epoch's history row."""
+        """Train one epoch (from `midway` on), test, step the schedule: the epoch's history row. A
+        signal during the test (one process) stops the run, saved as the training left it."""
         lr = self.scheduler.get_last_lr()[0]
         log.info("epoch %d lr %e", epoch, lr)
+        midway = midway or Midway(Stats(self.device))
         train_acc, train_loss = self.train_epoch(epoch, progress, midway)
-        self.scheduler.step()
-        test = self.evaluate()
+        with stoppable(self.group, self.device, functools.partial(_save_trained, self.group, midway, epoch,
+                                                                  self.train_steps())):
+            test = self.evaluate()
+        self.scheduler.step()  # after the test, which a signal may stop: the training left it as it is
         return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss, **test,
                 "drop_path_prob": self.net.drop_path_prob}
 
@@ -517,6 +521,12 @@ def _save_midway(group: Group, midway: Midway, epoch: int, step: int) -> str:
     _check_finite(group.result(midway.stats)[1], epoch)
     midway.write(epoch, step, midway.stats)
     return f"epoch {epoch} step {step}"
+
+
+def _save_trained(group: Group, midway: Midway, epoch: int, steps: int) -> str:
+    """What a signal during epoch `epoch`'s test saves: the epoch past its last step."""
+    _save_midway(group, midway, epoch, steps)
+    return f"the end of epoch {epoch}'s training steps"
 
 
 def _set_aside_later(folder: Path, epoch: int) -> None:

@@ -64,6 +64,20 @@ def test_a_second_signal_or_one_outside_the_loops_stops_at_once():
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def test_an_evaluation_pass_stops_at_once_saved_as_it_began():
+    """In one process a signal stops an epoch's evaluation pass at once; what is saved is the
+    state the epoch's training left, the random state too (S4's noise op draws from it)."""
+    began, seen = torch.get_rng_state(), []
+    with runstate.handling_signals(), runstate.deferred():
+        with pytest.raises(runstate.Interrupted) as stop:
+            with runstate.stoppable(Group(), torch.device("cpu"),
+                                    lambda: seen.append(torch.get_rng_state()) or "the end of epoch 0's steps"):
+                torch.rand(10)  # the pass draws
+                os.kill(os.getpid(), signal.SIGTERM)
+                pytest.fail("the signal did not stop the pass")
+    assert stop.value.saved == "the end of epoch 0's steps" and torch.equal(seen[0], began)
+
+
 def test_no_signal_no_stop():
     with runstate.handling_signals(), runstate.deferred():
         runstate.stop_point(Group(), lambda: pytest.fail("saved without a signal"))
@@ -221,22 +235,29 @@ def searched(nb201) -> tuple[list[str], str]:
 
 
 @pytest.mark.slow
-def test_a_search_stopped_before_its_first_checkpoint_continues_as_uninterrupted(searched, pause_python, tmp_path):
+@pytest.mark.parametrize("pause, signum, saved, step", [
+    ("step:5", signal.SIGINT, "epoch 1 step 2", 2),                               # in epoch 1, its 2nd step
+    ("evaluation:2", signal.SIGTERM, "the end of epoch 1's training steps", 3),   # in epoch 1's valid pass
+])
+def test_a_search_stopped_before_its_first_checkpoint_continues_as_uninterrupted(searched, pause_python, tmp_path,
+                                                                                 pause, signum, saved, step):
     args, _ = searched
-    cut = search_dir(args, "cut")
-    out = signalled(pause_python, "darts-201.sh", [*args, "--expid_tag", "cut"], "step:5", signal.SIGINT, tmp_path)
-    assert "interrupted by SIGINT, saved at epoch 1 step 2. To continue: " in out  # the 2nd step of epoch 1 done
+    tag = f"cut{signum}"
+    cut = search_dir(args, tag)
+    out = signalled(pause_python, "darts-201.sh", [*args, "--expid_tag", tag], pause, signum, tmp_path)
+    assert f"interrupted by {signal.Signals(signum).name}, saved at {saved}. To continue: " in out
     assert ckpt.checkpoint_epochs(cut) == [] and ckpt.partial_path(cut).is_file()
     assert read_json(cut / "result.json")["status"] == "interrupted"
     command = continuation(out)
-    assert command.endswith("--expid_tag cut --resume_epoch -1")
-    assert "resumed from epoch 1 step 2" in pasted(command)
+    assert command.endswith(f"--expid_tag {tag} --resume_epoch -1")
+    assert f"resumed from epoch 1 step {step}" in pasted(command)
     assert_same_run(search_dir(args, "ref"), cut)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pause, signum, stopped", [
     ("step:5", signal.SIGTERM, "saved at epoch 1 step 2"),                  # tuning epoch 1, mid-way
+    ("evaluation:2", signal.SIGINT, "saved at the end of epoch 1's training steps"),  # its valid pass
     ("score:8", signal.SIGINT, "(it continues from checkpoint_1.pth.tar)"),  # round 2, scoring its 3rd op: at once
 ])
 def test_a_projection_stopped_continues_as_uninterrupted(searched, pause_python, tmp_path, pause, signum, stopped):
@@ -251,12 +272,12 @@ def test_a_projection_stopped_continues_as_uninterrupted(searched, pause_python,
     if not (base / "darts-proj-201-seed1-acc-intv1-ep3-full").exists():
         pasted(project, *tiny, "--log_tag", "full")
     words = shlex.split(project)
-    out = signalled(pause_python, Path(words[1]).name, [*words[2:], *tiny, "--log_tag", f"cut{signum}"], pause,
-                    signum, tmp_path)
+    tag = f"cut{pause.split(':')[0]}"
+    out = signalled(pause_python, Path(words[1]).name, [*words[2:], *tiny, "--log_tag", tag], pause, signum, tmp_path)
     assert f"interrupted by {signal.Signals(signum).name}{', ' if 'saved' in stopped else ' '}{stopped}" in out
     assert "resumed projection at tuning epoch 1" in pasted(continuation(out))
     name = "darts-proj-201-seed1-acc-intv1-ep3"
-    assert_same_run(base / f"{name}-full", base / f"{name}-cut{signum}")
+    assert_same_run(base / f"{name}-full", base / f"{name}-{tag}")
 
 
 @pytest.fixture(scope="module")
@@ -272,12 +293,18 @@ def eval_dir(args: list[str], tag: str) -> Path:
 
 
 @pytest.mark.slow
-def test_an_evaluation_stopped_mid_epoch_continues_as_uninterrupted(evaluated, pause_python, tmp_path):
-    cut = eval_dir(evaluated, "cut")
-    out = signalled(pause_python, "eval.sh", [*evaluated, "--expid_tag", "cut"], "stop:5", signal.SIGINT, tmp_path)
-    assert "interrupted by SIGINT, saved at epoch 1 step 2. To continue: " in out
-    assert ckpt.checkpoint_epochs(cut) == [1] and torch.load(ckpt.partial_path(cut), weights_only=True)["step"] == 2
-    assert "resumed from epoch 1 step 2" in pasted(continuation(out))
+@pytest.mark.parametrize("pause, epochs, saved, resumed", [
+    ("stop:5", [1], "epoch 1 step 2", "1 step 2"),                                  # epoch 1, after 2 steps
+    ("evaluation:1", [], "the end of epoch 0's training steps", "0 step 3"),    # epoch 0's test pass
+])
+def test_an_evaluation_stopped_continues_as_uninterrupted(evaluated, pause_python, tmp_path, pause, epochs, saved,
+                                                          resumed):
+    tag = f"cut{pause.split(':')[0]}"
+    cut = eval_dir(evaluated, tag)
+    out = signalled(pause_python, "eval.sh", [*evaluated, "--expid_tag", tag], pause, signal.SIGINT, tmp_path)
+    assert f"interrupted by SIGINT, saved at {saved}. To continue: " in out
+    assert ckpt.checkpoint_epochs(cut) == epochs and ckpt.partial_path(cut).is_file()
+    assert f"resumed from epoch {resumed}" in pasted(continuation(out))
     assert_same_run(eval_dir(evaluated, "ref"), cut)  # checkpoints, best model, history, result
 
 
