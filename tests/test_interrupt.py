@@ -280,6 +280,24 @@ def test_a_projection_stopped_continues_as_uninterrupted(searched, pause_python,
     assert_same_run(base / f"{name}-full", base / f"{name}-{tag}")
 
 
+@pytest.mark.slow
+def test_a_projection_stopped_while_training_its_supernet_on_continues_as_uninterrupted(nb201, pause_python,
+                                                                                         tmp_path):
+    """A projection of an epoch-1 checkpoint with --epochs 2 first trains the supernet one more
+    search epoch, checkpointed in its own folder: stopped in it, it continues there."""
+    run_script("darts-201.sh", *nb201, "--epochs", "1", "--expid_tag", "early")
+    args = [*nb201, "--resume_expid", "search-darts-201-1-early", "--resume_epoch", "1", "--epochs", "2",
+            "--proj_intv", "1"]
+    run_script("darts-proj-201.sh", *args, "--log_tag", "full")
+    base = search_dir(nb201, "early")
+    cut = base / "darts-proj-201-seed1-acc-intv1-ep1-to2-cut"
+    out = signalled(pause_python, "darts-proj-201.sh", [*args, "--log_tag", "cut"], "step:2", signal.SIGTERM, tmp_path)
+    assert "interrupted by SIGTERM, saved at epoch 1 step 2. To continue: " in out
+    assert ckpt.partial_path(cut, "supernet").is_file() and not ckpt.checkpoint_epochs(cut, "supernet")
+    assert "from search epoch 1 step 2" in pasted(continuation(out))
+    assert_same_run(base / "darts-proj-201-seed1-acc-intv1-ep1-to2-full", cut)
+
+
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, cifar10_dir) -> list[str]:
     """An uninterrupted 2-epoch evaluation (3 steps of 32 per epoch, drop path on)."""
