@@ -9,8 +9,11 @@ with the c10d rendezvous at `--rdzv_endpoint` on several (`--node_rank 0` marks 
 hosts it, which torchrun otherwise finds by host name). torchrun reports
 any process that exits non-zero as a failure of its own (a traceback, exit code 1); a run
 that refuses a bad command has already said why in one line (process 0) and exits with code
-2 on every process, so this launcher passes that code on and adds nothing. Other failures (a
-process that crashed or was killed) end with one line saying which process failed and how.
+2 on every process, so this launcher passes that code on and adds nothing. A SIGTERM or SIGINT
+(torchrun passes it on to every process; or one that reached some of them) stops the processes
+together at their next step, saved (common/runstate.py): process 0 has said how to continue, and
+this launcher ends with the signal's code. Other failures (a process that crashed or was
+killed) end with one line saying which process failed and how.
 """
 from __future__ import annotations
 

@@ -226,9 +226,9 @@ def resume_projection(folder: Path, prefixes: tuple[str, ...]) -> tuple[str, lis
 @contextlib.contextmanager
 def tracked(folder: Path, main: bool = True) -> Iterator[None]:
     """Keep `folder/process.json` (this process and its heartbeat) while the block runs, turn
-    SIGTERM and SIGINT into `Interrupted`, and mark result.json `interrupted` (a signal) or
-    `failed` (an error) when the block ends with one. Not `main` (the other processes of a
-    torchrun): nothing is written and the signals are left alone."""
+    SIGTERM and SIGINT into `Interrupted` (`handling_signals`), and mark result.json
+    `interrupted` (a signal) or `failed` (an error) when the block ends with one. Not `main`
+    (the other processes of a torchrun): nothing is written."""
     if not main:
         with handling_signals(main=False):
             yield
