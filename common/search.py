@@ -160,9 +160,8 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
                                        **rngs, "search_time": timer.elapsed()}
             trainer.group.on_main(functools.partial(_write_epoch, folder, history, row, checkpoint, epoch + 1, prefix,
                                                     cfg.run.ckpt_keep_every))
-            if epoch + 1 < cfg.epochs:
-                stop_point(trainer.group, functools.partial(_save_epoch_end, trainer, write, epoch,
-                                                            checkpoints_at(cfg, epoch)))
+            stop_point(trainer.group, functools.partial(_save_epoch_end, trainer, write, epoch,
+                                                        checkpoints_at(cfg, epoch)))
 
 
 def _write_partial(trainer: Trainer, scheduler: Scheduler, timer: Timer, path: Path, epoch: int, step: int,
