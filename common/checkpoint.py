@@ -117,11 +117,10 @@ def latest_checkpoint(folder: str | Path, prefix: str = "checkpoint") -> Path | 
 
 
 def later_checkpoints(folder: str | Path, epoch: int, prefix: str = "checkpoint") -> list[Path]:
-    """The checkpoints a run that continues from epoch `epoch`'s leaves behind: those of later
-    epochs, and the mid-epoch one (that of the trajectory left, or older)."""
+    """The checkpoint files a run that continues from epoch `epoch`'s leaves behind: those of
+    later epochs, and the mid-epoch one (that of the trajectory left, or older)."""
     later = [checkpoint_path(folder, e, prefix) for e in checkpoint_epochs(folder, prefix) if e > epoch]
-    partial = partial_path(folder, prefix)
-    return later + ([partial] if partial.is_file() else [])
+    return [p for p in (*later, partial_path(folder, prefix)) if p.is_file()]
 
 
 def prune_checkpoints(folder: str | Path, keep_every: int, keep: int, prefix: str = "checkpoint") -> None:
