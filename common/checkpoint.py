@@ -88,11 +88,12 @@ def checkpoint_path(folder: str | Path, epoch: int, prefix: str = "checkpoint") 
 PARTIAL = "checkpoint_partial.pth.tar"
 
 
-def partial_path(folder: str | Path) -> Path:
-    """The one mid-epoch checkpoint of an evaluation run (its --ckpt_steps), overwritten as the
-    epoch goes on and removed once the epoch's own checkpoint is written. Its name matches no
-    epoch, so `checkpoint_epochs` does not list it and `prune_checkpoints` leaves it alone."""
-    return Path(folder) / PARTIAL
+def partial_path(folder: str | Path, prefix: str = "checkpoint") -> Path:
+    """The one mid-epoch checkpoint of a run (`{prefix}_partial.pth.tar`: an evaluation's every
+    --ckpt_steps, any training loop's when a signal stops it), overwritten as the run goes on and
+    removed once a later epoch's checkpoint is written. Its name matches no epoch, so
+    `checkpoint_epochs` does not list it and `prune_checkpoints` leaves it alone."""
+    return Path(folder) / f"{prefix}_partial.pth.tar"
 
 
 def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[int]:
@@ -102,6 +103,24 @@ def checkpoint_epochs(folder: str | Path, prefix: str = "checkpoint") -> list[in
     if not folder.is_dir():
         return []
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name)))
+
+
+def latest_checkpoint(folder: str | Path, prefix: str = "checkpoint") -> Path | None:
+    """The checkpoint a run in `folder` continues from: its mid-epoch one if that is newer than
+    its latest epoch's (read to tell), else the latest epoch's; None without either."""
+    epochs, partial = checkpoint_epochs(folder, prefix), partial_path(folder, prefix)
+    if partial.is_file():
+        state = load_checkpoint(partial)
+        if not epochs or (int(state.get("epoch", 0)), int(state.get("step", 0))) > (epochs[-1], 0):
+            return partial
+    return checkpoint_path(folder, epochs[-1], prefix) if epochs else None
+
+
+def later_checkpoints(folder: str | Path, epoch: int, prefix: str = "checkpoint") -> list[Path]:
+    """The checkpoint files a run that continues from epoch `epoch`'s leaves behind: those of
+    later epochs, and the mid-epoch one (that of the trajectory left, or older)."""
+    later = [checkpoint_path(folder, e, prefix) for e in checkpoint_epochs(folder, prefix) if e > epoch]
+    return [p for p in (*later, partial_path(folder, prefix)) if p.is_file()]
 
 
 def prune_checkpoints(folder: str | Path, keep_every: int, keep: int, prefix: str = "checkpoint") -> None:

@@ -152,6 +152,14 @@ class Group:
         dist.all_reduce(totals)
         return summary(*totals.tolist())
 
+    def max(self, value: int) -> int:
+        """The largest `value` of the processes (a CPU collective: it leaves the GPU alone)."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
+
     def broadcast(self, tensors: Iterable[Tensor]) -> None:
         """Process 0's values of `tensors` on every process (one broadcast per dtype and device:
         a supernet has thousands of small buffers)."""

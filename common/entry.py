@@ -32,7 +32,8 @@ def exit_code(job: Callable[[], object], report: bool = True) -> int:
     """Run a job; a user error (bad flag, missing data or checkpoint, ...) ends it with one
     clear line (unless not `report`: the other processes of a multi-process run, whose
     process 0 says it) and exit code 2 instead of a traceback. SIGINT or SIGTERM (see
-    common/runstate.py) ends it with one line too, and the shell's code for the signal."""
+    common/runstate.py) ends it with one line too, naming the command that continues the run,
+    and the shell's code for the signal."""
     try:
         job()
     except USER_ERRORS as e:
@@ -40,11 +41,9 @@ def exit_code(job: Callable[[], object], report: bool = True) -> int:
             _say(f"error: {error_message(e)}")
         return 2
     except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", signal.SIGINT)
-        if report:
-            _say(f"interrupted by {signal.Signals(signum).name}: run the same command again to continue "
-                 f"(a search or evaluation with --resume_epoch -1)")
-        return 128 + signum
+        if report:  # common/runstate.py's Interrupted says where it stopped and how to continue
+            _say(e.message() if hasattr(e, "message") else "interrupted by SIGINT: run the same command again")
+        return 128 + getattr(e, "signum", signal.SIGINT)
     return 0
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import checkpoint_epochs, checkpoint_path, permit_as_umask
+from .checkpoint import checkpoint_epochs, checkpoint_path, latest_checkpoint, partial_path, permit_as_umask
 from .config import ConfigError, changed_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +159,28 @@ def run_target(folder: Path, resume_epoch: int, overwrite: bool) -> int:
                                                         f"--overwrite (moves the folder aside) instead of "
                                                         f"--resume_epoch, or use --expid_tag TAG for a separate run.")
     return resolve_epoch(folder, resume_epoch)
+
+
+def resume_checkpoint(folder: Path, resume_epoch: int, overwrite: bool) -> Path | None:
+    """The checkpoint a run continues (None: a new run), checked before anything is written
+    (`run_target`). --resume_epoch -1 takes the latest, the mid-epoch one when it is newer than
+    the latest epoch's: a run stopped in the middle of an epoch, or before its first epoch's
+    checkpoint, continues there."""
+    if resume_epoch == -1 and partial_path(folder).is_file():
+        return latest_checkpoint(folder)
+    epoch = run_target(folder, resume_epoch, overwrite)
+    return checkpoint_path(folder, epoch) if epoch else None
+
+
+def set_aside(folder: Path, files: list[Path], why: str) -> None:
+    """Move `files` of a run folder into a new `.old-<time>` folder inside it (which reports
+    and resumes ignore), and log it."""
+    if not files:
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".old-{time.strftime('%Y%m%d-%H%M%S')}-", dir=folder))
+    for f in files:
+        f.rename(aside / f.name)
+    log.info("%s: moved %s aside to %s", why, ", ".join(f.name for f in files), aside)
 
 
 def _exists(folder: Path) -> ExperimentError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,6 +143,14 @@ class _Tail(Sampler[int]):
         return len(self.order) - self.skip  # type: ignore[arg-type]  # both orders have a length
 
 
+def _leave_signals_to_the_run(worker: int) -> None:
+    """A worker ignores SIGINT and SIGTERM (Ctrl-C and Slurm signal every process of the job):
+    the training process stops at its next step and ends its workers (common/runstate.py). A
+    worker that stopped on its own would end the run with a DataLoader error instead."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
 class Stream:
     """Batches of one split for one process: `stream(epoch)` yields (images, targets) on `device`.
 
@@ -162,7 +171,8 @@ class Stream:
         self.steps = -(-len(self.order) // batch_size)  # of a whole pass
         # workers start per pass (not persistent), so that they see the epoch set below
         self.loader = DataLoader(self.data, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-                                 pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+                                 pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
+                                 worker_init_fn=_leave_signals_to_the_run if workers else None)
 
     def __len__(self) -> int:
         return self.steps if self.limit is None else min(self.steps, self.limit)

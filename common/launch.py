@@ -9,8 +9,11 @@ with the c10d rendezvous at `--rdzv_endpoint` on several (`--node_rank 0` marks 
 hosts it, which torchrun otherwise finds by host name). torchrun reports
 any process that exits non-zero as a failure of its own (a traceback, exit code 1); a run
 that refuses a bad command has already said why in one line (process 0) and exits with code
-2 on every process, so this launcher passes that code on and adds nothing. Other failures (a
-process that crashed or was killed) end with one line saying which process failed and how.
+2 on every process, so this launcher passes that code on and adds nothing. A SIGTERM or SIGINT
+(torchrun passes it on to every process; or one that reached some of them) stops the processes
+together at their next step, saved (common/runstate.py): process 0 has said how to continue, and
+this launcher ends with the signal's code. Other failures (a process that crashed or was
+killed) end with one line saying which process failed and how.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
@@ -52,11 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[FOLDER_NOTE_ENV] = str(note)  # the processes torchrun starts inherit it
         try:
             run(args)
+        except SignalException as e:  # torchrun passed the signal on; process 0 said where the run stopped
+            return 128 + int(e.sigval)
         except ChildFailedError as e:
             codes = {f.exitcode for f in e.failures.values()}
             # negative: stopped by a signal, as torchrun stops the others once one has ended
             if USER_ERROR in codes and all(c == USER_ERROR or c < 0 for c in codes):
                 return USER_ERROR
+            if all(map(_interrupted, codes)):  # a signal stopped them all (process 0 said where)
+                code = e.get_first_failure()[1].exitcode
+                return 128 - code if code < 0 else code
             line = failure_line(e)
             if note.exists() and not _interrupted_first(e):
                 mark_failed(Path(note.read_text()), line)  # process 0 only saw torchrun's SIGTERM
@@ -68,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 def _interrupted_first(e: ChildFailedError) -> bool:
     """Process 0 ended first, stopped by SIGTERM or SIGINT (it said `interrupted` itself)."""
     rank, failure = e.get_first_failure()
+    return rank == 0 and _interrupted(failure.exitcode)
+
+
+def _interrupted(code: int) -> bool:
+    """An exit code of a process SIGTERM or SIGINT stopped (killed by it, or ending on it)."""
     stops = {int(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    return rank == 0 and (-failure.exitcode in stops or failure.exitcode - 128 in stops)
+    return -code in stops or code - 128 in stops
 
 
 def failure_line(e: ChildFailedError) -> str:

@@ -1,7 +1,10 @@
-"""Loss and accuracy of a pass, kept on the device, and the divergence check every run makes."""
+"""Loss and accuracy of a pass, kept on the device, where a training epoch resumes, and the
+divergence check every run makes."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +50,17 @@ class Stats:
         """[loss sum, correct, count] as float64 on the device: what the processes of a
         multi-process run add up (`summary` of the sum is their result)."""
         return torch.stack([self.loss, self.correct.double(), self.loss.new_tensor(float(self.n))])
+
+
+@dataclass
+class Midway:
+    """Where a training epoch starts: at `step`, after the steps whose running loss and accuracy
+    `stats` holds (step 0: at its start), and what writes its mid-epoch checkpoints
+    (`write(epoch, step, stats)`, a collective: every process gives its states)."""
+
+    stats: Stats
+    step: int = 0
+    write: Callable[[int, int, Stats], None] = lambda epoch, step, stats: None
 
 
 def summary(loss_sum: float, correct: float, n: float) -> tuple[float, float]:

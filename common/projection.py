@@ -20,13 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from .checkpoint import checkpoint_path, later_checkpoints, partial_path, prune_checkpoints, save_checkpoint
 from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
-from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .experiment import LOGGER, Board, Timer, append_jsonl, set_aside, truncate_history, write_json
+from .metrics import Midway, Stats
 from .progress import Clock, time_left
 from .proxies import proxy_score
-from .search import epoch_report, load_search_checkpoint, log_test_freq
+from .runstate import deferred, stop_point, stoppable
+from .search import epoch_report, load_search_checkpoint, log_test_freq, resume_point, save_trained
 from .space import Plan, Score, Space
 from .trainer import Trainer
 
@@ -191,16 +193,18 @@ def random_choice(seed: int, epoch: int, salt: int, options: Sequence[int]) -> i
     return int(options[int(rng.integers(len(options)))])
 
 
-def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: int | None,
+def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, resume_from: Path | None,
                    result: dict[str, Any]) -> dict[str, Any]:
     """Project at the plan's projection epochs, tune in between (one epoch per tuning epoch); a
     plan that does not tune (zero-cost proxies) runs its rounds back to back, --proj_pool times.
-    Process 0 writes, the others project and tune along."""
+    Continues from the projection checkpoint `resume_from` if given. Process 0 writes, the others
+    project and tune along."""
     cfg, space, group = trainer.cfg, trainer.space, trainer.group
-    start, rounds, timer = 0, 0, Timer()
+    start, rounds, timer, midway = 0, 0, Timer(), Midway(Stats(trainer.device))
     if resume_from is not None:
-        start, rounds, timer = _load(trainer, folder, resume_from)
-        log.info("resumed projection at tuning epoch %d (%d projections done)", start, rounds)
+        start, rounds, timer, midway = _load(trainer, folder, resume_from)
+        log.info("resumed projection at tuning epoch %d%s (%d projections done)", start,
+                 f" step {midway.step}" if midway.step else "", rounds)
     proj = cfg.projection
     result.update(proj_crit=plan.criterion, proj_batches=proj.proj_batches)
     if proj.proj_pool > 1:
@@ -215,7 +219,7 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
     if proj.proj_pool > 1 and start < plan.tune_epochs:
         rounds, result["pool"] = _project_pool(trainer, plan, proj.proj_pool, proj.proj_pool_batches)
     else:
-        rounds = _project_and_tune(trainer, folder, plan, board, start, rounds, timer)
+        rounds = _project_and_tune(trainer, folder, plan, board, start, rounds, timer, midway)
     if start < plan.tune_epochs:  # the tuned, fully projected supernet
         _save(trainer, folder, plan.tune_epochs, rounds, timer)
     genotype = space.genotype(trainer.arch.weights())
@@ -227,16 +231,19 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
 
 
 def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, start: int, rounds: int,
-                      timer: Timer) -> int:
-    """The projection rounds from tuning epoch `start` on, a checkpoint before each; the rounds done."""
+                      timer: Timer, midway: Midway) -> int:
+    """The projection rounds from tuning epoch `start` on (from `midway` in it: past its round),
+    a checkpoint before each; the rounds done. A signal during a round stops the run at once (it
+    continues from the round's checkpoint); during tuning, at the next step or epoch end, saved
+    there (checkpoint_partial.pth.tar, or the next round's checkpoint)."""
     cfg, space = trainer.cfg, trainer.space
     cutout_prob = cfg.data.cutout_prob if cfg.data.cutout else 0.0
-    progress = trainer.progress(plan.tune_epochs, start)
+    progress = trainer.progress(plan.tune_epochs, start + (midway.step / len(trainer.data.train) if midway.step else 0))
     n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
     for epoch in range(start, plan.tune_epochs):
         if plan.tunes:
             log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
-        if plan.is_projection_epoch(epoch):
+        if plan.is_projection_epoch(epoch) and not (epoch == start and midway.step):
             _save(trainer, folder, epoch, rounds, timer)
             stage = plan.stage(rounds)
             passes = plan.passes(stage, epoch)
@@ -249,13 +256,29 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
                      space.genotype_str(space.genotype(trainer.arch.weights())))
         if not plan.tunes:
             continue
-        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
-                                                    cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
-                                                    progress=progress)
-        row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
-                                                   "projections": rounds}, tuning=True)
-        trainer.group.on_main(functools.partial(append_jsonl, folder / "history.jsonl", row))
+        write = functools.partial(_write_partial, trainer, folder, rounds, timer)
+        with deferred():
+            at = midway if epoch == start else Midway(Stats(trainer.device))
+            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
+                                                        cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
+                                                        progress=progress, midway=Midway(at.stats, at.step, write))
+            trained = functools.partial(save_trained, trainer, write, epoch, at.stats)
+            with stoppable(trainer.group, trainer.device, trained):
+                row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                           "projections": rounds}, tuning=True)
+            trainer.group.on_main(functools.partial(append_jsonl, folder / "history.jsonl", row))
+            stop_point(trainer.group, functools.partial(_save_tuning_end, trainer, folder, plan, epoch, rounds, timer))
     return rounds
+
+
+def _save_tuning_end(trainer: Trainer, folder: Path, plan: Plan, epoch: int, rounds: int, timer: Timer) -> str:
+    """What a stop point at the end of tuning epoch `epoch` saves: the checkpoint the next
+    projection round (or the end) starts with, else the start of the next epoch."""
+    if epoch + 1 == plan.tune_epochs or plan.is_projection_epoch(epoch + 1):
+        _save(trainer, folder, epoch + 1, rounds, timer)
+    else:
+        _write_partial(trainer, folder, rounds, timer, epoch + 1, 0, Stats(trainer.device))
+    return f"the end of tuning epoch {epoch}"
 
 
 def _project_pool(trainer: Trainer, plan: Plan, size: int, n_batches: int) -> tuple[int, list[dict[str, Any]]]:
@@ -322,13 +345,33 @@ def _save(trainer: Trainer, folder: Path, epoch: int, rounds: int, timer: Timer)
          **(rngs or {}), "projection_time": timer.elapsed()}, folder, epoch, trainer.cfg.run.ckpt_keep_every))
 
 
+def _write_partial(trainer: Trainer, folder: Path, rounds: int, timer: Timer, epoch: int, step: int,
+                   stats: Stats) -> None:
+    """The checkpoint of tuning epoch `epoch` at step `step`, past its round (a collective:
+    every process gives its RNG states and running statistics; process 0 writes)."""
+    group = trainer.group
+    rngs, per_process = group.rng_states(trainer.device), group.per_process("stats", stats.state())
+    group.on_main(lambda: save_checkpoint(
+        {"epoch": epoch, "step": step, "projections": rounds, **trainer.state(),
+         "projection": trainer.arch.projection_state(), **(rngs or {}), **(per_process or {}),
+         "batch_size": trainer.cfg.data.batch_size, "projection_time": timer.elapsed()}, partial_path(folder)))
+
+
 def _write_checkpoint(state: dict[str, Any], folder: Path, epoch: int, keep_every: int) -> None:
     save_checkpoint(state, checkpoint_path(folder, epoch))
+    partial_path(folder).unlink(missing_ok=True)  # older than the checkpoint just written
     prune_checkpoints(folder, keep_every, epoch)
 
 
-def _load(trainer: Trainer, folder: Path, epoch: int) -> tuple[int, int, Timer]:
-    state = load_search_checkpoint(trainer, checkpoint_path(folder, epoch), resume=True)
+def _load(trainer: Trainer, folder: Path, path: Path) -> tuple[int, int, Timer, Midway]:
+    """Continue from projection checkpoint `path`: the tuning epoch, projections done, time and
+    (a mid-epoch one) the step and running statistics reached. Continuing from an epoch's
+    checkpoint moves the later trajectory's checkpoints aside."""
+    state = load_search_checkpoint(trainer, path, resume=True)
     trainer.arch.load_projection_state(state["projection"])
+    epoch, midway = resume_point(trainer, state)
     trainer.group.on_main(lambda: truncate_history(folder / "history.jsonl", epoch))
-    return int(state["epoch"]), int(state["projections"]), Timer(float(state["projection_time"]))
+    if path != partial_path(folder):
+        trainer.group.on_main(lambda: set_aside(folder, later_checkpoints(folder, epoch),
+                                                f"continuing from tuning epoch {epoch}"))
+    return epoch, int(state["projections"]), Timer(float(state["projection_time"])), midway

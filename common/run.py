@@ -19,8 +19,16 @@ from typing import Any
 
 import torch
 
+from . import commands
 from .batchnorm import SyncBatchNorm2d
-from .checkpoint import checkpoint_epochs, checkpoint_path, load_checkpoint
+from .checkpoint import (
+    checkpoint_epochs,
+    checkpoint_path,
+    later_checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    partial_path,
+)
 from .cli import parse_config
 from .config import PROXY_CRITERIA, ConfigError, SearchConfig, flag_value, with_flags
 from .data import DATASETS, Batches, ImageSet, load_dataset, split_indices
@@ -35,13 +43,15 @@ from .experiment import (
     new_run_dir,
     record_config,
     resolve_epoch,
-    run_target,
+    resume_checkpoint,
+    set_aside,
     start_logging,
 )
 from .projection import run_projection
-from .runstate import tracked
+from .runstate import continue_with, handling_signals, resume_projection, resume_run, tracked
 from .search import (
     SUPERNET,
+    check_resumable,
     continue_search,
     load_resumed_search,
     load_search_checkpoint,
@@ -63,7 +73,8 @@ def main(space: SearchSpace, argv: list[str] | None = None) -> int:
         with group.quiet():
             cfg = parse_config(space.parser(), lambda args: dataclasses.replace(space.config(args), nproc=group.size),
                                argv, processes=group.size)
-        code = exit_code(lambda: run(cfg, space, group), report=group.main)
+        with handling_signals(main=group.main):
+            code = exit_code(lambda: run(cfg, space, group), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()
@@ -75,9 +86,9 @@ class Target:
     """Where a run writes, and what it continues from."""
 
     folder: Path
-    resume_epoch: int = 0                 # search: checkpoint epoch to continue (0: none)
+    resume: Path | None = None            # search: the checkpoint to continue (None: none)
     supernet: Path | None = None          # projection: the search checkpoint it projects
-    projection_epoch: int | None = None   # projection: its own checkpoint to continue from
+    projection: Path | None = None        # projection: its own checkpoint to continue from
 
 
 def run(cfg: SearchConfig, space_def: SearchSpace, group: Group | None = None) -> dict:
@@ -112,15 +123,30 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
     trainer = Trainer(space, data, cfg, device, group=group)
     scheduler = scheduler_for(trainer)
     state = None
-    if target.resume_epoch:  # read (and checked against the model) before anything is written
-        state = load_resumed_search(trainer, checkpoint_path(target.folder, target.resume_epoch), scheduler)
+    if target.resume is not None:  # read (and checked against the model) before anything is written
+        state = load_resumed_search(trainer, target.resume, scheduler)
 
     def search() -> dict:
-        with run_folder(cfg, defaults, target.folder, resume=target.resume_epoch > 0, device=device,
+        with run_folder(cfg, defaults, target.folder, resume=state is not None, device=device,
                         group=group) as board:
+            if state is not None and target.resume != partial_path(target.folder):  # from an epoch's checkpoint
+                group.on_main(lambda: set_aside(target.folder, later_checkpoints(target.folder, int(state["epoch"])),
+                                                f"continuing from epoch {state['epoch']}"))
             trainer.synchronise()
-            return run_search(trainer, scheduler, target.folder, state, board)
+            result = run_search(trainer, scheduler, target.folder, state, board)
+            if script := space_def.layout.projection_script(cfg):
+                log.info("the supernet is in %s; project it with `%s`", target.folder,
+                         commands.shell(projection_command(cfg, script, target.folder)))
+            return result
     return search
+
+
+def projection_command(cfg: SearchConfig, script: tuple[str, ...], folder: Path) -> list[str]:
+    """The exp_script `script` (and the arguments that make it the search's method) projecting
+    the final checkpoint of the search in `folder`, with the folders and seed its command gave."""
+    name, *method = script
+    given = commands.given(commands.typed(), ("--seed", "--exp_root", "--data", "--api_path"))
+    return commands.exp_script(name, "--resume_expid", folder.name, "--resume_epoch", str(cfg.epochs), *method, *given)
 
 
 def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData,
@@ -129,15 +155,15 @@ def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, 
     to it (an interrupted run of this command may have done part of that already)."""
     folder, supernet = target.folder, target.supernet
     assert supernet is not None
+    continue_with(lambda: resume_projection(folder, ("checkpoint", SUPERNET)))
     search = Trainer(space, data, cfg, device, group=group)
     scheduler = scheduler_for(search)
-    source = (None if cfg.run.overwrite else _latest(folder, SUPERNET)) or supernet
+    source = (None if cfg.run.overwrite else latest_checkpoint(folder, SUPERNET)) or supernet
     # checked against the model (and, continuing this command's own run, its processes) before writing
     state = load_search_checkpoint(search, source, scheduler, resume=source != supernet)
-    if target.projection_epoch is not None:
-        path = checkpoint_path(folder, target.projection_epoch)
-        group.check_nproc(load_checkpoint(path), path)
-    resume = target.projection_epoch is not None or folder.exists() and not cfg.run.overwrite
+    if target.projection is not None:
+        check_resumable(search, load_checkpoint(target.projection), target.projection)
+    resume = target.projection is not None or folder.exists() and not cfg.run.overwrite
     plan = space_def.plan(cfg, space)
     proxies = sorted({c for c in plan.criteria.values() if c in PROXY_CRITERIA})
     if proxies and group.distributed:  # a proxy of a shard is not the batch's: processes would disagree
@@ -149,7 +175,7 @@ def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, 
             result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
             tuned = source
             search.synchronise()
-            if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):
+            if target.projection is None and continue_search(search, scheduler, state, folder, board):
                 tuned = checkpoint_path(folder, cfg.epochs, SUPERNET)
             if tuned != supernet:
                 result["supernet_trained_to"] = cfg.epochs
@@ -163,8 +189,7 @@ def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, 
             result.update(supernet_epoch=int(tuned_state.get("epoch", 0)),
                           search_time_s=_search_time(supernet.parent, tuned_state))
             seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)  # the projection's own randomness
-            return run_projection(trainer, folder, plan, board, target.projection_epoch,
-                                  result)
+            return run_projection(trainer, folder, plan, board, target.projection, result)
     return project
 
 
@@ -222,7 +247,8 @@ def search_data(cfg: SearchConfig, train_set: ImageSet, test_set: ImageSet, devi
 
 def search_target(cfg: SearchConfig, space: SearchSpace) -> Target:
     folder = space.layout.space_dir(cfg) / space.layout.search_name(cfg)
-    return Target(folder, resume_epoch=run_target(folder, cfg.run.resume_epoch, cfg.run.overwrite))
+    continue_with(lambda: resume_run(folder))
+    return Target(folder, resume=resume_checkpoint(folder, cfg.run.resume_epoch, cfg.run.overwrite))
 
 
 @dataclass(frozen=True)
@@ -241,7 +267,7 @@ def projection_target(cfg: SearchConfig, space: SearchSpace) -> tuple[SearchConf
     log lines say what it will do and which flags it took from the search run."""
     p = resolve_projection(cfg, space)
     target = Target(p.folder, supernet=checkpoint_path(p.search, p.epoch),
-                    projection_epoch=_projection_resume(p.cfg, p.folder))
+                    projection=_projection_resume(p.cfg, p.folder))
     log.info("%s", _plan_line(p, target))
     if p.taken:
         log.info("taken from the search run's result.json: %s", _flags(p.cfg, p.taken))
@@ -334,8 +360,8 @@ def _from_search_run(cfg: SearchConfig, space: SearchSpace, search: Path,
 def _plan_line(p: Projection, target: Target) -> str:
     """What a projection will do, as its first log line."""
     checkpoint = checkpoint_path(p.search, p.epoch)
-    if target.projection_epoch is not None:
-        return f"continuing the projection {p.folder} of {checkpoint} from its tuning epoch {target.projection_epoch}"
+    if target.projection is not None:
+        return f"continuing the projection {p.folder} of {checkpoint} from its {target.projection.name}"
     epochs = p.cfg.epochs
     source = ("the search run's" if "epochs" in p.taken else
               "the search run records none" if "epochs" in p.cfg.from_search_run else "given")
@@ -345,8 +371,9 @@ def _plan_line(p: Projection, target: Target) -> str:
             f"--epochs {epochs} ({source}); pass --epochs {p.epoch} to project it as it is")
 
 
-def _projection_resume(cfg: SearchConfig, folder: Path) -> int | None:
-    """An interrupted projection continues from its latest checkpoint; a finished one is kept."""
+def _projection_resume(cfg: SearchConfig, folder: Path) -> Path | None:
+    """An interrupted projection continues from its latest checkpoint (a mid-epoch one
+    included); a finished one is kept."""
     if not folder.exists() or cfg.run.overwrite:
         return None
     if _status(folder) == "finished":
@@ -359,13 +386,8 @@ def _projection_resume(cfg: SearchConfig, folder: Path) -> int | None:
         if wanted not in available:
             raise ConfigError("dev_resume_epoch", wanted, f"no such projection checkpoint in {folder} "
                                                           f"(have {available})")
-        return wanted
-    return available[-1] if available else None
-
-
-def _latest(folder: Path, prefix: str) -> Path | None:
-    epochs = checkpoint_epochs(folder, prefix)
-    return checkpoint_path(folder, epochs[-1], prefix) if epochs else None
+        return checkpoint_path(folder, wanted)
+    return latest_checkpoint(folder)
 
 
 def _status(folder: Path) -> str | None:

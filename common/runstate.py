@@ -13,6 +13,18 @@ login node) that the heartbeat is recent. A `running` run whose process is gone 
 
     with tracked(folder):        # around everything a run does after creating its folder
         ...
+
+How a signal stops a run. The entry points handle SIGTERM and SIGINT in every process
+(`handling_signals`). Inside the training loops (`deferred`) the first signal is only
+recorded: the loops reach a stop point at every step boundary and epoch end (`stop_point`),
+where the processes agree (one tiny collective) whether any of them received one, and if so
+all save the state there (a mid-epoch checkpoint) and stop together, so that the continued
+run equals an uninterrupted one. An epoch's evaluation pass (`stoppable`) stops at once in
+one process, saved as the epoch's training steps left it; several processes finish it and
+stop at the epoch's end. Anywhere else (setting up, a projection's scoring round), and for
+a second signal, the run stops at once and continues from its last checkpoint. Either way
+the last line says where it stopped and the exact command that continues it
+(common/commands.py).
 """
 from __future__ import annotations
 
@@ -24,14 +36,21 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
+
+from . import commands
+from .checkpoint import latest_checkpoint, rng_state, set_rng_state
 from .entry import mark_failed, read_result
 from .experiment import LOGGER, write_json
+
+if TYPE_CHECKING:
+    from .distributed import Group
 
 log = logging.getLogger(LOGGER)
 
@@ -50,11 +69,156 @@ FOLDER_NOTE_ENV = "DARTS_PT_FOLDER_NOTE"
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGINT stopped the run (a KeyboardInterrupt, so that nothing that catches
-    Exception swallows it)."""
+    Exception swallows it); `saved`: what a stop point saved (None: stopped at once)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, saved: str | None = None) -> None:
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum, self.saved = signum, saved
+
+    def message(self) -> str:
+        """The run's last line: where it stopped, and the command that continues it."""
+        state, command = _SIGNALS.resume() if _SIGNALS.resume else ("nothing was written", commands.typed())
+        saved = f", saved at {self.saved}" if self.saved else f" ({state})"
+        return f"interrupted by {signal.Signals(self.signum).name}{saved}. To continue: {commands.shell(command)}"
+
+
+Resume = Callable[[], tuple[str, list[str]]]  # -> (what the run continues from, the command that continues it)
+
+
+@dataclass
+class _Signals:
+    """What this process's handler knows: the signals received, whether the run is inside its
+    training loops (`deferring`), and how the run continues."""
+
+    received: list[int] = field(default_factory=list)
+    deferring: int = 0
+    stopping: bool = False      # an Interrupted is on its way: later signals change nothing
+    main: bool = True           # process 0, which tells the user
+    resume: Resume | None = None
+    installed: int = 0
+    previous: dict[int, Any] = field(default_factory=dict)
+
+
+_SIGNALS = _Signals()
+
+
+@contextlib.contextmanager
+def handling_signals(main: bool = True) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into `Interrupted` (at once, or at the next stop point inside
+    `deferred`) while the block runs; the handlers before are given back after it. Nested
+    blocks share the outermost's."""
+    s = _SIGNALS
+    if s.installed == 0:
+        s.received.clear()
+        s.deferring, s.stopping, s.main, s.resume = 0, False, main, None
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            s.previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+    s.installed += 1
+    try:
+        yield
+    finally:
+        s.installed -= 1
+        if s.installed == 0:
+            for sig, h in s.previous.items():
+                signal.signal(sig, h)
+            s.previous = {}
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    s = _SIGNALS
+    s.received.append(signum)
+    if s.stopping:
+        return
+    if s.deferring and len(s.received) == 1:
+        if s.main:  # written, not logged: the logging call it interrupts may hold the handler's lock
+            os.write(2, f"{signal.Signals(signum).name}: the run stops at the end of this training step or "
+                        f"epoch, saved there (a second signal stops it at once)\n".encode())
+        return
+    raise stopping(signum)
+
+
+def stopping(signum: int, saved: str | None = None) -> Interrupted:
+    """The exception that stops the run; signals that come after it change nothing."""
+    _SIGNALS.stopping = True
+    return Interrupted(signum, saved)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside the block (a training loop, which reaches `stop_point`s) the first signal is only
+    recorded; if one is still pending when the block ends, the run stops there."""
+    s = _SIGNALS
+    s.deferring += 1
+    try:
+        yield
+    finally:
+        s.deferring -= 1
+    if s.deferring == 0 and s.received and not s.stopping:
+        raise stopping(s.received[0])
+
+
+@contextlib.contextmanager
+def stoppable(group: Group, device: torch.device, save: Callable[[], str]) -> Iterator[None]:
+    """A block (an evaluation pass) inside `deferred` that a signal stops at once, in a run of one
+    process: `save` then saves the state as it was when the block began (its random state too,
+    which the block may draw from) and says what it saved. A run of several processes finishes the
+    block (they stop together at the next stop point: one may not leave a collective the others
+    are in)."""
+    if group.distributed:
+        yield
+        return
+    s, rng = _SIGNALS, rng_state(device)
+    outer, s.deferring = s.deferring, 0
+    try:
+        if pending() and not s.stopping:  # received since the last stop point
+            raise stopping(pending())
+        yield
+    except Interrupted as e:
+        set_rng_state(rng, device)
+        raise stopping(e.signum, save()) from None
+    finally:
+        s.deferring = outer
+
+
+def pending() -> int:
+    """The signal this process received (0: none)."""
+    return _SIGNALS.received[0] if _SIGNALS.received else 0
+
+
+def stop_point(group: Group, save: Callable[[], str]) -> None:
+    """A place where the run can stop with nothing lost. If any process received a signal (the
+    processes agree: a collective), every process saves (`save`, which says what it saved;
+    every process calls it) and the run stops."""
+    signum = group.max(pending())
+    if signum:
+        saved = save()
+        raise stopping(signum, saved)
+
+
+def continue_with(resume: Resume) -> None:
+    """How this process's run continues when a signal stops it: set once the run knows its folder."""
+    _SIGNALS.resume = resume
+
+
+def resume_run(folder: Path) -> tuple[str, list[str]]:
+    """A search's or evaluation's continuation: `--resume_epoch -1` from its latest checkpoint;
+    without one, the command again (with --overwrite where its folder was created)."""
+    typed = commands.typed()
+    latest = latest_checkpoint(folder)
+    if latest is not None:
+        return f"it continues from {latest.name}", commands.edited(typed, ["--overwrite"], {"--resume_epoch": "-1"})
+    if folder.is_dir():
+        return "nothing saved yet: it starts again", commands.edited(typed, ["--resume_epoch"], {"--overwrite": None})
+    return "nothing was written", typed
+
+
+def resume_projection(folder: Path, prefixes: tuple[str, ...]) -> tuple[str, list[str]]:
+    """A projection's continuation: its command again, which continues from its latest
+    checkpoint (of the first of `prefixes` that has one), less what would start it afresh or
+    elsewhere."""
+    latest = next(filter(None, (latest_checkpoint(folder, prefix) for prefix in prefixes)), None)
+    state = f"it continues from {latest.name}" if latest else "nothing saved yet: it starts again"
+    return state, commands.edited(commands.typed(), ["--overwrite", "--no_resume", "--dev_resume_epoch"])
 
 
 # -- the writer side ---------------------------------------------------------------------------
@@ -62,11 +226,12 @@ class Interrupted(KeyboardInterrupt):
 @contextlib.contextmanager
 def tracked(folder: Path, main: bool = True) -> Iterator[None]:
     """Keep `folder/process.json` (this process and its heartbeat) while the block runs, turn
-    SIGTERM and SIGINT into `Interrupted`, and mark result.json `interrupted` (a signal) or
-    `failed` (an error) when the block ends with one. Not `main` (the other processes of a
-    torchrun): nothing is written and the signals are left alone."""
+    SIGTERM and SIGINT into `Interrupted` (`handling_signals`), and mark result.json
+    `interrupted` (a signal) or `failed` (an error) when the block ends with one. Not `main`
+    (the other processes of a torchrun): nothing is written."""
     if not main:
-        yield
+        with handling_signals(main=False):
+            yield
         return
     record = process_record()
     write_json(folder / PROCESS_FILE, record)
@@ -76,36 +241,19 @@ def tracked(folder: Path, main: bool = True) -> Iterator[None]:
     beat = threading.Thread(target=_beat, args=(folder / PROCESS_FILE, record, stop), daemon=True,
                             name="heartbeat")
     beat.start()
-    received: list[int] = []
-    previous = _install(received)
     try:
-        yield
+        with handling_signals():
+            yield
     except BaseException as e:
         # A signal that arrives while a collective or a write is failing may surface as that error.
-        if received or isinstance(e, KeyboardInterrupt):
-            mark_interrupted(folder, received[0] if received else signal.SIGINT)
+        if pending() or isinstance(e, KeyboardInterrupt):
+            mark_interrupted(folder, pending() or getattr(e, "signum", signal.SIGINT))
         else:
             mark_failed(folder, e)
         raise
     finally:
-        _restore(previous)
         stop.set()
         beat.join()
-
-
-def _install(received: list[int]) -> dict[int, Any]:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        raise Interrupted(signum)
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
-        return {}
-    return {s: signal.signal(s, handler) for s in SIGNALS}
-
-
-def _restore(previous: dict[int, Any]) -> None:
-    for s, h in previous.items():
-        signal.signal(s, h)
 
 
 def _beat(path: Path, record: dict[str, Any], stop: threading.Event) -> None:

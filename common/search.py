@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,17 @@ from .checkpoint import (
     CheckpointError,
     checkpoint_path,
     load_checkpoint,
+    partial_path,
     prune_checkpoints,
     save_checkpoint,
     set_rng_state,
     split_model_state,
 )
-from .config import SearchConfig, flag_value
+from .config import ConfigError, SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .metrics import Midway, Stats
+from .runstate import deferred, stop_point, stoppable
 from .space import Space
 from .trainer import Trainer
 
@@ -40,13 +44,13 @@ def scheduler_for(trainer: Trainer) -> Scheduler:
 def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | None = None,
                            with_optimizers: bool = True, resume: bool = False) -> dict[str, Any]:
     """Load weights, alpha, optimizers (and scheduler) from a search checkpoint; one that
-    this run continues (`resume`) must come from a run of as many processes.
+    this run continues (`resume`) must be resumable (`check_resumable`).
 
     Accepts checkpoints written by the original DARTS-PT code (same keys, no RNG state).
     """
     state = load_checkpoint(path)
     if resume:
-        trainer.group.check_nproc(state, path)
+        check_resumable(trainer, state, path)
     sd, inner_alpha = split_model_state(state, ("_arch_parameters", "alphas_normal", "alphas_reduce"))
     try:
         trainer.model.load_state_dict(sd)
@@ -73,6 +77,17 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
     return state
 
 
+def check_resumable(trainer: Trainer, state: dict[str, Any], path: Path) -> None:
+    """A checkpoint this run continues must come from a run of as many processes, and a
+    mid-epoch one from a run of this batch size (its steps are of batches of that size)."""
+    trainer.group.check_nproc(state, path)
+    batch_size = int(state.get("batch_size", trainer.cfg.data.batch_size))
+    if state.get("step") and batch_size != trainer.cfg.data.batch_size:
+        raise ConfigError("batch_size", trainer.cfg.data.batch_size,
+                          f"{path} stopped in the middle of an epoch of batches of {batch_size}: pass "
+                          f"--batch_size {batch_size} to resume it")
+
+
 def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> dict[str, Any]:
     """A search checkpoint to continue the same search from: its schedule must be this one."""
     state = load_search_checkpoint(trainer, path, scheduler, resume=True)
@@ -83,19 +98,28 @@ def load_resumed_search(trainer: Trainer, path: Path, scheduler: Scheduler) -> d
     return state
 
 
+def resume_point(trainer: Trainer, state: dict[str, Any]) -> tuple[int, Midway]:
+    """Where a loaded checkpoint continues: its epoch, and the step and running statistics of
+    that epoch a mid-epoch one (checkpoint_partial) reached."""
+    midway = Midway(Stats(trainer.device), int(state.get("step", 0)))
+    if midway.step:
+        midway.stats.load(trainer.group.own(state, "stats"))
+    return int(state["epoch"]), midway
+
+
 def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict[str, Any] | None,
                board: Board) -> dict[str, Any]:
     """Train the supernet (from `state`, a loaded checkpoint, if resuming), then report the
     magnitude-based genotype in result.json (process 0 writes; the others train along)."""
     cfg, space, group = trainer.cfg, trainer.space, trainer.group
-    start, timer = 0, Timer()
+    start, timer, midway = 0, Timer(), None
     if state is not None:
-        start, timer = int(state["epoch"]), Timer(float(state.get("search_time", 0.0)))
+        (start, midway), timer = resume_point(trainer, state), Timer(float(state.get("search_time", 0.0)))
         group.on_main(lambda: truncate_history(folder / "history.jsonl", start))
-        log.info("resumed from epoch %d", start)
+        log.info("resumed from epoch %d%s", start, f" step {midway.step}" if midway.step else "")
     result = result_base(trainer, "running")
     group.on_main(lambda: write_json(folder / "result.json", result))
-    search_epochs(trainer, scheduler, start, timer, folder, board)
+    search_epochs(trainer, scheduler, start, timer, folder, board, midway=midway)
     genotype = space.genotype(trainer.arch.weights())
     result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
@@ -105,38 +129,75 @@ def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict
 
 
 def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Timer, folder: Path, board: Board,
-                  prefix: str = "checkpoint", history: str = "history.jsonl") -> None:
-    """Supernet training from epoch `start` to --epochs, a checkpoint `{prefix}_{epoch}.pth.tar`
-    every --ckpt_interval epochs and at the end."""
-    cfg, space = trainer.cfg, trainer.space
+                  prefix: str = "checkpoint", history: str = "history.jsonl", midway: Midway | None = None) -> None:
+    """Supernet training from epoch `start` (from `midway` in it) to --epochs, a checkpoint
+    `{prefix}_{epoch}.pth.tar` every --ckpt_interval epochs and at the end. A signal stops it at
+    the next step or epoch end, saved there (`{prefix}_partial.pth.tar`) unless a checkpoint is."""
+    cfg, space, device = trainer.cfg, trainer.space, trainer.device
     log_test_freq(trainer, tuning=False)
-    progress = trainer.progress(cfg.epochs, start)
-    for epoch in range(start, cfg.epochs):
-        lr = scheduler.get_last_lr()[0]
-        cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
-        epsilon = sdarts_epsilon(space.epsilon_alpha, epoch, cfg.epochs)
-        log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
-                 f" epsilon_alpha {epsilon:e}" if space.perturb else "")
-        train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha,
-                                                    cutout_prob=cutout_prob, epsilon=epsilon, progress=progress)
-        scheduler.step()
-        row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss, "lr": lr})
-        checkpoint = None
-        if checkpoints_at(cfg, epoch):
-            rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
-            checkpoint = rngs and {"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
-                                   **rngs, "search_time": timer.elapsed()}
-        trainer.group.on_main(functools.partial(_write_epoch, folder, history, row, checkpoint, epoch + 1, prefix,
-                                                cfg.run.ckpt_keep_every))
+    write = functools.partial(_write_partial, trainer, scheduler, timer, partial_path(folder, prefix))
+    first = midway or Midway(Stats(device))
+    progress = trainer.progress(cfg.epochs, start + (first.step / len(trainer.data.train) if first.step else 0))
+    with deferred():
+        for epoch in range(start, cfg.epochs):
+            lr = scheduler.get_last_lr()[0]
+            cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
+            epsilon = sdarts_epsilon(space.epsilon_alpha, epoch, cfg.epochs)
+            log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
+                     f" epsilon_alpha {epsilon:e}" if space.perturb else "")
+            at = first if epoch == start else Midway(Stats(device))
+            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, cutout_prob=cutout_prob,
+                                                        epsilon=epsilon, progress=progress,
+                                                        midway=Midway(at.stats, at.step, write))
+            with stoppable(trainer.group, device, functools.partial(save_trained, trainer, write, epoch, at.stats)):
+                row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
+                                                           "lr": lr})
+            scheduler.step()  # after the report, which a signal may stop: the epoch's steps left it as it is
+            checkpoint = None
+            if checkpoints_at(cfg, epoch):
+                rngs = trainer.group.rng_states(trainer.device)  # every process's (a collective); None but on process 0
+                checkpoint = rngs and {"epoch": epoch + 1, **trainer.state(), "scheduler": scheduler.state_dict(),
+                                       **rngs, "search_time": timer.elapsed()}
+            trainer.group.on_main(functools.partial(_write_epoch, folder, history, row, checkpoint, epoch + 1, prefix,
+                                                    cfg.run.ckpt_keep_every))
+            stop_point(trainer.group, functools.partial(_save_epoch_end, trainer, write, epoch,
+                                                        checkpoints_at(cfg, epoch)))
+
+
+def _write_partial(trainer: Trainer, scheduler: Scheduler, timer: Timer, path: Path, epoch: int, step: int,
+                   stats: Stats) -> None:
+    """The checkpoint of epoch `epoch` at step `step` (a collective: every process gives its RNG
+    states and running statistics; process 0 writes)."""
+    group = trainer.group
+    rngs, per_process = group.rng_states(trainer.device), group.per_process("stats", stats.state())
+    group.on_main(lambda: save_checkpoint(
+        {"epoch": epoch, "step": step, **trainer.state(), "scheduler": scheduler.state_dict(), **(rngs or {}),
+         **(per_process or {}), "batch_size": trainer.cfg.data.batch_size, "search_time": timer.elapsed()}, path))
+
+
+def save_trained(trainer: Trainer, write: Callable[[int, int, Stats], None], epoch: int, stats: Stats) -> str:
+    """What a signal during epoch `epoch`'s report saves: the epoch past its last step."""
+    write(epoch, len(trainer.data.train), stats)
+    return f"the end of epoch {epoch}'s training steps"
+
+
+def _save_epoch_end(trainer: Trainer, write: Callable[[int, int, Stats], None], epoch: int,
+                    checkpointed: bool) -> str:
+    """What a stop point at the end of epoch `epoch` saves: nothing more after its checkpoint,
+    else the start of the next epoch (a mid-epoch checkpoint at its step 0)."""
+    if not checkpointed:
+        write(epoch + 1, 0, Stats(trainer.device))
+    return f"the end of epoch {epoch}"
 
 
 def _write_epoch(folder: Path, history: str, row: dict[str, Any], checkpoint: dict[str, Any] | None, epoch: int,
                  prefix: str, keep_every: int) -> None:
     """An epoch's history row, and its checkpoint `{prefix}_{epoch}` if it writes one (then the
-    checkpoints --ckpt_keep_every does not keep go)."""
+    checkpoints --ckpt_keep_every does not keep go, and the older mid-epoch one)."""
     append_jsonl(folder / history, row)
     if checkpoint is not None:
         save_checkpoint(checkpoint, checkpoint_path(folder, epoch, prefix))
+        partial_path(folder, prefix).unlink(missing_ok=True)
         prune_checkpoints(folder, keep_every, epoch, prefix)
 
 
@@ -154,14 +215,15 @@ def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any
     `search_history.jsonl` and write `supernet_{epoch}.pth.tar` into the projection folder, so
     an interrupted run continues from the latest of those.
     """
-    epochs, start = trainer.cfg.epochs, int(state["epoch"])
+    epochs, (start, midway) = trainer.cfg.epochs, resume_point(trainer, state)
     if start >= epochs:
         return False
-    log.info("the supernet checkpoint is from search epoch %d: %d more search epochs run before projecting, "
-             "up to --epochs %d (pass --epochs %d to project it as it is)", start, epochs - start, epochs, start)
+    log.info("the supernet checkpoint is from search epoch %d%s: %d more search epochs run before projecting, "
+             "up to --epochs %d (pass --epochs %d to project it as it is)", start,
+             f" step {midway.step}" if midway.step else "", epochs - start, epochs, start)
     trainer.group.on_main(lambda: truncate_history(folder / "search_history.jsonl", start))
     search_epochs(trainer, scheduler, start, Timer(float(state.get("search_time", 0.0))), folder, board,
-                  prefix=SUPERNET, history="search_history.jsonl")
+                  prefix=SUPERNET, history="search_history.jsonl", midway=midway)
     return True
 
 

@@ -71,6 +71,8 @@ class Layout:
     space_dir: Callable[[SearchConfig], Path]                # holds the search folders
     search_name: Callable[[SearchConfig], str]
     projection_name: Callable[[SearchConfig, int], str]      # (config, supernet epoch)
+    # the exp_script that projects a search of this config, and the arguments that make it its method
+    projection_script: Callable[[SearchConfig], tuple[str, ...]] = lambda cfg: ()
 
 
 def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:

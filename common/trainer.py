@@ -16,6 +16,7 @@ forward passes), `--compile` (torch.compile of the model), `--proj_batch_size`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterator
@@ -31,8 +32,9 @@ from .data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches
 from .device import memory_format
 from .distributed import Group
 from .experiment import LOGGER
-from .metrics import Stats, check_finite
+from .metrics import Midway, Stats, check_finite
 from .progress import Progress, run_progress
+from .runstate import stop_point
 from .space import Space, Weights
 
 log = logging.getLogger(LOGGER)
@@ -165,12 +167,17 @@ class Trainer:
 
     # -- passes ---------------------------------------------------------------------------
     def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float, epsilon: float = 0.0,
-                    tuning: bool = False, progress: Progress | None = None) -> tuple[float, float]:
-        """One epoch; `progress`: the run's, for its ETA in the log lines (None: this epoch alone)."""
+                    tuning: bool = False, progress: Progress | None = None,
+                    midway: Midway | None = None) -> tuple[float, float]:
+        """One epoch (from `midway` on: its step and running stats; the whole epoch without it);
+        `progress`: the run's, for its ETA in the log lines (None: this epoch alone). Every step
+        boundary is a stop point (common/runstate.py), where `midway.write` saves the epoch so far."""
         self.model.train()
-        stats = Stats(self.device)
-        lines = (progress or self.progress(epoch + 1, epoch)).epoch(epoch, len(self.data.train))
-        for step, ((x, y, n), (xa, ya, na)) in enumerate(self._pairs(epoch, cutout_prob, tuning)):
+        midway = midway or Midway(Stats(self.device))
+        stats, steps = midway.stats, len(self.data.train)
+        lines = (progress or self.progress(epoch + 1, epoch)).epoch(epoch, steps, midway.step)
+        pairs = self._pairs(epoch, cutout_prob, tuning, midway.step)
+        for step, ((x, y, n), (xa, ya, na)) in enumerate(pairs, midway.step):
             if train_alpha:
                 self.alpha_step(xa, ya, na)
             logits, loss = self.weight_step(x, y, epsilon, n)
@@ -179,16 +186,26 @@ class Trainer:
                 acc, avg = self.group.result(stats)  # the only host sync inside an epoch
                 check_finite(avg, f"training loss at epoch {epoch} step {step}")
                 lines.log(step, f"loss {avg:.4f} acc {acc:.2f}")
+            if step + 1 < steps:  # the epoch's end is its run's stop point
+                stop_point(self.group, functools.partial(self._save_midway, midway, epoch, step + 1))
         return self.group.result(stats)
 
-    def progress(self, epochs: int, start: int) -> Progress:
-        """The progress lines of `epochs` epochs from `start`. Several processes log at the same
-        steps only: a line reads the loss of all of them (a collective), and their clocks differ."""
+    def _save_midway(self, midway: Midway, epoch: int, step: int) -> str:
+        """The epoch so far, as a stop point saves it (never a diverged one)."""
+        check_finite(self.group.result(midway.stats)[1], f"training loss at epoch {epoch} step {step - 1}")
+        midway.write(epoch, step, midway.stats)
+        return f"epoch {epoch} step {step}"
+
+    def progress(self, epochs: int, start: float) -> Progress:
+        """The progress lines of `epochs` epochs from `start` (a fraction: from the middle of one).
+        Several processes log at the same steps only: a line reads the loss of all of them (a
+        collective), and their clocks differ."""
         return run_progress(self.cfg.run, epochs, start, timed=not self.group.distributed)
 
-    def _pairs(self, epoch: int, cutout_prob: float, tuning: bool) -> Iterator:
-        """(weight batch, alpha batch) per step, `len(train)` steps; each batch as (images,
-        targets, images in all processes).
+    def _pairs(self, epoch: int, cutout_prob: float, tuning: bool, start: int = 0) -> Iterator:
+        """(weight batch, alpha batch) per step, from step `start` to `len(train)`; each batch as
+        (images, targets, images in all processes). Batches are drawn from (seed, epoch, step),
+        so the steps before `start` are skipped without drawing them.
 
         `--sampling fresh` (default) samples as the original: a search step draws both batches
         from new iterators (`next(iter(queue))`: a random batch, images repeat across steps);
@@ -198,13 +215,15 @@ class Trainer:
         train_key, valid_key = (TUNE_TRAIN, TUNE_VALID) if tuning else (TRAIN, VALID)
         train, valid = self.data.train, self.data.valid
         if self.cfg.sampling == "epoch":
-            alpha = (b for rep in itertools.count() for b in _sized(valid, (valid_key, epoch, rep), cutout_prob))
-            return zip(_sized(train, (train_key, epoch), cutout_prob), alpha)
+            first, skip = divmod(start, len(valid))
+            alpha = (b for rep in itertools.count(first)
+                     for b in _sized(valid, (valid_key, epoch, rep), cutout_prob, skip if rep == first else 0))
+            return zip(_sized(train, (train_key, epoch), cutout_prob, start), alpha)
         if tuning:
-            weight = _sized(train, (train_key, epoch), cutout_prob)
+            weight = _sized(train, (train_key, epoch), cutout_prob, start)
         else:
-            weight = (_sampled(train, (train_key, epoch, step), cutout_prob) for step in range(len(train)))
-        return zip(weight, (_sampled(valid, (valid_key, epoch, step), cutout_prob) for step in itertools.count()))
+            weight = (_sampled(train, (train_key, epoch, step), cutout_prob) for step in range(start, len(train)))
+        return zip(weight, (_sampled(valid, (valid_key, epoch, step), cutout_prob) for step in itertools.count(start)))
 
     def evaluate(self, batches: Batches, key: tuple[int, ...], weights: Weights | None = None,
                  active: Active | None = None, train_mode: bool = False,
@@ -256,9 +275,11 @@ class Trainer:
                 p.grad = torch.zeros_like(p)
 
 
-def _sized(batches: Batches, key: tuple[int, ...], cutout_prob: float) -> Iterator[tuple[Tensor, Tensor, int]]:
-    """A pass of `batches`, each batch with its number of images in all processes."""
-    for step, (x, y) in enumerate(batches(key, cutout_prob)):
+def _sized(batches: Batches, key: tuple[int, ...], cutout_prob: float,
+           start: int = 0) -> Iterator[tuple[Tensor, Tensor, int]]:
+    """A pass of `batches` from its batch `start` on, each batch with its number of images in
+    all processes."""
+    for step, (x, y) in enumerate(batches(key, cutout_prob, start), start):
         yield x, y, batches.batch_size_of(step)
 
 

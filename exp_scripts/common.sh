@@ -4,6 +4,18 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
+# The command as the user typed it, for the commands a run prints (common/commands.py): a script
+# that another one execs (blank-proj-201.sh given --space) keeps the one typed, whose process it is.
+if [[ ${DARTS_PT_COMMAND_PID:-} != "$$" ]]; then
+    DARTS_PT_COMMAND=$(printf '%s\x1f' bash "$0" "$@")
+    export DARTS_PT_COMMAND DARTS_PT_COMMAND_PID=$$
+fi
+
+# The arguments as one line, each flag once with the value in force (argparse keeps the last);
+# what the module gets is left as it is.
+shown() {
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m common.commands "$@" 2>/dev/null || echo "$*"
+}
 
 run() {
     local module=$1
@@ -14,7 +26,7 @@ run() {
         printf '%s\0' "$module" "$@"
         exit 0
     fi
-    echo "[$(basename "$0")] $PYTHON -m $module $*"
+    echo "[$(basename "$0")] $PYTHON -m $module $(shown "$@")"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m "$module" "$@"
 }
 
@@ -71,7 +83,7 @@ run_distributed() {
         [[ -n $node_rank ]] && launch+=(--node_rank "$node_rank")
         [[ -n $rdzv_id ]] && launch+=(--rdzv_id "$rdzv_id")
     fi
-    echo "[$(basename "$0")] $PYTHON -m common.launch ${launch[*]} -m $module ${args[*]}"
+    echo "[$(basename "$0")] $PYTHON -m common.launch ${launch[*]} -m $module $(shown "${args[@]}")"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
         exec "$PYTHON" -m common.launch "${launch[@]}" -m "$module" "${args[@]}"
 }

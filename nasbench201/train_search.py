@@ -84,7 +84,8 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
 
 
 LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "nasbench201",
-                search_name=search_name, projection_name=projection_name)
+                search_name=search_name, projection_name=projection_name,
+                projection_script=lambda cfg: (f"{cfg.method}-proj-201.sh",))
 
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -57,14 +58,15 @@ from common.experiment import (
     log_to_file,
     new_run_dir,
     record_config,
-    run_target,
+    resume_checkpoint,
+    set_aside,
     start_logging,
     truncate_history,
     write_json,
 )
-from common.metrics import Stats, check_finite
+from common.metrics import Midway, Stats, check_finite
 from common.progress import Progress, run_progress
-from common.runstate import tracked
+from common.runstate import continue_with, deferred, handling_signals, resume_run, stop_point, stoppable, tracked
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -204,22 +206,12 @@ def start(parser: Callable[[], argparse.ArgumentParser], to_config: Callable[[ar
         with group.quiet():
             cfg = parse_config(parser(), lambda args: to_config(args, group.size), argv, processes=group.size)
         defaults = to_config(parser().parse_args([]), 1)  # what the log's config block leaves out
-        code = exit_code(lambda: run(cfg, group, run_class, defaults), report=group.main)
+        with handling_signals(main=group.main):
+            code = exit_code(lambda: run(cfg, group, run_class, defaults), report=group.main)
     except SystemExit as e:  # argparse: a refused flag, or --help
         code = int(e.code or 0)
     group.close()
     return code
-
-
-@dataclass
-class Midway:
-    """Where a training epoch starts: at `step`, after the steps whose running loss and accuracy
-    `stats` holds (step 0: at its start), and what writes its mid-epoch checkpoints
-    (`write(epoch, step, stats)`, a collective)."""
-
-    stats: Stats
-    step: int = 0
-    write: Callable[[int, int, Stats], None] = lambda epoch, step, stats: None
 
 
 class Run:
@@ -300,12 +292,16 @@ class Run:
         self.model = self.group.wrap(self.net, self.device)
 
     def epoch(self, epoch: int, progress: Progress, midway: Midway | None = None) -> dict[str, float]:
-        """Train one epoch (from `midway` on), step the schedule, test: the epoch's history row."""
+        """Train one epoch (from `midway` on), test, step the schedule: the epoch's history row. A
+        signal during the test (one process) stops the run, saved as the training left it."""
         lr = self.scheduler.get_last_lr()[0]
         log.info("epoch %d lr %e", epoch, lr)
+        midway = midway or Midway(Stats(self.device))
         train_acc, train_loss = self.train_epoch(epoch, progress, midway)
-        self.scheduler.step()
-        test = self.evaluate()
+        with stoppable(self.group, self.device, functools.partial(_save_trained, self.group, midway, epoch,
+                                                                  self.train_steps())):
+            test = self.evaluate()
+        self.scheduler.step()  # after the test, which a signal may stop: the training left it as it is
         return {"epoch": epoch, "lr": lr, "train_acc": train_acc, "train_loss": train_loss, **test,
                 "drop_path_prob": self.net.drop_path_prob}
 
@@ -314,7 +310,8 @@ class Run:
 
     def train_epoch(self, epoch: int, progress: Progress, midway: Midway | None = None) -> tuple[float, float]:
         """Accuracy (%) and mean loss (auxiliary term included, as DARTS logs it) of one epoch,
-        from `midway` on (the whole epoch without it)."""
+        from `midway` on (the whole epoch without it). Every step boundary is a stop point
+        (common/runstate.py), where `midway.write` saves the epoch so far."""
         cfg, model, group = self.cfg, self.model, self.group
         midway = midway or Midway(Stats(self.device))
         stats, steps = midway.stats, self.train_steps()
@@ -338,9 +335,10 @@ class Run:
                 acc, avg = group.result(stats)
                 _check_finite(avg, epoch)
                 lines.log(step, f"loss {avg:e} acc {acc:f}")
-            if cfg.ckpt_steps and (step + 1) % cfg.ckpt_steps == 0 and step + 1 < steps:
-                _check_finite(group.result(stats)[1], epoch)  # no checkpoint of a diverged run
-                midway.write(epoch, step + 1, stats)
+            if step + 1 < steps:  # the epoch's end is its run's stop point
+                if cfg.ckpt_steps and (step + 1) % cfg.ckpt_steps == 0:
+                    _save_midway(group, midway, epoch, step + 1)
+                stop_point(group, functools.partial(_save_midway, group, midway, epoch, step + 1))
         acc, loss = group.result(stats)
         _check_finite(loss, epoch)
         log.info("train_acc %f", acc)
@@ -416,6 +414,7 @@ def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, P
         raise ConfigError("arch", cfg.arch[:60], e.args[0] if e.args else str(e)) from e
     name = arch_name(cfg.arch, genotype)
     folder = run_folder(cfg, name)
+    continue_with(lambda: resume_run(folder))
     state, path = resume_state(folder, cfg.run)
     r = run_class(cfg, genotype, device, group)
     if path is not None:
@@ -426,18 +425,9 @@ def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, P
 
 
 def resume_state(folder: Path, run: RunConfig) -> tuple[dict[str, Any], Path | None]:
-    """The checkpoint a run continues, and its file ({} and None: a new run). --resume_epoch -1
-    takes the mid-epoch one when it is at least as new as the latest full one."""
-    partial = ckpt.partial_path(folder)
-    if run.resume_epoch == -1 and partial.is_file():
-        state = ckpt.load_checkpoint(partial)
-        if int(state.get("epoch", 0)) >= max(ckpt.checkpoint_epochs(folder), default=0):
-            return state, partial
-    epoch = run_target(folder, run.resume_epoch, run.overwrite)
-    if epoch == 0:
-        return {}, None
-    path = ckpt.checkpoint_path(folder, epoch)
-    return ckpt.load_checkpoint(path), path
+    """The checkpoint a run continues, and its file ({} and None: a new run)."""
+    path = resume_checkpoint(folder, run.resume_epoch, run.overwrite)
+    return (ckpt.load_checkpoint(path), path) if path is not None else ({}, None)
 
 
 def run(cfg: EvalConfig, group: Group, run_class: type[Run], defaults: EvalConfig) -> dict[str, Any]:
@@ -473,6 +463,8 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     top5 = state.get("test_acc_top5")
     if state and main:
         truncate_history(folder / "history.jsonl", start)
+        if "step" not in state:  # continued from an epoch's checkpoint
+            _set_aside_later(folder, start)
 
     def write_partial(epoch: int, step: int, stats: Stats) -> None:
         """The mid-epoch checkpoint (a collective: every process gives its states and Stats)."""
@@ -502,31 +494,66 @@ def train(r: Run, name: str, folder: Path, genotype: Genotype, state: dict[str, 
     # collective), and their clocks differ.
     progress = run_progress(cfg.run, cfg.epochs, start + midway.step / r.train_steps(),
                             timed=not r.group.distributed)
-    for epoch in range(start, cfg.epochs):
-        row = r.epoch(epoch, progress, midway if epoch == start else Midway(Stats(r.device), write=write_partial))
-        test_acc, top5 = row["test_acc"], row.get("test_acc_top5")
-        improved = best_acc is None or test_acc > best_acc
-        best_acc = test_acc if improved else best_acc
-        checkpoint = r.state() if (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs else None
-        if not main:
-            continue
-        append_jsonl(folder / "history.jsonl", row)
-        board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
-        if improved:
-            ckpt.save_checkpoint({"epoch": epoch + 1, "state_dict": r.net.state_dict(), "best_acc": best_acc,
-                                  **({"test_acc_top5": top5} if r.top5 else {})}, folder / BEST)
-        if checkpoint is not None:
-            ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint, **_scores(r, best_acc, test_acc, top5, timer)},
-                                 ckpt.checkpoint_path(folder, epoch + 1))
-            ckpt.partial_path(folder).unlink(missing_ok=True)  # older than the checkpoint just written
-            ckpt.prune_checkpoints(folder, cfg.run.ckpt_keep_every, keep=epoch + 1)
-        result.update(epochs_done=epoch + 1, **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
-        write_json(folder / "result.json", result)  # progress for whoever watches the run
+    with deferred():  # a signal stops the run at the next step or epoch end, saved there
+        for epoch in range(start, cfg.epochs):
+            row = r.epoch(epoch, progress, midway if epoch == start else Midway(Stats(r.device), write=write_partial))
+            test_acc, top5 = row["test_acc"], row.get("test_acc_top5")
+            improved = best_acc is None or test_acc > best_acc
+            best_acc = test_acc if improved else best_acc
+            checkpointed = (epoch + 1) % cfg.run.ckpt_interval == 0 or epoch + 1 == cfg.epochs
+            checkpoint = r.state() if checkpointed else None
+            if main:
+                append_jsonl(folder / "history.jsonl", row)
+                board.scalars({k: float(v) for k, v in row.items() if k != "epoch"}, epoch)
+                if improved:
+                    ckpt.save_checkpoint({"epoch": epoch + 1, "state_dict": r.net.state_dict(), "best_acc": best_acc,
+                                          **({"test_acc_top5": top5} if r.top5 else {})}, folder / BEST)
+                if checkpoint is not None:
+                    ckpt.save_checkpoint({"epoch": epoch + 1, **checkpoint,
+                                          **_scores(r, best_acc, test_acc, top5, timer)},
+                                         ckpt.checkpoint_path(folder, epoch + 1))
+                    ckpt.partial_path(folder).unlink(missing_ok=True)  # older than the checkpoint just written
+                    ckpt.prune_checkpoints(folder, cfg.run.ckpt_keep_every, keep=epoch + 1)
+                result.update(epochs_done=epoch + 1,
+                              **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
+                write_json(folder / "result.json", result)  # progress for whoever watches the run
+            stop_point(r.group, functools.partial(_save_epoch_end, r, write_partial, epoch, checkpointed))
     result.update(status="finished", **_accuracies(best_acc, test_acc, top5 if r.top5 else False, timer))
     if main:
         write_json(folder / "result.json", result)
     log.info("finished: test accuracy %.2f%% (best %.2f%%), %.0f s", test_acc, best_acc, timer.elapsed())
     return result
+
+
+def _save_epoch_end(r: Run, write_partial: Callable[[int, int, Stats], None], epoch: int, checkpointed: bool) -> str:
+    """What a stop point at the end of epoch `epoch` saves: nothing more after its checkpoint,
+    else the start of the next epoch (a mid-epoch checkpoint at its step 0)."""
+    if not checkpointed:
+        write_partial(epoch + 1, 0, Stats(r.device))
+    return f"the end of epoch {epoch}"
+
+
+def _save_midway(group: Group, midway: Midway, epoch: int, step: int) -> str:
+    """The epoch so far, as a mid-epoch checkpoint (never of a diverged run)."""
+    _check_finite(group.result(midway.stats)[1], epoch)
+    midway.write(epoch, step, midway.stats)
+    return f"epoch {epoch} step {step}"
+
+
+def _save_trained(group: Group, midway: Midway, epoch: int, steps: int) -> str:
+    """What a signal during epoch `epoch`'s test saves: the epoch past its last step."""
+    _save_midway(group, midway, epoch, steps)
+    return f"the end of epoch {epoch}'s training steps"
+
+
+def _set_aside_later(folder: Path, epoch: int) -> None:
+    """A run that continues from epoch `epoch`'s checkpoint moves the later trajectory's
+    checkpoints aside, and its best model if that is of a later epoch."""
+    best = folder / BEST
+    later = ckpt.later_checkpoints(folder, epoch)
+    if best.is_file() and int(ckpt.load_checkpoint(best).get("epoch", 0)) > epoch:
+        later.append(best)
+    set_aside(folder, later, f"continuing from epoch {epoch}")
 
 
 def _scores(r: Run, best_acc: float | None, test_acc: float | None, top5: float | None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from common import commands
 from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, ConfigError, SearchConfig, check, finite
@@ -30,6 +31,7 @@ from .model_search import DartsSupernet
 from .perturb import PERTURBATIONS
 from .report_hooks import FOLDER, REPORT_HOOKS
 from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
+from .train import AUX_IMAGE_SIZE
 
 log = logging.getLogger(LOGGER)
 
@@ -113,8 +115,16 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
+def projection_script(cfg: SearchConfig) -> tuple[str, ...]:
+    """The exp_script projecting a search of `cfg` (SDARTS-ADV: SDARTS-RS's, with PGD)."""
+    if cfg.method != "sdarts":
+        return (f"{cfg.method}-proj-sota.sh",)
+    pgd = cfg.space.perturb_alpha == "pgd_linf"
+    return ("sdarts-rs-proj-sota.sh", *(("--perturb_alpha", "pgd_linf") if pgd else ()))
+
+
 LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / FOLDER / cfg.data.dataset,
-                search_name=search_name, projection_name=projection_name)
+                search_name=search_name, projection_name=projection_name, projection_script=projection_script)
 
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
@@ -203,8 +213,21 @@ def finalize(cfg: SearchConfig, num_classes: int, folder: Path, genotype: Genoty
               "params_mb_with_aux": round(sum(p.numel() for p in net.parameters()) / 1e6, 4)}
     result.update(genotype_name=name, genotype_file=str(registered), eval_size=params,
                   figures=[str(f) for f in figures])
-    log.info("genotype %s registered (%s); %.2f M parameters at C=%d, %d layers; run it with "
-             "`bash exp_scripts/eval.sh --arch %s`", name, registered, params["params_mb"], C, layers, name)
+    log.info("genotype %s registered (%s); %.2f M parameters at C=%d, %d layers; run it with `%s`", name,
+             registered, params["params_mb"], C, layers, commands.shell(eval_command(cfg, name)))
+
+
+EVAL_SCRIPTS = {"cifar100": "eval-c100.sh", "svhn": "eval-svhn.sh"}  # else eval.sh, CIFAR-10's protocol
+
+
+def eval_command(cfg: SearchConfig, name: str) -> list[str]:
+    """The exp_script that trains genotype `name` from scratch on this projection's data, with
+    the folders this command was given (--exp_root holds the registered genotype)."""
+    args = ["--arch", name, *commands.given(commands.typed(), ("--exp_root", "--data"))]
+    if cfg.data.dataset not in EVAL_SCRIPTS and cfg.data.dataset != "cifar10":  # your own images
+        args += ["--dataset", cfg.data.dataset, "--image_size", str(cfg.data.image_size)]
+        args += ["--no_auxiliary"] if cfg.data.image_size != AUX_IMAGE_SIZE else []
+    return commands.exp_script(EVAL_SCRIPTS.get(cfg.data.dataset, "eval.sh"), *args)
 
 
 SEARCH_SPACE = SearchSpace(name=FOLDER, parser=build_parser, config=config, layout=LAYOUT,

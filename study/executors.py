@@ -7,6 +7,7 @@ latest checkpoint, and leave failed ones (and what depends on them) alone unless
 """
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shlex
@@ -14,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +42,8 @@ from .manifest import (
 from .plan import Context, NotReady, PlanError, Run, command, launch_command, read_result, run_folder
 
 START, WAIT, SKIP, BLOCK = "start", "wait", "skip", "block"
+# After Ctrl-C, how long the runs (signalled by the terminal too) get to stop and save on their own.
+STOP_ON_THEIR_OWN_S = 20
 
 
 @dataclass
@@ -169,8 +173,8 @@ class LocalExecutor:
         previous = signal.signal(signal.SIGTERM, _raise_stop)
         try:
             self._loop(runs)
-        except (KeyboardInterrupt, Stop):
-            self._stop()
+        except (KeyboardInterrupt, Stop) as e:
+            self._stop(told=isinstance(e, KeyboardInterrupt))
             s.say("stopped; the same command resumes the study")
             return 130
         finally:
@@ -251,9 +255,13 @@ class LocalExecutor:
                       f"log {s.rel(s.ctx.log_path(job.run))}")
         return ended
 
-    def _stop(self) -> None:
-        """Stop the runs (SIGTERM, then SIGKILL); each resumes from its checkpoint later."""
+    def _stop(self, told: bool = False) -> None:
+        """Stop the runs (SIGTERM, then SIGKILL); each resumes from its checkpoint later. After
+        Ctrl-C (`told`), which the terminal sends the runs too, they first get a while to stop
+        at their next step, saved there: a second signal would stop them at once."""
         s = self.session
+        if told:
+            _wait(self.running.values(), time.time() + STOP_ON_THEIR_OWN_S)
         for job in self.running.values():
             if job.proc.poll() is None:
                 job.proc.terminate()
@@ -280,6 +288,13 @@ class LocalExecutor:
             s.say(f"report: python -m analysis {s.ctx.study_dir}" + (" --include_fast (its runs are --fast smoke runs)"
                                                                      if smoke else ""))
         return 0 if finished == len(runs) else 1
+
+
+def _wait(jobs: Iterable[Launched], deadline: float) -> None:
+    """Until the jobs have ended, or the deadline."""
+    for job in jobs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.proc.wait(max(deadline - time.time(), 0.01))
 
 
 def spawn(argv: list[str], log: IO[str], env: dict[str, str], lock_fd: int | None) -> subprocess.Popen:

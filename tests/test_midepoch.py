@@ -14,10 +14,10 @@ from common.config import ConfigError
 from common.data import Batches, ImageSet
 from common.distributed import Group
 from common.imagefolder import Stream, open_splits
-from common.metrics import DivergedError, Stats
+from common.metrics import DivergedError, Midway, Stats
 from common.progress import Progress
 from sota.genotypes import get_genotype
-from sota.train import Midway, prepare
+from sota.train import prepare
 from sota.train_imagenet import ImageNetRun, build_parser, config
 from tests.conftest import kill_when, partial_after, run_script
 from tests.fixtures.datasets import write_imagefolder

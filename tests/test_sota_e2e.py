@@ -10,6 +10,7 @@ import torch
 from sota.genotypes import genotype_from_string, get_genotype
 from sota.spaces import NODE_EDGES
 from tests.conftest import TEST_GPU, read_json, run_script
+from tests.test_interrupt import hint, pasted
 
 pytestmark = pytest.mark.slow  # end to end through the exp_scripts
 
@@ -22,13 +23,15 @@ TINY = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report
 def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, dataset, script):
     data = str(small_cifar10 if dataset == "cifar10" else small_svhn)
     common = ["--data", data, "--exp_root", str(tmp_path), "--space", space, "--dataset", dataset, *TINY]
-    run_script(f"{script}-sota.sh", *common, "--epochs", "2", "--ckpt_interval", "1")
+    out = run_script(f"{script}-sota.sh", *common, "--epochs", "2", "--ckpt_interval", "1").stdout
     folder = tmp_path / "sota" / dataset / f"search-{script}-sota-{space}-2"
     result = read_json(folder / "result.json")
     assert result["status"] == "finished" and result["space"] == space
     assert {p.name for p in folder.glob("checkpoint_*")} == {"checkpoint_1.pth.tar", "checkpoint_2.pth.tar"}
 
-    run_script(f"{script}-proj-sota.sh", *common, "--resume_epoch", "2", "--proj_intv", "1")
+    # the command the search names projects it (the folders and checkpoint as it says; sizes from it)
+    tiny = [*TINY[:2], *TINY[6:]]  # not its sizes: the projection takes them from the search run
+    out = pasted(hint(out, "project it with"), "--proj_intv", "1", *tiny)
     proj = folder / f"{script}-proj-sota-seed2-acc-intv1-ep2"
     result = read_json(proj / "result.json")
     assert result["status"] == "finished"
@@ -45,10 +48,11 @@ def test_search_projection_eval(tmp_path, small_cifar10, small_svhn, space, data
             assert sum(bool(final[kind][e].any()) for e in edges) == 2, (kind, node)
         assert all(int((row != 0).sum()) <= 1 for row in final[kind])  # one op per kept edge
 
-    eval_script = {"cifar10": "eval.sh", "svhn": "eval-svhn.sh"}[dataset]
-    run_script(eval_script, "--arch", result["genotype_name"], "--data", data, "--exp_root", str(tmp_path),
-               "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1",
-               "--gpu", TEST_GPU, "--no_tensorboard", "--report_freq", "100")
+    # and the command the projection names evaluates its genotype (at a tiny size, one epoch)
+    evaluate, eval_script = hint(out, "run it with"), {"cifar10": "eval.sh", "svhn": "eval-svhn.sh"}[dataset]
+    assert evaluate.endswith(f"/{eval_script} --arch {result['genotype_name']} --exp_root {tmp_path} --data {data}")
+    pasted(evaluate, "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1",
+           "--gpu", TEST_GPU, "--no_tensorboard", "--report_freq", "100")
     evaluated = read_json(tmp_path / "sota" / dataset / "eval" / f"eval-{result['genotype_name']}-2" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == result["genotype_name"]
 
