@@ -153,6 +153,8 @@ class Trainer:
                 project = self.arch.apply_projection  # decided edges stay fixed under perturbation
                 weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
                 self.group.broadcast(weights.values())  # drawn once, by process 0
+                # a perturbation left unbroadcast stops here (SDARTS steps sync the host anyway, below)
+                self.group.check_same(weights.values(), "perturbed mixing weights")
                 active = None  # perturbation may zero weights: the model reads which ones (one sync)
             self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
             logits = self.forward(x, weights, active)
