@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import sharding
 from .checkpoint import rng_state
 from .config import ConfigError
 from .data import PROCESS, stream_seed
@@ -145,6 +146,11 @@ class Group:
         processes' gradients is the gradient of the mean loss over the `batch` (exactly 1 when
         the shards are equal)."""
         return loss * (shard * self.size / batch) if self.distributed else loss
+
+    def computing(self, batch: int) -> contextlib.AbstractContextManager[None]:
+        """Forwards inside the block compute this process's shard of a global batch of `batch`
+        images (what per-image random draws need to know: common/sharding.py)."""
+        return sharding.computing(batch, self.rank, self.size)
 
     def result(self, stats: Stats) -> tuple[float, float]:
         """Accuracy (%) and mean loss over every process's images."""

@@ -115,7 +115,7 @@ class Trainer:
         An alpha the loss does not depend on (e.g. every op downstream of its cells is
         `noise`) gets no gradient and Adam leaves it alone, as after `loss.backward()`.
         """
-        with self._autocast():
+        with self._autocast(), self.group.computing(batch or len(y)):
             loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
         loss = self.group.weighted(loss, len(y), batch or len(y))
         params = self.arch.parameters()
@@ -148,7 +148,7 @@ class Trainer:
         x = self._layout(x)
         weights = {k: w.detach() for k, w in self.arch.weights().items()}
         active: Active | None = self.arch.active()
-        with self._autocast():
+        with self._autocast(), self.group.computing(batch or len(y)):
             if self.space.perturb is not None:
                 project = self.arch.apply_projection  # decided edges stay fixed under perturbation
                 weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
@@ -227,8 +227,9 @@ class Trainer:
         self.model.train(train_mode)
         stats = Stats(self.device)
         with torch.inference_mode(), self._autocast():
-            for x, y in batches(key, cutout_prob):
-                logits = forward(self._layout(x), weights, active)
+            for step, (x, y) in enumerate(batches(key, cutout_prob)):
+                with self.group.computing(batches.batch_size_of(step)):
+                    logits = forward(self._layout(x), weights, active)
                 stats.add(logits, y, self.criterion(logits, y))
         self.model.train()
         return self.group.result(stats)
