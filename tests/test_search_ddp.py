@@ -291,6 +291,23 @@ def test_projection_resumes_with_its_processes_only(searched, tmp_path):
 
 
 @pytest.mark.slow
+def test_runs_of_two_processes_end_cleanly(searched):
+    """20 two-process runs back to back (10 searches, 10 projections, --fast) each exit 0 with a
+    finished result.json, and no process aborts at exit: a process group that outlived
+    Group.close (common/distributed.py) aborted about one such run in 30."""
+    folder = nb201(searched)
+    for i in range(10):
+        search = run_script("darts-201.sh", *searched, "--nproc", "2", "--fast", "--expid_tag", f"end{i}")
+        projection = run_script("darts-proj-201.sh", *searched, "--nproc", "2", "--fast", "--resume_epoch", "2",
+                                "--proj_intv", "1", "--log_tag", f"end{i}")
+        for proc in (search, projection):
+            assert "terminate called" not in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+        assert read_json(folder / f"search-darts-201-1-end{i}" / "result.json")["status"] == "finished"
+        assert read_json(folder / "search-darts-201-1" / f"darts-proj-201-seed1-acc-intv1-ep2-end{i}" /
+                         "result.json")["status"] == "finished"
+
+
+@pytest.mark.slow
 def test_bad_command_ends_every_process_with_one_line(searched):
     """96 training images: halves of 48, and batches of 47 leave a last batch of 1 image."""
     root = Path(searched[searched.index("--exp_root") + 1])
