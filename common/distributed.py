@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import sharding
 from .checkpoint import rng_state
 from .config import ConfigError
 from .data import PROCESS, stream_seed
@@ -48,6 +49,7 @@ class Group:
         size = int(os.environ.get("WORLD_SIZE", "1"))
         if size == 1:
             return cls()
+        _import_group_defaults()
         # gloo for CPU tensors and the object collectives, NCCL for CUDA tensors: one group
         # serves GPU runs and `--gpu cpu` runs, and is there before the flags are parsed.
         dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
@@ -63,7 +65,8 @@ class Group:
 
     def close(self) -> None:
         """Wait for every process (so that process 0 has said everything before torchrun sees
-        one end and stops the others), then leave the process group."""
+        one end and stops the others), then leave the process group: its threads end here, not
+        at exit (see `_import_group_defaults`)."""
         if self.distributed:
             dist.barrier()
             dist.destroy_process_group()
@@ -144,6 +147,11 @@ class Group:
         the shards are equal)."""
         return loss * (shard * self.size / batch) if self.distributed else loss
 
+    def computing(self, batch: int) -> contextlib.AbstractContextManager[None]:
+        """Forwards inside the block compute this process's shard of a global batch of `batch`
+        images (what per-image random draws need to know: common/sharding.py)."""
+        return sharding.computing(batch, self.rank, self.size)
+
     def result(self, stats: Stats) -> tuple[float, float]:
         """Accuracy (%) and mean loss over every process's images."""
         if not self.distributed:
@@ -172,6 +180,21 @@ class Group:
             flat = _flat(same)
             dist.broadcast(flat, 0)
             _unflat(flat, same)
+
+    def check_same(self, tensors: Iterable[Tensor], what: str) -> None:
+        """Raise if the processes hold different values of `tensors` (a checksum of them: one
+        all-reduce of two numbers, and a host sync): what each process must draw alike, or have
+        broadcast, would otherwise go unnoticed until the processes' models parted or a collective
+        failed."""
+        if not self.distributed:
+            return
+        flat = _flat([t.detach().double() for t in tensors])
+        checksum = flat @ torch.linspace(1.0, 2.0, len(flat), dtype=flat.dtype, device=flat.device)
+        extremes = torch.stack([checksum, -checksum])  # the maximum of both: the largest and smallest
+        dist.all_reduce(extremes, dist.ReduceOp.MAX)
+        largest, smallest = extremes[0].item(), -extremes[1].item()
+        if largest != smallest:
+            raise RuntimeError(f"the processes hold different {what} (checksums from {smallest!r} to {largest!r})")
 
     def average_gradients(self, params: Iterable[Tensor]) -> None:
         """Replace the gradients of `params` by their mean over the processes (one all-reduce of
@@ -231,6 +254,25 @@ class Group:
         objects = [None] * self.size if self.main else None
         dist.gather_object(obj, objects, dst=0)
         return objects
+
+
+def _import_group_defaults() -> None:
+    """Import, before the process group exists, the torch modules whose functions take
+    `group=group.WORLD` as a default argument, evaluated once, at import: imported later, they
+    hold the group for good, and `destroy_process_group` cannot end it.
+
+    torch.optim imports them on first use (SGD -> torch._dynamo -> FSDP -> torch.distributed.nn),
+    after `start`. The group then outlived `close` with its gloo threads running, and now and then
+    a process that had finished its work aborted at exit ("terminate called without an active
+    exception", SIGABRT; issue 22). A core dump shows why: a pt_gloo_runloop thread was still
+    destroying the barrier's work (and the all_gather's it holds) when the main thread began
+    finalising the interpreter; freeing a tensor there needs the GIL, a thread that asks for the
+    GIL during finalisation is made to exit, and that exit unwinds through a C++ destructor: a
+    std::terminate. Imported first, the defaults are None (the group current at each call), and
+    `close` joins the group's threads while the interpreter is whole."""
+    import torch.distributed.nn  # noqa: F401
+    from torch.distributed.fsdp import sharded_grad_scaler  # noqa: F401
+    from torch.distributed.optim import zero_redundancy_optimizer  # noqa: F401
 
 
 def _flat(tensors: list[Tensor]) -> Tensor:

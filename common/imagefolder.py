@@ -156,7 +156,9 @@ class Stream:
 
     Training: a DistributedSampler shuffles with the run's seed and the epoch (`set_epoch`),
     and each image is augmented with its own seed. Testing: every image once, in order, split
-    over the processes.
+    over the processes. A pass has as many batches on every process (what the largest share
+    needs), so that the processes meet at the same collectives: a process whose share has ended
+    (validation shares differ by one image) yields empty batches for the rest of the pass.
     """
 
     def __init__(self, folder: datasets.ImageFolder, batch_size: int, *, train: bool, seed: int,
@@ -168,7 +170,8 @@ class Stream:
         self.order: Sampler[int] = (DistributedSampler(self.data, processes, rank, shuffle=True, seed=seed)
                                     if train else _Strided(len(folder), rank, processes))
         self.sampler = _Tail(self.order)
-        self.steps = -(-len(self.order) // batch_size)  # of a whole pass
+        largest = -(-len(folder) // processes)  # share: every process's in training (DistributedSampler pads)
+        self.steps = -(-largest // batch_size)  # of a whole pass
         # workers start per pass (not persistent), so that they see the epoch set below
         self.loader = DataLoader(self.data, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
                                  pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None,
@@ -188,8 +191,17 @@ class Stream:
         # before the checkpoint's RNG state, so it must not draw again.
         with torch.random.fork_rng(devices=[]) if start else contextlib.nullcontext():
             batches = iter(self.loader)
+        done = start
         for step, (x, y) in enumerate(batches, start):
             if step >= len(self):  # --fast: one batch (a resumed pass may start past it)
-                break
+                return
             x = normalise(x.to(self.device, non_blocking=True))
             yield x.contiguous(memory_format=self.memory_format), y.to(self.device, non_blocking=True)
+            done = step + 1
+        for _ in range(done, len(self)):  # this process's share has ended
+            yield self._empty()
+
+    def _empty(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of no images (its image size unknown, 0 x 0), no targets."""
+        return (torch.empty((0, 3, 0, 0), device=self.device),
+                torch.empty(0, dtype=torch.int64, device=self.device))

@@ -117,7 +117,7 @@ class Trainer:
         An alpha the loss does not depend on (e.g. every op downstream of its cells is
         `noise`) gets no gradient and Adam leaves it alone, as after `loss.backward()`.
         """
-        with self._autocast():
+        with self._autocast(), self.group.computing(batch or len(y)):
             loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
         loss = self.group.weighted(loss, len(y), batch or len(y))
         params = self.arch.parameters()
@@ -150,11 +150,13 @@ class Trainer:
         x = self._layout(x)
         weights = {k: w.detach() for k, w in self.arch.weights().items()}
         active: Active | None = self.arch.active()
-        with self._autocast():
+        with self._autocast(), self.group.computing(batch or len(y)):
             if self.space.perturb is not None:
                 project = self.arch.apply_projection  # decided edges stay fixed under perturbation
                 weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
                 self.group.broadcast(weights.values())  # drawn once, by process 0
+                # a perturbation left unbroadcast stops here (SDARTS steps sync the host anyway, below)
+                self.group.check_same(weights.values(), "perturbed mixing weights")
                 active = None  # perturbation may zero weights: the model reads which ones (one sync)
             self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
             logits = self.forward(x, weights, active)
@@ -244,8 +246,9 @@ class Trainer:
         self.model.train(train_mode)
         stats = Stats(self.device)
         with torch.inference_mode(), self._autocast():
-            for x, y in batches(key, cutout_prob):
-                logits = forward(self._layout(x), weights, active)
+            for step, (x, y) in enumerate(batches(key, cutout_prob)):
+                with self.group.computing(batches.batch_size_of(step)):
+                    logits = forward(self._layout(x), weights, active)
                 stats.add(logits, y, self.criterion(logits, y))
         self.model.train()
         return self.group.result(stats)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from common.batchnorm import BatchNorm2d
 from common.cellops import CellOp, Pool, Relu
+from common.sharding import randn_rows
 
 
 def _after_first(seq: nn.Sequential, y: Tensor) -> Tensor:
@@ -128,9 +129,11 @@ class Zero(_ShapeOnly):
 
 class NoiseOp(_ShapeOnly):
     """The `noise` op of RobustDARTS space S4: standard normal noise of the output shape,
-    drawn from the global torch RNG (so seeding torch makes it reproducible)."""
+    drawn from the global torch RNG (so seeding torch makes it reproducible). A process that
+    computes a shard of a batch gets the rows of the noise one process draws for the whole
+    batch (common/sharding.py)."""
 
-    fill = staticmethod(torch.randn_like)
+    fill = staticmethod(randn_rows)
 
 
 class FactorizedReduce(CellOp):

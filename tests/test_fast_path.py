@@ -3,9 +3,11 @@
 One full search step (alpha step, then weight step) from identical initial states on the
 same batches, through (a) the Trainer's default path (alpha-only gradients, skipped
 `none` and zero-weight ops, shared ReLUs, channels-last on CPU, foreach SGD) and (b) the
-straightforward reference of benchmarks/reference.py (every op computed, full backward,
-NCHW). Alpha gradient, updated alpha, weight-step loss and logits, every weight gradient,
-updated weights and BatchNorm statistics must agree to float32 rounding.
+straightforward reference of benchmarks/reference.py (every op computed, full backward).
+Alpha gradient, updated alpha, weight-step loss and logits, every weight gradient, updated
+weights and BatchNorm statistics must agree: in float64 to 1e-10, and in float32 to rounding,
+i.e. the fast path is as close to the float64 reference as the reference's own float32 run
+(in the same layout) is.
 
 The optional flags (--amp, --compile, --proj_batch_size) change numerics; each gets a
 test that it runs and that the default path does not use it.
@@ -91,67 +93,131 @@ def dead_prefixes(space: str, model: nn.Module, dead: list[tuple[str, int, int]]
 
 def run_both(space: str, projected: bool = False, perturb=None, epsilon: float = 0.0, device: str = "cpu",
              steps: int = 1, dtype: torch.dtype = torch.float32):
-    """`steps` search steps through both paths. float32 agrees to rounding for one step (more
-    steps drift apart by rounding alone); float64 shows the trajectories are the same."""
-    tol = TOL64 if dtype == torch.float64 else TOL if device == "cpu" else CUDA_TOL
+    """`steps` search steps through both paths, from the same float32 initial state. float64:
+    the two paths agree to TOL64 (the same trajectories). float32: every tensor of the fast path
+    is as close to the float64 reference as the reference's own float32 run in the fast path's
+    layout is (`_rounding`); one step only (more drift apart by rounding alone)."""
     with tf32(False):  # as real runs have it (torch's own default lets cuDNN use TF32)
-        return _run_both(space, projected, perturb, epsilon, device, tol, steps, dtype)
+        model, arch = build(space)
+        skip = dead_prefixes(space, model, project(space, arch) if projected else [])
+        batches = _batches(space, steps)
+        fast_model, fast_arch = _copy(model, arch, device, dtype)
+        sp = Space(label=space, model=fast_model, arch=fast_arch, op_names={}, edge_names=[],
+                   genotype=lambda w: None, perturb=perturb)
+        trainer = Trainer(sp, None, default_args(), torch.device(device))
+        ours = _trajectory(trainer, fast_model, fast_arch, batches, epsilon, skip, device, dtype)
+        draws = perturb if dtype == torch.float64 else _float32_draws(perturb)  # the fast path's noise
+        ref64 = _reference(model, arch, batches, draws, epsilon, skip, torch.float64)
+        if dtype == torch.float64:
+            for step, (a, b) in enumerate(zip(ours, ref64)):
+                for key in a:
+                    torch.testing.assert_close(a[key], b[key], **TOL64, msg=lambda m: f"step {step} {key}: {m}")
+        else:
+            layout = memory_format(default_args().speed.memory_format, device)  # the fast path's
+            ref32 = _reference(model, arch, batches, perturb, epsilon, skip, torch.float32, layout)
+            for step, values in enumerate(ours):
+                for key, value in values.items():
+                    _rounding(value, ref32[step][key], ref64[step][key], FLOOR[device], f"step {step} {key}")
+    return trainer, fast_model
 
 
-def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str, tol: dict, steps: int,
-              dtype: torch.dtype):
-    model, arch = build(space, device, dtype)
-    dead = project(space, arch) if projected else []
-    ref_model, ref_arch = copy.deepcopy(model), copy.deepcopy(arch)
+# float32: the fast path's error (against the float64 reference, relative to the tensor's largest
+# value) may be this many times the reference path's own float32 error, plus a floor: CUDA's
+# cuDNN picks other algorithms than the CPU reference's kernels.
+ROUNDING = 4
+FLOOR = {"cpu": 2e-6, "cuda": 1e-4}
+
+
+def _rounding(ours: torch.Tensor, ref32: torch.Tensor, ref64: torch.Tensor, floor: float, what: str) -> None:
+    """`ours` is as close to the float64 result as the reference's float32 run in the same layout
+    is: float32 rounding is no fixed fraction of a value. A ReLU input within rounding of 0 (in
+    S3's step, one of 2048 at 1.6e-7) falls on either side in float32, and its gradient passes or
+    not: 2.5% of a weight gradient, in the channels-last reference as in the fast path (NCHW
+    happens to round it as float64 does)."""
+    scale = ref64.abs().max().item() or 1.0
+    err = (ours.double() - ref64).abs().max().item() / scale
+    budget = (ref32 - ref64).abs().max().item() / scale
+    assert err <= ROUNDING * budget + floor, f"{what}: error {err:.2e} of the scale, reference float32 {budget:.2e}"
+
+
+def _batches(space: str, steps: int) -> list[tuple[torch.Tensor, ...]]:
+    """(alpha images, alpha targets, weight images, weight targets) per step, float32 on the CPU."""
     g = torch.Generator().manual_seed(1)
     size = 8 if space == "nb201" else 16
-    batch = lambda: torch.randn(8, 3, size, size, generator=g, dtype=dtype).to(device)
-    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
-               perturb=perturb)
-    fast = Trainer(sp, None, default_args(), torch.device(device))
-    ref = ReferenceStep(ref_model, ref_arch, default_args(), perturb=perturb)
+    out = []
+    for _ in range(steps):
+        xa, x = (torch.randn(8, 3, size, size, generator=g) for _ in range(2))
+        ya, y = (torch.randint(0, 10, (8,), generator=g) for _ in range(2))
+        out.append((xa, ya, x, y))
+    return out
+
+
+def _copy(model: nn.Module, arch: Architecture, device: str, dtype: torch.dtype,
+          fmt: torch.memory_format = torch.contiguous_format) -> tuple[nn.Module, Architecture]:
+    """A copy of the supernet and its alphas and projection state, in `dtype` on `device`."""
+    model = copy.deepcopy(model).to(device, dtype).to(memory_format=fmt)
+    other = Architecture(model.arch_shapes(), device, dtype=dtype)
+    other.load_alpha_list(arch.alpha_list())
+    other.load_projection_state(arch.projection_state())
+    return model, other
+
+
+def _reference(model: nn.Module, arch: Architecture, batches: list, perturb, epsilon: float, skip: list[str],
+               dtype: torch.dtype, fmt: torch.memory_format = torch.contiguous_format) -> list[dict[str, torch.Tensor]]:
+    """benchmarks/reference.py's steps on the CPU in `dtype` and layout `fmt`."""
+    model, arch = _copy(model, arch, "cpu", dtype, fmt)
+    step = ReferenceStep(model, arch, default_args(), perturb=perturb)
+    return _trajectory(step, model, arch, batches, epsilon, skip, "cpu", dtype, fmt)
+
+
+def _float32_draws(perturb):
+    """`perturb` drawing its noise in float32, its result in the weights' dtype: float64 draws
+    other numbers than float32 from the same seed, and the float64 reference of a float32 run
+    must perturb as the run does."""
+    if perturb is None:
+        return None
+
+    def drawn(model, weights, x, y, epsilon, project):
+        noisy = perturb(model, {k: w.float() for k, w in weights.items()}, x, y, epsilon, project)
+        return {k: w.to(weights[k].dtype) for k, w in noisy.items()}
+    return drawn
+
+
+def _trajectory(stepper, model: nn.Module, arch: Architecture, batches: list, epsilon: float, skip: list[str],
+                device: str, dtype: torch.dtype,
+                fmt: torch.memory_format = torch.contiguous_format) -> list[dict[str, torch.Tensor]]:
+    """Each step's alpha gradients and alphas, loss and logits, and every weight gradient, weight
+    and buffer but those of dead ops (float64, on the CPU)."""
     model.train()
-    ref_model.train()
-    skip = dead_prefixes(space, model, dead)
-    for step in range(steps):  # several steps: optimizer state (momentum, Adam moments) included
-        xa, x = batch(), batch()
-        ya, y = (torch.randint(0, 10, (8,), generator=g).to(device) for _ in range(2))
-        fast.alpha_step(xa, ya)
-        ref.alpha_step(xa, ya)
-        for a, b in zip(arch.parameters(), ref_arch.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, **tol)
-            torch.testing.assert_close(a, b, **tol)
-
-        torch.manual_seed(7 + step)  # the same perturbation draws on both sides
-        logits, loss = fast.weight_step(x, y, epsilon)
-        torch.manual_seed(7 + step)
-        ref_logits, ref_loss = ref.weight_step(x, y, epsilon)
-        torch.testing.assert_close(loss, ref_loss, **tol)
-        torch.testing.assert_close(logits, ref_logits, **tol)
-        _compare_states(model, ref_model, skip, tol, step)
-    return fast, model
+    out = []
+    for step, (xa, ya, x, y) in enumerate(batches):
+        xa, x = (t.to(device, dtype).contiguous(memory_format=fmt) for t in (xa, x))
+        ya, y = ya.to(device), y.to(device)
+        stepper.alpha_step(xa, ya)
+        values = {}
+        for k, a in zip(arch.kinds, arch.parameters()):
+            values[f"alpha {k}"], values[f"alpha grad {k}"] = a.detach(), a.grad
+        torch.manual_seed(7 + step)  # the same perturbation draws on every path
+        logits, loss = stepper.weight_step(x, y, epsilon)
+        values.update(loss=loss.detach(), logits=logits.detach())
+        values.update(_states(model, skip, step))
+        out.append({k: v.detach().double().cpu() for k, v in values.items()})
+    return out
 
 
-def _compare_states(model: nn.Module, ref_model: nn.Module, skip: list[str], tol: dict, step: int) -> None:
+def _states(model: nn.Module, skip: list[str], step: int) -> dict[str, torch.Tensor]:
     """Every gradient, parameter and buffer, except those of dead ops (weight fixed at 0 by
     projection: the fast path never computes them, so they stay frozen; NAS-Bench-201's
     reference computes them times 0, which moves them by weight decay and BN statistics)."""
-    ref_params = dict(ref_model.named_parameters())
-    compared = 0
+    out = {}
     for name, p in model.named_parameters():
-        if any(name.startswith(s) for s in skip):
-            continue
-        q = ref_params[name]
-        # Ops a perturbation skipped still carry zero-filled gradients (PyTorch 1.x semantics).
-        assert p.grad is not None and q.grad is not None, f"step {step} {name}: no gradient"
-        torch.testing.assert_close(p.grad, q.grad, **tol, msg=lambda m: f"step {step} grad {name}: {m}")
-        torch.testing.assert_close(p, q, **tol, msg=lambda m: f"step {step} param {name}: {m}")
-        compared += 1
-    assert compared > 0
-    ref_buffers = dict(ref_model.named_buffers())
-    for name, b in model.named_buffers():
         if not any(name.startswith(s) for s in skip):
-            torch.testing.assert_close(b, ref_buffers[name], **tol, msg=lambda m: f"step {step} buffer {name}: {m}")
+            # Ops a perturbation skipped still carry zero-filled gradients (PyTorch 1.x semantics).
+            assert p.grad is not None, f"step {step} {name}: no gradient"
+            out[f"grad {name}"], out[f"param {name}"] = p.grad, p
+    assert out
+    out.update({f"buffer {name}": b for name, b in model.named_buffers() if not any(name.startswith(s) for s in skip)})
+    return out
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -15,6 +15,7 @@ from torch import nn
 
 from common.checkpoint import checkpoint_epochs
 from common.config import ConfigError
+from common.distributed import Group
 from common.imagefolder import IMAGENET_MEAN, IMAGENET_STD, Stream, normalise, open_splits
 from common.progress import Progress
 from sota.genotypes import genotype_to_dict, get_genotype
@@ -301,6 +302,63 @@ def test_load_starts_a_new_run_from_the_original_checkpoint(folder, tmp_path):
     assert result["best_test_acc"] == max(41.5, history[0]["test_acc"])
     assert f"started at epoch 2 from {path} (--load)" in (out / "log.txt").read_text()
     assert checkpoint_epochs(out) == [3]
+
+
+class _Counting(Group):
+    """A group that keeps the images of the top-1 statistics it sums last: this process's."""
+
+    seen = 0
+
+    def result(self, stats):
+        if stats.k == 1:
+            _Counting.seen = stats.n
+        return super().result(stats)
+
+
+def _test_pass(rank: int, port: int, folder: str, out: str) -> None:
+    """Process `rank` of two: the test pass of ImageNetRun.evaluate, a progress line each step."""
+    import os
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    group = Group.start()
+    torch.manual_seed(0)
+    cfg = config(build_parser().parse_args(["--data", folder, *TINY, "--report_freq", "1"]), nproc=2)
+    counting = _Counting(group.rank, group.size, group.local_rank)
+    row = ImageNetRun(cfg, get_genotype("darts_pt_s5_0"), torch.device("cpu"), counting).evaluate()
+    group.close()
+    torch.save({"row": row, "seen": _Counting.seen}, f"{out}.{rank}")
+
+
+def test_unequal_test_shares_meet_at_every_collective(folder, tmp_path):
+    """5 validation images over two processes (shares of 3 and 2, batches of 2: two steps and
+    one): both step through the same batches, the progress line of each step and the results
+    meet, nothing waits (a time limit), and every image is counted once: two processes give one
+    process's accuracy and loss."""
+    import time
+
+    root = tmp_path / "data"
+    shutil.copytree(folder, root)
+    next((root / "val" / CLASSES[-1]).iterdir()).unlink()
+    _, val = open_splits(root, 64)
+    assert len(val) == 5
+    out = str(tmp_path / "pass.pt")
+    context = torch.multiprocessing.spawn(_test_pass, args=(_free_port(), str(root), out), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=max(deadline - time.monotonic(), 0.1)):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two processes' test pass still ran after 120 s: a collective waits")
+    two = [torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2)]
+    assert [p["seen"] for p in two] == [3, 2]
+    torch.manual_seed(0)
+    one = ImageNetRun(config(build_parser().parse_args(["--data", str(root), *TINY])), get_genotype("darts_pt_s5_0"),
+                      torch.device("cpu"), _one_process()).evaluate()
+    for p in two:
+        assert p["row"]["test_acc"] == one["test_acc"] and p["row"]["test_acc_top5"] == one["test_acc_top5"]
+        assert p["row"]["test_loss"] == pytest.approx(one["test_loss"], rel=1e-6)
 
 
 # -- end to end (exp_scripts/eval-imagenet.sh) ---------------------------------------------------
