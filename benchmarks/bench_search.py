@@ -274,7 +274,7 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     def fast_step() -> None:
         (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
         trainer.alpha_step(xa, ya)
-        logits, loss = trainer.weight_step(x, y, 0.0)
+        logits, loss = trainer.weight_step(x, y)
         stats.add(logits, y, loss)
 
     score = data.score.with_batch_size(data.score.batch_size)

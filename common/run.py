@@ -142,7 +142,7 @@ def _project(cfg: SearchConfig, space_def: SearchSpace, space: Space, data: Sear
 
     def project() -> dict:
         with run_folder(cfg, folder, resume=resume, device=device, group=group) as board:
-            result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
+            result: dict[str, Any] = {**run_identity(cfg, space, search.method), "supernet": str(supernet)}
             tuned = source
             search.synchronise()
             if target.projection_epoch is None and continue_search(search, scheduler, state, folder, board):

@@ -25,13 +25,13 @@ from common.batchnorm import BatchNorm2d
 from common.config import ConfigError, SearchConfig
 from common.data import Batches, ImageSet
 from common.device import memory_format, tf32
+from common.methods.sdarts import SDARTS, random_smoothing
 from common.projection import Scorer
 from common.run import search_data
 from common.space import Space
 from common.trainer import SearchData, Trainer
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet
 from sota.model_search import DartsSupernet
-from sota.perturb import random_smoothing
 from tests.conftest import DEVICES
 from tests.fixtures.configs import search_cfg
 
@@ -106,9 +106,9 @@ def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str,
     g = torch.Generator().manual_seed(1)
     size = 8 if space == "nb201" else 16
     batch = lambda: torch.randn(8, 3, size, size, generator=g, dtype=dtype).to(device)
-    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
-               perturb=perturb)
-    fast = Trainer(sp, None, default_args(), torch.device(device))
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    method = SDARTS(perturb, epsilon) if perturb else None
+    fast = Trainer(sp, None, default_args(), torch.device(device), method=method)
     ref = ReferenceStep(ref_model, ref_arch, default_args(), perturb=perturb)
     model.train()
     ref_model.train()
@@ -123,7 +123,7 @@ def _run_both(space: str, projected: bool, perturb, epsilon: float, device: str,
             torch.testing.assert_close(a, b, **tol)
 
         torch.manual_seed(7 + step)  # the same perturbation draws on both sides
-        logits, loss = fast.weight_step(x, y, epsilon)
+        logits, loss = fast.weight_step(x, y)
         torch.manual_seed(7 + step)
         ref_logits, ref_loss = ref.weight_step(x, y, epsilon)
         torch.testing.assert_close(loss, ref_loss, **tol)
@@ -180,7 +180,7 @@ def test_cuda_step_matches_cpu_step(space: str) -> None:
         model.train()
         with tf32(False):
             trainer.alpha_step(xa, ya)
-            logits, loss = trainer.weight_step(x, y, 0.0)
+            logits, loss = trainer.weight_step(x, y)
         out[device] = [loss, logits, *arch.parameters(), *model.parameters()]
     for a, b in zip(out["cpu"], out["cuda"]):
         torch.testing.assert_close(a, b.cpu(), **CUDA_TOL)
@@ -329,7 +329,7 @@ def trainer_with(space: str = "nb201", *flags: str) -> Trainer:
 def one_step(t: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     (x, y), = list(t.data.train((0, 0)))[:1]
     t.alpha_step(x, y)
-    return t.weight_step(x, y, 0.0)
+    return t.weight_step(x, y)
 
 
 def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -379,9 +379,9 @@ def test_compile_runs_and_survives_a_new_projection_pattern(monkeypatch: pytest.
     t = trainer_with("nb201", "--compile")
     assert calls and calls[0]["backend"] == "eager" and t.forward is not t.model
     (x, y), = list(t.data.train((0, 0)))[:1]
-    t.weight_step(x, y, 0.0)
+    t.weight_step(x, y)
     t.arch.project_op("cell", 2, 3)  # a new active pattern: recompiles (or falls back), still runs
-    logits, loss = t.weight_step(x, y, 0.0)
+    logits, loss = t.weight_step(x, y)
     assert torch.isfinite(loss)
 
 
