@@ -164,6 +164,61 @@ def test_unrolled_fix_alpha_is_refused():
     assert taken.alpha.unrolled and isinstance(build_method(taken), FixAlpha)
 
 
+# -- studies and reports --------------------------------------------------------------------------------
+
+def test_a_study_runs_darts2_through_the_darts_scripts(tmp_path):
+    """--method darts2: the DARTS scripts with --unrolled, folders of their own (--save darts2-*); the
+    projection takes --unrolled from its search run; --unrolled itself is the study's to set."""
+    from study.flags import FlagError, RunFlags
+    from study.plan import Context, Run, command, run_folder
+
+    ctx = Context(tmp_path, RunFlags())
+    for space, script, folder in (("nb201", "darts-201.sh", "nasbench201/search-darts2-201-1"),
+                                  ("s5", "darts-sota.sh", "sota/cifar10/search-darts2-sota-s5-1")):
+        search, proj = (Run(space, "cifar10", "darts2", 1, stage) for stage in ("search", "proj"))
+        line = " ".join(command(search, ctx))
+        assert f"exp_scripts/{script} " in line and "--unrolled --save darts2-" in line
+        assert run_folder(search, ctx) == tmp_path / "runs" / folder
+        line = " ".join(command(proj, ctx))
+        assert script.replace("-", "-proj-", 1) in line and "--unrolled" not in line
+        assert f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
+    with pytest.raises(FlagError, match="--unrolled is set by the study"):
+        RunFlags.parse(["--unrolled"])
+
+
+def test_reports_give_second_order_rows_of_their_own(tmp_path):
+    """Runs with unrolled in result.json (or a darts2 folder name) are "DARTS (2nd order)" and
+    "DARTS (2nd order)+PT", next to the DARTS paper's 2.76 ± 0.09 on the DARTS space."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from analysis.runs import discover
+    from sota.genotypes import DARTS_V2
+    from tests.conftest import REPO
+
+    c10 = tmp_path / "sota" / "cifar10"
+    for save, unrolled in (("darts-sota", False), ("darts2-sota", True)):
+        search = c10 / f"search-{save}-s5-1"
+        result = {"status": "finished", "space": "s5", "method": "darts", "unrolled": unrolled, "dataset": "cifar10",
+                  "seed": 1, "epochs": 50, "genotype": str(DARTS_V2)}
+        (search / "proj").mkdir(parents=True)
+        (search / "result.json").write_text(json.dumps(result))
+        (search / "proj" / "result.json").write_text(json.dumps({**result, "method": "darts-proj"}))
+    (c10 / "search-darts2-sota-s5-2").mkdir()
+    (c10 / "search-darts2-sota-s5-2" / "log.txt").write_text("")  # no result.json: its name says second order
+    assert sorted(r.label for r in discover(tmp_path)) == ["DARTS", "DARTS (2nd order)", "DARTS (2nd order)",
+                                                           "DARTS (2nd order)+PT", "DARTS+PT"]
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "report" / "s5-cifar10.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["DARTS", "DARTS+PT", "DARTS (2nd order)", "DARTS (2nd order)+PT"]
+    assert rows["DARTS (2nd order)"]["paper"] == "2.76 ± 0.09" and rows["DARTS"]["paper"] == "3.00 ± 0.14"
+
+
 # -- two processes (torch.multiprocessing, gloo) --------------------------------------------------------
 
 def _free_port() -> int:
