@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import socket
 
 import pytest
@@ -127,6 +128,32 @@ def test_second_order_is_not_first_order():
     assert not torch.allclose(alphas[0], alphas[1], rtol=0, atol=1e-9)
 
 
+def test_sdarts_takes_the_second_order_step_and_skipped_ops_still_move():
+    """SDARTS --unrolled: the alpha step is second-order DARTS' (the perturbation comes after it);
+    an op the perturbation zeroes is skipped by the weight step, yet its weights have zero-filled
+    gradients and move by weight decay, as with PyTorch 1.x (the first step made their tensors)."""
+    x, y, xa, ya = batches("s5", 1)[0]
+
+    def drop_sep_conv(model, weights, x_, y_, eps, project):  # op 3 of every edge at exactly 0
+        return {k: w.index_fill(1, torch.tensor([3]), 0.0) for k, w in weights.items()}
+
+    sdarts, darts2 = tiny("s5"), tiny("s5")
+    smooth = Trainer(sdarts, None, search_cfg("--unrolled"), torch.device("cpu"),
+                     method=SDARTS(drop_sep_conv, 0.3, second_order=True))
+    plain = Trainer(darts2, None, search_cfg("--unrolled"), torch.device("cpu"))
+    for t in (smooth, plain):
+        t.alpha_step(xa, ya, train=(x, y, len(y)))
+    assert all(torch.equal(a, b) for a, b in zip(sdarts.arch.parameters(), darts2.arch.parameters(), strict=True))
+    op3 = re.compile(r"_ops\.\d+\._ops\.3\.")  # cells.C._ops.EDGE._ops.3.
+    skipped = {n: p.detach().clone() for n, p in sdarts.model.named_parameters() if op3.search(n)}
+    assert skipped
+    smooth.weight_step(x, y)
+    params = dict(sdarts.model.named_parameters())
+    for name, before in skipped.items():
+        assert params[name].grad is not None and not params[name].grad.any(), name
+        assert not torch.equal(params[name], before), name
+
+
 def test_resumed_from_a_checkpoint_continues_to_the_bit(tmp_path):
     """Three steps in one go, and one step, a checkpoint, a new Trainer loading it (momentum
     buffers, gradient tensors, Adam) and two more: the same alphas and weights, to the bit."""
@@ -217,6 +244,19 @@ def test_reports_give_second_order_rows_of_their_own(tmp_path):
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["DARTS", "DARTS+PT", "DARTS (2nd order)", "DARTS (2nd order)+PT"]
     assert rows["DARTS (2nd order)"]["paper"] == "2.76 ± 0.09" and rows["DARTS"]["paper"] == "3.00 ± 0.14"
+
+
+@pytest.mark.slow
+def test_benchmark_times_second_order_against_quark0_and_first_order(capsys):
+    from benchmarks import bench_search
+
+    assert bench_search.main(["--device", "cpu", "--spaces", "nb201", "--variants", "fast,darts2,reference2",
+                              "--batch_size", "2", "--steps", "1", "--warmup", "0", "--proj_batches", "1",
+                              "--no_eval"]) == 0
+    out = capsys.readouterr().out
+    assert "nb201 cpu darts2 search_step_s=" in out and "nb201 cpu reference2 search_step_s=" in out
+    assert "nb201 cpu speedup darts2_vs_reference2 search_step=" in out
+    assert "nb201 cpu cost darts2_vs_fast search_step=" in out and " peak_mem=" in out
 
 
 # -- two processes (torch.multiprocessing, gloo) --------------------------------------------------------
