@@ -1,9 +1,10 @@
 """One bilevel training loop for every supernet: alpha step, weight step, evaluation passes.
 
 Both search spaces (and both phases, search and projection tuning) run through this
-class; what differs between spaces comes in through `Space`.
+class; what differs between spaces comes in through `Space`, what differs between methods
+(DARTS, second-order DARTS, fix-alpha, SDARTS) through `Method` (common/method.py).
 
-Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step the alpha
+Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step a first-order alpha
 step computes alpha's gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
 (no device sync) and shares one ReLU per cell state; batches come from device-resident
 data (common/data.py) and are never re-created per step; loss and accuracy stay on the
