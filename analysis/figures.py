@@ -20,7 +20,8 @@ from .runs import Run, is_number
 from .tables import BENCH_TEST, Group, Row, dataset_title
 
 METHOD_COLORS = {"DARTS": "#1f77b4", "DARTS+PT": "#d62728", "fix-alpha": "#2ca02c", "fix-alpha+PT": "#ff7f0e",
-                 "SDARTS": "#9467bd", "SDARTS+PT": "#8c564b"}
+                 "SDARTS": "#9467bd", "SDARTS+PT": "#8c564b", "DARTS (2nd order)": "#aec7e8",
+                 "DARTS (2nd order)+PT": "#ff9896"}
 _PALETTE = ["#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39"]
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.methods import method_of_save, report_label
 from common.runstate import INTERRUPTED, STOPPED, observed_status
 from common.space import projection_run_name
 
@@ -22,10 +23,6 @@ FINISHED, RUNNING, FAILED, UNREADABLE = "finished", "running", "failed", "unread
 STATUSES = (FINISHED, RUNNING, INTERRUPTED, STOPPED, FAILED, UNREADABLE)
 STATUS_TEXT = {s: s for s in STATUSES}
 RUN_FILES = ("result.json", "history.jsonl", "log.txt")
-
-BASE_LABELS = {"darts": "DARTS", "blank": "fix-alpha", "sdarts": "SDARTS", "sdarts-adv": "SDARTS-ADV"}
-# the exp_scripts name a run's --save after its method: longest first, as sdarts-adv starts with sdarts
-_SAVE_PREFIXES = sorted(BASE_LABELS, key=len, reverse=True)
 
 
 @dataclass
@@ -41,6 +38,7 @@ class Run:
     dataset: str | None = None
     method: str | None = None     # as in result.json: darts, blank-proj, ...
     seed: int | None = None
+    told: dict[str, Any] = field(default_factory=dict)  # what the folder's name says of the method (no result.json)
     parent: Run | None = None     # a projection's supernet run
     links: set = field(default_factory=set)  # eval runs: keys of the rows they are joined to
     tag: str = ""                 # the tags its folder names carry ("--expid_tag X, --log_tag Y"; '' for none)
@@ -53,7 +51,7 @@ class Run:
     def label(self) -> str:
         if self.kind == "eval":
             return str(self.result.get("arch") or f"? ({self.path.name})")
-        return method_label(self.method)
+        return method_label(self.method, {**self.told, **self.result})
 
     @property
     def fast(self) -> bool:
@@ -70,12 +68,10 @@ class Run:
         return f"{setting}, --fast" if setting and self.fast else setting
 
 
-def method_label(method: str | None) -> str:
-    if not method:
-        return "unknown"
-    base = method.removesuffix("-proj")
-    label = BASE_LABELS.get(base, base)
-    return label + "+PT" if method.endswith("-proj") else label
+def method_label(method: str | None, identity: dict[str, Any] | None = None) -> str:
+    """The row name of `method` (result.json's) whose result.json says `identity` (the method's
+    own fields: SDARTS' perturb_alpha, unrolled): the method's label (common/methods), +PT."""
+    return report_label(method, identity or {})
 
 
 def is_number(v: Any) -> bool:
@@ -193,8 +189,6 @@ def _fill_identity(run: Run) -> None:
         if run.dataset is None and run.path.parent.name == "eval":
             run.dataset = run.path.parent.parent.name  # <space folder>/<dataset>/eval/<run>
         return
-    if run.method and r.get("perturb_alpha") == "pgd_linf" and run.method.startswith("sdarts"):
-        run.method = run.method.replace("sdarts", "sdarts-adv", 1)  # SDARTS-ADV, apart from SDARTS(-RS)
     if None in (run.space, run.dataset, run.method, run.seed):
         _fill_from_path(run)
 
@@ -212,10 +206,10 @@ def _fill_from_path(run: Run) -> None:
         told = projection_run_name(run.path.name)
     if run.seed is None:
         run.seed = told.seed
-    if run.method is None and told.save:
-        base = next((b for b in _SAVE_PREFIXES if told.save.startswith(b)), None)
-        if base:
-            run.method = base + ("-proj" if run.kind == "projection" else "")
+    named = method_of_save(told.save) if run.method is None and told.save else None
+    if named:
+        run.method = named[0] + ("-proj" if run.kind == "projection" else "")
+        run.told = dict(named[1])  # e.g. sdarts-adv-sota: SDARTS with pgd_linf
 
 
 def _tag(run: Run) -> str:

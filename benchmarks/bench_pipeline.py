@@ -71,6 +71,7 @@ from common.config import SearchConfig  # noqa: E402
 from common.data import CIFAR10_DIR, CIFAR10_MEAN, CIFAR10_STD, EVAL_VALID, SCORE, ImageSet  # noqa: E402
 from common.entry import seed_everything  # noqa: E402
 from common.experiment import LOGGER, Board  # noqa: E402
+from common.methods import build_method  # noqa: E402
 from common.space import SearchSpace  # noqa: E402
 from common.trainer import Trainer  # noqa: E402
 
@@ -304,7 +305,7 @@ class ReferencePipeline:
                 plan.project(ReferenceScorer(self, epoch), plan.stage(rounds), rounds)
                 rounds += 1
             self.train_epoch(step, ref.tuning_batches(self.train_q, self.valid_q, self.device), "tuning_steps",
-                             train_alpha=cfg.trains_alpha)
+                             train_alpha=build_method(cfg).trains_alpha)
             with self.phases("evaluation"):
                 self.infer(self.train_q)
                 self.infer(self.valid_q)
@@ -449,7 +450,7 @@ def project_full(device: torch.device, measured_batches: int = 5) -> list[str]:
     def step() -> None:
         (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
         trainer.alpha_step(xa, ya)
-        trainer.weight_step(x, y, 0.0)
+        trainer.weight_step(x, y)
 
     def passes(train_mode: bool) -> Callable[[], None]:
         score = data.valid.with_batch_size(64)

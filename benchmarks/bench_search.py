@@ -24,7 +24,8 @@ Paths ("variants"):
 Each figure is the median over the measured steps after warm-up; the paths of one space
 are measured interleaved (fast, reference, fast, reference, ...) so that a change of
 machine load hits them alike. One line per space, device and path, `key=value` figures;
-then one line of speed-ups against `reference`.
+then one line of speed-ups per path against its baseline (`reference`; darts2: `reference2`), and
+the cost of the second-order step over the first-order one (darts2 against fast: time, memory).
 Peak memory, taken on the last (untimed) warm-up call: torch.cuda.max_memory_allocated on
 CUDA (everything on the device: model, data, optimiser state, activations); on CPU the
 growth of the process's peak RSS (VmHWM, reset after malloc_trim) over its RSS before the
@@ -65,7 +66,10 @@ from common.space import Space  # noqa: E402
 from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
-VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference")
+VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference", "darts2",
+            "reference2")
+BASELINE = {"darts2": "reference2"}  # the reference each path's speed-up is taken against (else "reference")
+REFERENCES = ("reference", "reference2")
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 COMPILED = {"compile", "compile_cg"}  # variants whose first steps compile
 
@@ -231,6 +235,8 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
         argv += ["--compile", "--compile_mode", "reduce-overhead"]
     elif variant == "tf32":
         argv += ["--tf32"]
+    elif variant == "darts2":
+        argv += ["--unrolled"]
     return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts",))
                          .parse_args(argv))
 
@@ -244,8 +250,9 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     kind, edge = arch.kinds[0], 0
     n_steps = max(cfg.warmup, 1) + cfg.steps
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
-    if variant == "reference":
-        step = ref.ReferenceStep(model, arch, search_args(cfg, "fast"))
+    if variant in REFERENCES:
+        step = (ref.ReferenceStep(model, arch, search_args(cfg, "fast")) if variant == "reference" else
+                ref.UnrolledReferenceStep(model, arch, search_args(cfg, "fast"), lambda: build_supernet(space)))
         images, labels = data_set.images.numpy(), data_set.labels.numpy()
         train_q, valid_q = ref.search_queues(images, labels, CIFAR10_MEAN, CIFAR10_STD, cfg.batch_size,
                                              pin_memory=device.type == "cuda")
@@ -254,7 +261,10 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
         def one_step() -> None:
             model.train()
             x, y, xs, ys = next(batches)
-            step.alpha_step(xs, ys)
+            if isinstance(step, ref.UnrolledReferenceStep):
+                step.alpha_step(xs, ys, x, y)
+            else:
+                step.alpha_step(xs, ys)
             logits, loss = step.weight_step(x, y)
             loss.item(), ref.accuracy(logits, y)  # the original logs (and syncs) every step
 
@@ -273,8 +283,8 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
 
     def fast_step() -> None:
         (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
-        trainer.alpha_step(xa, ya)
-        logits, loss = trainer.weight_step(x, y, 0.0)
+        trainer.alpha_step(xa, ya, train=(x, y, len(y)))
+        logits, loss = trainer.weight_step(x, y)
         stats.add(logits, y, loss)
 
     score = data.score.with_batch_size(data.score.batch_size)
@@ -413,20 +423,25 @@ def configure(cfg: argparse.Namespace) -> argparse.Namespace:
 
 
 def speedups(results: list[Result]) -> list[str]:
+    """Each path's speed-up over its baseline, and what a second-order step costs over a first-order
+    one (time and peak memory, darts2 over fast)."""
     lines = []
     for (space, dev), group in itertools.groupby(results, key=lambda r: (r.space, r.device)):
-        group = list(group)
-        base = next((r for r in group if r.variant == "reference"), None)
-        if base is None:
-            continue
-        for r in group:
-            if r is base:
+        by_variant = {r.variant: r for r in group}
+        for r in by_variant.values():
+            base = by_variant.get(BASELINE.get(r.variant, "reference"))
+            if base is None or r.variant in REFERENCES:
                 continue
             parts = []
             for key in ("search_step_s", "proj_pass_s", "eval_step_s"):
                 if key in r.figures and key in base.figures:
                     parts.append(f"{key.removesuffix('_s')}={base.figures[key] / r.figures[key]:.2f}x")
-            lines.append(f"{space} {dev} speedup {r.variant}_vs_reference " + " ".join(parts))
+            lines.append(f"{space} {dev} speedup {r.variant}_vs_{base.variant} " + " ".join(parts))
+        second, first = by_variant.get("darts2"), by_variant.get("fast")
+        if second and first:
+            time = second.figures["search_step_s"] / first.figures["search_step_s"]
+            memory = second.figures["peak_mem_mb"] / first.figures["peak_mem_mb"]
+            lines.append(f"{space} {dev} cost darts2_vs_fast search_step={time:.2f}x peak_mem={memory:.2f}x")
     return lines
 
 

@@ -1,7 +1,8 @@
 """The straightforward path: what a search step of the original DARTS-PT code costs.
 
-This is the baseline of `benchmarks/bench_search.py` and of `tests/test_fast_path.py`; it
-is not used by the library. It drives the *same* model modules the way the original code
+This is the baseline of `benchmarks/bench_search.py` and of `tests/test_fast_path.py` (and,
+for second-order DARTS, `UnrolledReferenceStep`: quark0/darts' architect, of `tests/test_darts2.py`);
+it is not used by the library. It drives the *same* model modules the way the original code
 did. Shared with the project: the supernets' parameters and their op modules
 (`nasbench201.operations`, `sota.operations`, `common.batchnorm.BatchNorm2d`, which is
 `nn.BatchNorm2d` on NCHW inputs), the stems, reduction blocks and classifiers, and
@@ -25,7 +26,8 @@ mixed-op forward passes, the optimizer steps and the data pipeline:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -134,6 +136,84 @@ class ReferenceStep:
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         self.w_opt.step()
         return logits, loss
+
+
+def _concat(xs: Iterable[Tensor]) -> Tensor:
+    return torch.cat([x.reshape(-1) for x in xs])
+
+
+class UnrolledReferenceStep(ReferenceStep):
+    """Second-order DARTS as quark0/darts' `cnn/architect.py` computes it (`unrolled=True`), line
+    by line, driving the same supernet: the virtual step on flattened parameters, a new model
+    built for w' (`new_model`: as the original's `model.new()`, a freshly initialised network)
+    that loads the state_dict with w' and takes a copy of alpha, backward through it, and the
+    finite-difference Hessian-vector product that moves the model's parameters by +-R v in
+    place and back. The weight step is `ReferenceStep`'s."""
+
+    def __init__(self, model: nn.Module, arch: Any, cfg: SearchConfig, new_model: Callable[[], nn.Module]) -> None:
+        super().__init__(model, arch, cfg)
+        self.new_model = new_model
+
+    def _loss(self, model: nn.Module, arch: Any, x: Tensor, y: Tensor) -> Tensor:
+        return self.criterion(reference_forward(model, x, arch.weights()), y)
+
+    def alpha_step(self, x: Tensor, y: Tensor, x_train: Tensor | None = None,  # type: ignore[override]
+                   y_train: Tensor | None = None) -> Tensor:
+        assert x_train is not None and y_train is not None
+        eta = self.w_opt.param_groups[0]["lr"]
+        self.a_opt.zero_grad()
+        unrolled_model, unrolled_arch = self._compute_unrolled_model(x_train, y_train, eta)
+        unrolled_loss = self._loss(unrolled_model, unrolled_arch, x, y)
+        unrolled_loss.backward()
+        dalpha = [v.grad for v in unrolled_arch.parameters()]
+        vector = [v.grad.data for v in unrolled_model.parameters()]
+        implicit_grads = self._hessian_vector_product(vector, x_train, y_train)
+        for g, ig in zip(dalpha, implicit_grads):
+            g.data.sub_(ig.data, alpha=eta)
+        for v, g in zip(self.arch.parameters(), dalpha):
+            v.grad = g.data.clone()
+        self.a_opt.step()
+        return unrolled_loss
+
+    def _compute_unrolled_model(self, x: Tensor, y: Tensor, eta: float) -> tuple[nn.Module, Any]:
+        o = self.cfg.optim
+        loss = self._loss(self.model, self.arch, x, y)
+        theta = _concat(self.model.parameters()).data
+        try:
+            moment = _concat(self.w_opt.state[v]["momentum_buffer"] for v in self.model.parameters()).mul_(o.momentum)
+        except KeyError:
+            moment = torch.zeros_like(theta)
+        dtheta = _concat(torch.autograd.grad(loss, list(self.model.parameters()))).data + o.weight_decay * theta
+        return self._construct_model_from_theta(theta.sub(moment + dtheta, alpha=eta))
+
+    def _construct_model_from_theta(self, theta: Tensor) -> tuple[nn.Module, Any]:
+        model_new = self.new_model().to(theta.device)  # the original's new(): Network(...).cuda()
+        model_dict = self.model.state_dict()
+        params, offset = {}, 0
+        for k, v in self.model.named_parameters():
+            params[k] = theta[offset: offset + v.numel()].view(v.size())
+            offset += v.numel()
+        assert offset == len(theta)
+        model_dict.update(params)
+        model_new.load_state_dict(model_dict)
+        arch_new = copy.deepcopy(self.arch)  # the original's new() copies alpha into the new model
+        for a in arch_new.parameters():
+            a.grad = None
+        return model_new, arch_new
+
+    def _hessian_vector_product(self, vector: list[Tensor], x: Tensor, y: Tensor, r: float = 1e-2) -> list[Tensor]:
+        R = (r / _concat(vector).norm()).item()
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.add_(v, alpha=R)
+        loss = self._loss(self.model, self.arch, x, y)
+        grads_p = torch.autograd.grad(loss, self.arch.parameters())
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.sub_(v, alpha=2 * R)
+        loss = self._loss(self.model, self.arch, x, y)
+        grads_n = torch.autograd.grad(loss, self.arch.parameters())
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.add_(v, alpha=R)
+        return [(a - b).div_(2 * R) for a, b in zip(grads_p, grads_n)]
 
 
 def accuracy(logits: Tensor, y: Tensor) -> float:

@@ -108,9 +108,11 @@ class Architecture:
         self.decided_nodes[kind].append(int(node))
         self._invalidate()
 
-    def masked(self, kind: str, edge: int, op: int | None = None) -> dict[str, Tensor]:
-        """Projected weights with one op (or, op=None, a whole edge) zeroed, nothing renormalised."""
-        w = {k: v.detach().clone() for k, v in self.weights().items()}
+    def masked(self, kind: str, edge: int, op: int | None = None,
+               weights: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Projected weights (`weights`, a method's; default: softmax(alpha) projected) with one
+        op (or, op=None, a whole edge) zeroed, nothing renormalised."""
+        w = {k: v.detach().clone() for k, v in (self.weights() if weights is None else weights).items()}
         if op is None:
             w[kind][edge] = 0.0
         else:

@@ -28,6 +28,7 @@ from .config import (
 )
 from .data import DATASETS
 from .experiment import REPO_ROOT
+from .methods import add_method_flags, method_options
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -102,6 +103,8 @@ def did_you_mean(flag: str, known: Sequence[str]) -> str:
 
 def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: int,
                   methods: Sequence[str]) -> Parser:
+    """The flags every search and projection command takes, those of the `methods` the space
+    offers (common/methods) among them."""
     p = Parser(description)
     g = p.add_argument_group("data")
     add_data_flags(g, datasets=DATASETS)
@@ -127,6 +130,10 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--nesterov", action="store_true", default=False)
     g.add_argument("--arch_learning_rate", type=float, default=3e-4)
     g.add_argument("--arch_weight_decay", type=float, default=1e-3)
+    g.add_argument("--unrolled", action="store_true", default=False,
+                   help="second-order DARTS: alpha's gradient through a virtual weight step, as quark0/darts' "
+                        "architect (unrolled=True); about 2.5x a first-order step (benchmarks/RESULTS.md)")
+    add_method_flags(g, methods)
 
     g.add_argument("--eval_freq", type=int, default=-1,
                    help="evaluate the supernet on the test set every N search and tuning epochs (0: never); "
@@ -181,7 +188,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--sync_bn", action="store_true", default=False,
                    help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
                         "processes, as one process; off: each process normalises its own shard")
-    p.take_from_search_run("dataset", "epochs", "init_channels")
+    p.take_from_search_run("dataset", "epochs", "init_channels", "unrolled")
     return p
 
 
@@ -268,9 +275,10 @@ def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:
     return SpeedConfig(memory_format=args.memory_format, tf32=args.tf32, **extra)
 
 
-def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
+def search_config(args: argparse.Namespace, space: Any = None, methods: Sequence[str] = ()) -> SearchConfig:
     """The typed configuration of a search or projection command; `space` holds the search
-    space's own options. Raises ConfigError (one line naming the flag) on a bad value."""
+    space's own options, `methods` names those it offers. Raises ConfigError (one line naming
+    the flag) on a bad value."""
     method = args.method.removesuffix("-proj")
     return SearchConfig(
         method=method, project=args.method.endswith("-proj") or args.dev == "proj",
@@ -278,7 +286,9 @@ def search_config(args: argparse.Namespace, space: Any = None) -> SearchConfig:
         optim=OptimConfig(learning_rate=args.learning_rate, learning_rate_min=args.learning_rate_min,
                           momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
                           grad_clip=args.grad_clip),
-        alpha=AlphaConfig(arch_learning_rate=args.arch_learning_rate, arch_weight_decay=args.arch_weight_decay),
+        alpha=AlphaConfig(arch_learning_rate=args.arch_learning_rate, arch_weight_decay=args.arch_weight_decay,
+                          unrolled=args.unrolled),
+        method_options=method_options(args, methods or [method], method),
         speed=speed_config(args, amp=args.amp, compile=args.compile, compile_mode=args.compile_mode),
         projection=ProjectionConfig(proj_intv=args.proj_intv, edge_decision=args.edge_decision,
                                     dev_resume_epoch=args.dev_resume_epoch, no_resume=args.no_resume,

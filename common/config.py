@@ -108,10 +108,11 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class AlphaConfig:
-    """alpha's Adam (betas 0.5, 0.999, as DARTS)."""
+    """alpha's Adam (betas 0.5, 0.999, as DARTS), and whether its step is second order."""
 
     arch_learning_rate: float = 3e-4
     arch_weight_decay: float = 1e-3
+    unrolled: bool = False  # second-order DARTS (common/methods/darts2.py)
 
     def __post_init__(self) -> None:
         finite("arch_learning_rate", self.arch_learning_rate, positive=True)
@@ -202,10 +203,11 @@ class ProjectionConfig:
 class SearchConfig:
     """One supernet search or projection run.
 
-    `method` is the base method (darts, blank, sdarts; which ones a space offers is its
-    parser's choice) and `project` says whether the run projects (`--method X-proj` or
-    `--dev proj`). `space` holds the search space's own options (a frozen dataclass of that
-    space's package, validated there, e.g. SDARTS's perturbation in the DARTS space).
+    `method` is the base method (darts, blank, sdarts: common/methods; which ones a space offers
+    is its parser's choice), `method_options` that method's own options (a frozen dataclass of
+    its module, e.g. SDARTS's perturbation; None for none), and `project` says whether the run
+    projects (`--method X-proj` or `--dev proj`). `space` holds the search space's own options
+    (a frozen dataclass of that space's package, validated there).
     """
 
     method: str
@@ -224,6 +226,7 @@ class SearchConfig:
     alpha_heatmaps: bool = False  # softmax(alpha) figures in TensorBoard: not in the original, costly
     cutout_ramp: bool = False     # what the original's code meant to do with cutout, not what it did
     space: Any = None
+    method_options: Any = None
     # Flags a projection takes from the search run it projects (sizes, dataset, epochs), and
     # those of them the command left out (their values here are the defaults): a projection
     # replaces these by the search run's and checks the others against it (common/run.py).
@@ -246,10 +249,6 @@ class SearchConfig:
     def method_name(self) -> str:
         """The method as the user named it (darts, darts-proj, ...), for logs and result.json."""
         return self.method + ("-proj" if self.project else "")
-
-    @property
-    def trains_alpha(self) -> bool:
-        return self.method != "blank"
 
     @property
     def cutout_length(self) -> int:

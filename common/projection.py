@@ -24,6 +24,7 @@ from .checkpoint import checkpoint_path, later_checkpoints, partial_path, prune_
 from .config import CRITERIA, PROXY_CRITERIA, ProjectionConfig
 from .data import SCORE
 from .experiment import LOGGER, Board, Timer, append_jsonl, set_aside, truncate_history, write_json
+from .method import EVAL, GENOTYPE
 from .metrics import Midway, Stats
 from .progress import Clock, time_left
 from .proxies import proxy_score
@@ -71,7 +72,7 @@ class Scorer:
         batches, key = t.data.score, (SCORE, self.epoch, self.passes)
         if self.limit:  # the same first batches for every op of the round
             batches, key = batches.with_limit(self.limit), (SCORE, self.epoch, 0)
-        acc, loss = t.evaluate(batches, key, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+        acc, loss = t.evaluate(batches, key, self._without(kind, edge, op), t.arch.masked_active(kind, edge, op),
                                train_mode=True, cutout_prob=self._cutout_prob())
         self._record(kind, edge, op, "valid_acc/loss", f"{acc:.2f}/{loss:.4f}",
                      f"valid_acc {acc:.4f} valid_loss {loss:.4f}")
@@ -84,7 +85,7 @@ class Scorer:
         if self._proxy_batches is None:  # drawn once: every op of the round sees the same images
             batches = t.data.score.with_limit(self.limit or 1)
             self._proxy_batches = list(batches((SCORE, self.epoch, 0), self._cutout_prob()))
-        value = proxy_score(name, t.model, t.arch.masked(kind, edge, op), t.arch.masked_active(kind, edge, op),
+        value = proxy_score(name, t.model, self._without(kind, edge, op), t.arch.masked_active(kind, edge, op),
                             self._proxy_batches)
         self._record(kind, edge, op, name, f"{value:.6g}", f"{name} {value:.6g}")
         return value
@@ -123,6 +124,11 @@ class Scorer:
             values = " | ".join(", ".join(r) for r in rounds)
         log.info("  %s: %s without each %s: %s (%s)", where, self._measure, each, values, self._pace)
         self._decision, self._values = None, []
+
+    def _without(self, kind: str, edge: int, op: int | None) -> dict[str, Tensor]:
+        """The method's evaluation mixing weights with that op (edge) removed."""
+        with torch.no_grad():
+            return self.trainer.arch.masked(kind, edge, op, self.trainer.weights(EVAL))
 
     def _count(self) -> str:
         return f"{self.passes} of {self.total}" if self.total else str(self.passes)
@@ -222,7 +228,7 @@ def run_projection(trainer: Trainer, folder: Path, plan: Plan, board: Board, res
         rounds = _project_and_tune(trainer, folder, plan, board, start, rounds, timer, midway)
     if start < plan.tune_epochs:  # the tuned, fully projected supernet
         _save(trainer, folder, plan.tune_epochs, rounds, timer)
-    genotype = space.genotype(trainer.arch.weights())
+    genotype = space.genotype(trainer.weights(GENOTYPE))
     result.update(status="finished", genotype=space.genotype_str(genotype), benchmark=space.query(genotype),
                   projection_time_s=round(timer.elapsed(), 1))
     group.on_main(lambda: _write_result(space, folder, genotype, result))
@@ -242,7 +248,8 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
     n_rounds = sum(map(plan.is_projection_epoch, range(plan.tune_epochs)))
     for epoch in range(start, plan.tune_epochs):
         if plan.tunes:
-            log.info("tuning epoch %d of %d", epoch, plan.tune_epochs)
+            log.info("tuning epoch %d of %d%s", epoch, plan.tune_epochs,
+                     trainer.method.start_epoch(epoch, plan.tune_epochs, tuning=True))
         if plan.is_projection_epoch(epoch) and not (epoch == start and midway.step):
             _save(trainer, folder, epoch, rounds, timer)
             stage = plan.stage(rounds)
@@ -253,15 +260,15 @@ def _project_and_tune(trainer: Trainer, folder: Path, plan: Plan, board: Board, 
             score.close()
             rounds += 1
             log.info("genotype after projection %d = %s", rounds,
-                     space.genotype_str(space.genotype(trainer.arch.weights())))
+                     space.genotype_str(space.genotype(trainer.weights(GENOTYPE))))
         if not plan.tunes:
             continue
         write = functools.partial(_write_partial, trainer, folder, rounds, timer)
         with deferred():
             at = midway if epoch == start else Midway(Stats(trainer.device))
-            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, tuning=True,
-                                                        cutout_prob=cutout_prob, epsilon=space.epsilon_alpha,
-                                                        progress=progress, midway=Midway(at.stats, at.step, write))
+            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=trainer.method.trains_alpha, tuning=True,
+                                                        cutout_prob=cutout_prob, progress=progress,
+                                                        midway=Midway(at.stats, at.step, write))
             trained = functools.partial(save_trained, trainer, write, epoch, at.stats)
             with stoppable(trainer.group, trainer.device, trained):
                 row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
@@ -300,7 +307,7 @@ def _project_pool(trainer: Trainer, plan: Plan, size: int, n_batches: int) -> tu
                 plan.project(score, plan.stage(rounds), rounds)
                 score.close()
                 rounds += 1
-        genotype = space.genotype_str(space.genotype(arch.weights()))
+        genotype = space.genotype_str(space.genotype(trainer.weights(GENOTYPE)))
         log.info("pool member %d: %s", member, genotype)
         candidates.setdefault(genotype, copy.deepcopy(arch.projection_state()))
     crit = next(iter(plan.criteria.values()))
@@ -321,7 +328,7 @@ def candidate_score(trainer: Trainer, crit: str, n_batches: int) -> float:
     data = trainer.cfg.data
     batches = trainer.data.score.with_limit(n_batches)((SCORE, -1), data.cutout_prob if data.cutout else 0.0)
     with torch.no_grad():
-        weights = {k: w.detach() for k, w in trainer.arch.weights().items()}
+        weights = trainer.weights(EVAL)
     return proxy_score(crit, trainer.model, weights, trainer.arch.active(), batches)
 
 

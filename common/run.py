@@ -47,6 +47,7 @@ from .experiment import (
     set_aside,
     start_logging,
 )
+from .methods import METHODS
 from .projection import run_projection
 from .runstate import continue_with, handling_signals, resume_projection, resume_run, tracked
 from .search import (
@@ -134,19 +135,21 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
                                                 f"continuing from epoch {state['epoch']}"))
             trainer.synchronise()
             result = run_search(trainer, scheduler, target.folder, state, board)
-            if script := space_def.layout.projection_script(cfg):
+            if space_def.layout.scripts:
                 log.info("the supernet is in %s; project it with `%s`", target.folder,
-                         commands.shell(projection_command(cfg, script, target.folder)))
+                         commands.shell(projection_command(cfg, space_def.layout.scripts, target.folder)))
             return result
     return search
 
 
-def projection_command(cfg: SearchConfig, script: tuple[str, ...], folder: Path) -> list[str]:
-    """The exp_script `script` (and the arguments that make it the search's method) projecting
-    the final checkpoint of the search in `folder`, with the folders and seed its command gave."""
-    name, *method = script
+def projection_command(cfg: SearchConfig, scripts: str, folder: Path) -> list[str]:
+    """The method's projection exp_script of the space's family `scripts` (with the arguments that
+    make it the search's method) projecting the final checkpoint of the search in `folder`, with
+    the folders and seed its command gave."""
+    stem, *method = METHODS[cfg.method].script_of(cfg)
     given = commands.given(commands.typed(), ("--seed", "--exp_root", "--data", "--api_path"))
-    return commands.exp_script(name, "--resume_expid", folder.name, "--resume_epoch", str(cfg.epochs), *method, *given)
+    return commands.exp_script(f"{stem}-proj-{scripts}.sh", "--resume_expid", folder.name, "--resume_epoch",
+                               str(cfg.epochs), *method, *given)
 
 
 def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, space: Space, data: SearchData,
@@ -172,7 +175,7 @@ def _project(cfg: SearchConfig, defaults: SearchConfig, space_def: SearchSpace, 
 
     def project() -> dict:
         with run_folder(cfg, defaults, folder, resume=resume, device=device, group=group) as board:
-            result: dict[str, Any] = {**run_identity(cfg, space), "supernet": str(supernet)}
+            result: dict[str, Any] = {**run_identity(cfg, space, search.method), "supernet": str(supernet)}
             tuned = source
             search.synchronise()
             if target.projection is None and continue_search(search, scheduler, state, folder, board):

@@ -23,6 +23,7 @@ from .checkpoint import (
 from .config import ConfigError, SearchConfig, flag_value
 from .data import EVAL_TEST, EVAL_VALID
 from .experiment import LOGGER, Board, Timer, append_jsonl, truncate_history, write_json
+from .method import GENOTYPE, Method
 from .metrics import Midway, Stats
 from .runstate import deferred, stop_point, stoppable
 from .space import Space
@@ -61,6 +62,7 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         if with_optimizers:  # the run continues: its weights' gradient tensors too
             trainer.w_opt.load_state_dict(state["optimizer"])
             trainer.restore_grads(state.get("grads", []))
+        trainer.method.load_state(state.get("method_state", {}))
         if "arch_optimizer" in state:
             trainer.a_opt.load_state_dict(state["arch_optimizer"])
         if scheduler is not None and "scheduler" in state:
@@ -69,7 +71,8 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         # torch lists every missing and unexpected key: hundreds of lines for a wrong size
         why = " ".join(line.strip() for line in str(e).splitlines()[:2])
         why = why if len(why) <= 200 else why[:200] + " ..."
-        flags = " ".join(f"--{flag}" for flag in trainer.cfg.search_run_flags if flag != "epochs")
+        flags = " ".join(f"--{flag}" for flag in trainer.cfg.search_run_flags
+                         if flag not in ("epochs", "unrolled"))  # those two never change the supernet
         raise CheckpointError(f"{path} does not fit this supernet; pass the search's {flags} ({why})") from e
     rng = trainer.group.process_rng(state)
     if rng is not None:
@@ -120,7 +123,7 @@ def run_search(trainer: Trainer, scheduler: Scheduler, folder: Path, state: dict
     result = result_base(trainer, "running")
     group.on_main(lambda: write_json(folder / "result.json", result))
     search_epochs(trainer, scheduler, start, timer, folder, board, midway=midway)
-    genotype = space.genotype(trainer.arch.weights())
+    genotype = space.genotype(trainer.weights(GENOTYPE))
     result.update(status="finished", epochs_done=cfg.epochs, genotype=space.genotype_str(genotype),
                   benchmark=space.query(genotype), search_time_s=round(timer.elapsed(), 1))
     group.on_main(lambda: write_json(folder / "result.json", result))
@@ -133,7 +136,7 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     """Supernet training from epoch `start` (from `midway` in it) to --epochs, a checkpoint
     `{prefix}_{epoch}.pth.tar` every --ckpt_interval epochs and at the end. A signal stops it at
     the next step or epoch end, saved there (`{prefix}_partial.pth.tar`) unless a checkpoint is."""
-    cfg, space, device = trainer.cfg, trainer.space, trainer.device
+    cfg, method, device = trainer.cfg, trainer.method, trainer.device
     log_test_freq(trainer, tuning=False)
     write = functools.partial(_write_partial, trainer, scheduler, timer, partial_path(folder, prefix))
     first = midway or Midway(Stats(device))
@@ -142,12 +145,12 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
         for epoch in range(start, cfg.epochs):
             lr = scheduler.get_last_lr()[0]
             cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
-            epsilon = sdarts_epsilon(space.epsilon_alpha, epoch, cfg.epochs)
+            schedule = method.start_epoch(epoch, cfg.epochs, tuning=False)
             log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
-                     f" epsilon_alpha {epsilon:e}" if space.perturb else "")
+                     schedule)
             at = first if epoch == start else Midway(Stats(device))
-            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=cfg.trains_alpha, cutout_prob=cutout_prob,
-                                                        epsilon=epsilon, progress=progress,
+            train_acc, train_loss = trainer.train_epoch(epoch, train_alpha=method.trains_alpha,
+                                                        cutout_prob=cutout_prob, progress=progress,
                                                         midway=Midway(at.stats, at.step, write))
             with stoppable(trainer.group, device, functools.partial(save_trained, trainer, write, epoch, at.stats)):
                 row = epoch_report(trainer, epoch, board, {"train_acc": train_acc, "train_loss": train_loss,
@@ -227,11 +230,6 @@ def continue_search(trainer: Trainer, scheduler: Scheduler, state: dict[str, Any
     return True
 
 
-def sdarts_epsilon(epsilon_alpha: float, epoch: int, epochs: int) -> float:
-    """SDARTS ramps the perturbation radius linearly from 0.03 to --epsilon_alpha."""
-    return 0.03 + (epsilon_alpha - 0.03) * epoch / epochs
-
-
 def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any],
                  tuning: bool = False) -> dict[str, Any]:
     """Evaluate, log, query the benchmark and write TensorBoard for one finished epoch."""
@@ -240,7 +238,7 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
     row.update(epoch=epoch, valid_acc=valid_acc, valid_loss=valid_loss)
     if data.test is not None and tests_at(trainer, epoch, tuning):
         row["test_acc"], row["test_loss"] = trainer.evaluate(data.test, (EVAL_TEST,))
-    genotype = space.genotype(trainer.arch.weights())
+    genotype = space.genotype(trainer.weights(GENOTYPE))
     row["genotype"] = space.genotype_str(genotype)
     row["benchmark"] = space.query(genotype)
     log.info("train_acc %.2f valid_acc %.2f%s", row["train_acc"], valid_acc,
@@ -253,8 +251,8 @@ def epoch_report(trainer: Trainer, epoch: int, board: Board, row: dict[str, Any]
         log.log(logging.DEBUG if tuning else logging.INFO, "softmax(alpha) %s:\n%s", kind, alpha_table(space, kind, w))
     # What the supernet mixes with: softmax(alpha) but, on an edge projection decided, its
     # projected row (one-hot; zeros for an edge topology projection dropped), as the genotype
-    # and the cell diagram have it. Equal to softmax(alpha) while nothing is decided.
-    weights = arch.weights()
+    # and the cell diagram have it. Equal to softmax(alpha) while nothing is decided (DARTS).
+    weights = trainer.weights(GENOTYPE)
     if tuning:
         row["projected"] = _rounded(weights)
     if row["benchmark"]:
@@ -314,15 +312,14 @@ def alpha_table(space: Space, kind: str, w: torch.Tensor) -> str:
 
 def result_base(trainer: Trainer, status: str) -> dict[str, Any]:
     """The result.json fields every search and projection run has."""
-    return {"status": status, **run_identity(trainer.cfg, trainer.space), "epochs": trainer.cfg.epochs}
+    return {"status": status, **run_identity(trainer.cfg, trainer.space, trainer.method), "epochs": trainer.cfg.epochs}
 
 
-def run_identity(cfg: SearchConfig, space: Space) -> dict[str, Any]:
-    """What a search or projection result.json says the run is (SDARTS: also its perturbation,
-    so that reports tell SDARTS-RS and SDARTS-ADV apart; `fast`: a --fast smoke run, which
-    reports keep out of their comparisons; the search flags a projection reads)."""
-    identity = {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed,
-                "fast": cfg.run.fast, **{flag: flag_value(cfg, flag) for flag in cfg.search_run_flags}}
-    if space.perturbation != "none":
-        identity["perturb_alpha"] = space.perturbation
-    return identity
+def run_identity(cfg: SearchConfig, space: Space, method: Method) -> dict[str, Any]:
+    """What a search or projection result.json says the run is (what the method says of itself,
+    e.g. SDARTS' perturbation, so that reports tell SDARTS-RS and SDARTS-ADV apart; `fast`: a
+    --fast smoke run, which reports keep out of their comparisons; the search flags a projection
+    reads, `unrolled` among them)."""
+    return {"space": space.label, "method": cfg.method_name, "dataset": cfg.data.dataset, "seed": cfg.run.seed,
+            "fast": cfg.run.fast, **{flag: flag_value(cfg, flag) for flag in cfg.search_run_flags},
+            **method.identity()}

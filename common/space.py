@@ -13,8 +13,9 @@ space package. To add a space:
    state_dict in the original code's layout.
 2. Describe the space with a `SearchSpace`: its command-line flags and typed options
    (`parser`, `config`), where its runs live (`layout`), how to build a `Space` from a
-   configuration (model, alpha, genotype parsing and printing, benchmark query, SDARTS
-   perturbation, what to write after projection) and its projection `plan`.
+   configuration (model, alpha, genotype parsing and printing, benchmark query, what to write
+   after projection) and its projection `plan`. How the supernet is trained (DARTS, SDARTS, ...)
+   is the method's (common/method.py), on any space.
 3. Give the package a `train_search.py` whose `__main__` calls `common.run.main`, and
    exp_scripts that run it.
 4. Tell the reports what they cannot read from result.json (`ReportHooks`), and add the
@@ -35,8 +36,6 @@ from .arch import Architecture
 from .config import EXACT_CRITERIA, SearchConfig
 
 Weights = dict[str, Tensor]
-# SDARTS: (model, mixing weights, x, y, epsilon, projection) -> perturbed mixing weights
-Perturbation = Callable[[nn.Module, Weights, Tensor, Tensor, float, Callable[[Weights], Weights]], Weights]
 
 
 @dataclass
@@ -51,9 +50,6 @@ class Space:
     genotype: Callable[[Weights], Any]           # mixing weights -> genotype
     genotype_str: Callable[[Any], str] = str
     query: Callable[[Any], dict[str, float] | None] = lambda g: None   # benchmark look-up
-    perturb: Perturbation | None = None          # SDARTS weight-step perturbation ...
-    perturbation: str = "none"                   # ... by name (random, pgd_linf), for result.json
-    epsilon_alpha: float = 0.0                   # SDARTS radius (reached at the end of search)
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
     tests_each_search_epoch: bool = True         # the original's per-search-epoch test-set pass
     edge_ops: dict[str, list[list[str]]] | None = None  # per kind and edge its ops' names (None: op_names)
@@ -71,8 +67,7 @@ class Layout:
     space_dir: Callable[[SearchConfig], Path]                # holds the search folders
     search_name: Callable[[SearchConfig], str]
     projection_name: Callable[[SearchConfig, int], str]      # (config, supernet epoch)
-    # the exp_script that projects a search of this config, and the arguments that make it its method
-    projection_script: Callable[[SearchConfig], tuple[str, ...]] = lambda cfg: ()
+    scripts: str = ""  # the exp_scripts' suffix: a method's are {stem}-{suffix}.sh, {stem}-proj-{suffix}.sh
 
 
 def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:

@@ -1,9 +1,10 @@
 """One bilevel training loop for every supernet: alpha step, weight step, evaluation passes.
 
 Both search spaces (and both phases, search and projection tuning) run through this
-class; what differs between spaces comes in through `Space`.
+class; what differs between spaces comes in through `Space`, what differs between methods
+(DARTS, second-order DARTS, fix-alpha, SDARTS) through `Method` (common/method.py).
 
-Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step the alpha
+Speed (see benchmarks/RESULTS.md). Exact, always on: after its first step a first-order alpha
 step computes alpha's gradient only; the model skips `none` and zero-weight ops using host-side `active` lists
 (no device sync) and shares one ReLU per cell state; batches come from device-resident
 data (common/data.py) and are never re-created per step; loss and accuracy stay on the
@@ -32,6 +33,8 @@ from .data import TRAIN, TUNE_TRAIN, TUNE_VALID, VALID, Batches
 from .device import memory_format
 from .distributed import Group
 from .experiment import LOGGER
+from .method import EVAL, Batch, Method, Phase
+from .methods import build_method
 from .metrics import Midway, Stats, check_finite
 from .progress import Progress, run_progress
 from .runstate import stop_point
@@ -66,10 +69,11 @@ class Trainer:
     the processes, so that every process holds the same supernet and takes the same decisions."""
 
     def __init__(self, space: Space, data: SearchData | None, cfg: SearchConfig, device: torch.device,
-                 weight_lr: float | None = None, group: Group | None = None) -> None:
+                 weight_lr: float | None = None, group: Group | None = None, method: Method | None = None) -> None:
         self.space, self._data, self.cfg, self.device = space, data, cfg, device
         self.group = group or Group()
         self.model, self.arch = space.model, space.arch
+        self.method = method or build_method(cfg)  # common/methods: the run's --method
         self.memory_format = memory_format(cfg.speed.memory_format, device)
         self.model.to(memory_format=self.memory_format)  # in place: parameters keep their identity
         self.criterion = nn.CrossEntropyLoss()
@@ -77,7 +81,7 @@ class Trainer:
         self.w_opt = torch.optim.SGD(self.model.parameters(), weight_lr or optim.learning_rate,
                                      momentum=optim.momentum, weight_decay=optim.weight_decay,
                                      nesterov=optim.nesterov, foreach=True)
-        self.a_opt = torch.optim.Adam(self.arch.parameters(), lr=cfg.alpha.arch_learning_rate,
+        self.a_opt = torch.optim.Adam(self.alpha_parameters, lr=cfg.alpha.arch_learning_rate,
                                       betas=(0.5, 0.999), weight_decay=cfg.alpha.arch_weight_decay)
         # Optional, numerics-changing speed-ups (off by default).
         self.amp = cfg.speed.amp
@@ -108,19 +112,39 @@ class Trainer:
         return x.contiguous(memory_format=self.memory_format)  # no copy if already so
 
     # -- one step -------------------------------------------------------------------------
-    def alpha_step(self, x: Tensor, y: Tensor, batch: int | None = None) -> None:
-        """First-order DARTS: alpha descends the loss on a batch of the alpha half (`batch`
-        images in all processes, of which this process has `x`; None: all of them).
+    @property
+    def alpha_parameters(self) -> list[nn.Parameter]:
+        """What alpha's optimiser trains: alpha, and a method's other architecture parameters."""
+        return [*self.arch.parameters(), *self.method.parameters()]
 
-        Only alpha's gradient is computed: the weight gradients the original also
-        accumulated here were zeroed before the weight step, so skipping them is exact.
-        An alpha the loss does not depend on (e.g. every op downstream of its cells is
-        `noise`) gets no gradient and Adam leaves it alone, as after `loss.backward()`.
-        """
+    def weights(self, phase: Phase) -> Weights:
+        """The method's mixing weights of `phase` (common/method.py)."""
+        return self.method.weights(self.arch, phase)
+
+    def alpha_step(self, x: Tensor, y: Tensor, batch: int | None = None, train: Batch | None = None) -> None:
+        """The method's architecture step on a batch of the alpha half (`batch` images in all
+        processes, of which this process has `x`; None: all of them); `train`: the step's weight
+        batch, as (images, targets, images in all processes), for a second-order step."""
+        self.method.alpha_step(self, (x, y, batch or len(y)), train)
+
+    def forward_loss(self, x: Tensor, y: Tensor, weights: Weights, active: Active | None,
+                     batch: int | None = None) -> tuple[Tensor, Tensor]:
+        """Logits and mean loss of this process's images, its shard of a batch of `batch` images
+        (None: `x` is the whole batch), under the given mixing weights."""
         with self._autocast(), self.group.computing(batch or len(y)):
-            loss = self.criterion(self.forward(self._layout(x), self.arch.weights(), self.arch.active()), y)
-        loss = self.group.weighted(loss, len(y), batch or len(y))
-        params = self.arch.parameters()
+            logits = self.forward(self._layout(x), weights, active)
+            return logits, self.criterion(logits, y)
+
+    def alpha_backward(self, loss: Tensor) -> None:
+        """The gradient of `loss` (this process's, weighted by its share of the batch) with respect
+        to the architecture parameters, averaged over the processes, in their `.grad`.
+
+        Only their gradient is computed: the weight gradients the original also accumulated in
+        its alpha step were zeroed before the weight step, so skipping them is exact. A parameter
+        the loss does not depend on (e.g. every op downstream of its cells is `noise`) gets no
+        gradient and Adam leaves it alone, as after `loss.backward()`.
+        """
+        params = self.alpha_parameters
         if not self._weight_grads_exist:
             self._full_backward(loss, params)
         else:
@@ -129,7 +153,6 @@ class Trainer:
             for p, g in zip(params, grads):
                 p.grad = g
         self.group.average_gradients(params)
-        self.a_opt.step()
 
     def _full_backward(self, loss: Tensor, alphas: list[nn.Parameter]) -> None:
         """The first alpha step backpropagates into the weights too, as every alpha step of the
@@ -144,23 +167,15 @@ class Trainer:
             loss.backward()
         self._weight_grads_exist = True
 
-    def weight_step(self, x: Tensor, y: Tensor, epsilon: float, batch: int | None = None) -> tuple[Tensor, Tensor]:
+    def weight_step(self, x: Tensor, y: Tensor, batch: int | None = None) -> tuple[Tensor, Tensor]:
         """One SGD step of the weights on a batch of the weight half (`batch` images in all
-        processes, of which this process has `x`); this process's logits and mean loss."""
+        processes, of which this process has `x`), under the method's mixing weights; this
+        process's logits and mean loss."""
         x = self._layout(x)
-        weights = {k: w.detach() for k, w in self.arch.weights().items()}
-        active: Active | None = self.arch.active()
         with self._autocast(), self.group.computing(batch or len(y)):
-            if self.space.perturb is not None:
-                project = self.arch.apply_projection  # decided edges stay fixed under perturbation
-                weights = project(self.space.perturb(self.model, weights, x, y, epsilon, project))
-                self.group.broadcast(weights.values())  # drawn once, by process 0
-                # a perturbation left unbroadcast stops here (SDARTS steps sync the host anyway, below)
-                self.group.check_same(weights.values(), "perturbed mixing weights")
-                active = None  # perturbation may zero weights: the model reads which ones (one sync)
-            self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
-            logits = self.forward(x, weights, active)
-            loss = self.criterion(logits, y)
+            weights, active = self.method.weight_step_weights(self, x, y)
+        self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
+        logits, loss = self.forward_loss(x, y, weights, active, batch)
         self.group.weighted(loss, len(y), batch or len(y)).backward()
         self.group.average_gradients(self.model.parameters())
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
@@ -168,7 +183,7 @@ class Trainer:
         return logits, loss
 
     # -- passes ---------------------------------------------------------------------------
-    def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float, epsilon: float = 0.0,
+    def train_epoch(self, epoch: int, *, train_alpha: bool, cutout_prob: float,
                     tuning: bool = False, progress: Progress | None = None,
                     midway: Midway | None = None) -> tuple[float, float]:
         """One epoch (from `midway` on: its step and running stats; the whole epoch without it);
@@ -181,8 +196,8 @@ class Trainer:
         pairs = self._pairs(epoch, cutout_prob, tuning, midway.step)
         for step, ((x, y, n), (xa, ya, na)) in enumerate(pairs, midway.step):
             if train_alpha:
-                self.alpha_step(xa, ya, na)
-            logits, loss = self.weight_step(x, y, epsilon, n)
+                self.alpha_step(xa, ya, na, train=(x, y, n))
+            logits, loss = self.weight_step(x, y, n)
             stats.add(logits, y, loss)
             if lines.due(step):
                 acc, avg = self.group.result(stats)  # the only host sync inside an epoch
@@ -240,7 +255,7 @@ class Trainer:
         if weights is None:
             forward = self.forward
             with torch.no_grad():  # outside inference mode: Architecture caches tensors it makes here
-                weights, active = self.arch.weights(), self.arch.active()
+                weights, active = self.weights(EVAL), self.arch.active()
         if not train_mode:  # per-process batch norm: every process evaluates with process 0's statistics
             self.group.broadcast(self.model.buffers())
         self.model.train(train_mode)
@@ -255,15 +270,17 @@ class Trainer:
 
     # -- persistence ------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        method = self.method.state()
         return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
                 "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict(),
-                "grads": [n for n, p in self.model.named_parameters() if p.grad is not None]}
+                "grads": [n for n, p in self.model.named_parameters() if p.grad is not None],
+                **({"method_state": method} if method else {})}
 
     def synchronise(self) -> None:
         """Process 0's weights, batch-norm buffers and alpha on every process, as a run of
         several starts. They agree already (one seed, the same checkpoints); the broadcast makes
         sure of it, as DistributedDataParallel does."""
-        self.group.broadcast([*self.model.parameters(), *self.model.buffers(), *self.arch.parameters()])
+        self.group.broadcast([*self.model.parameters(), *self.model.buffers(), *self.alpha_parameters])
 
     def restore_grads(self, names: list[str]) -> None:
         """Zero-filled gradient tensors for the weights that had one when the checkpoint was

@@ -1,4 +1,4 @@
-"""NAS-Bench-201: supernet search (DARTS, fix-alpha) and perturbation-based projection.
+"""NAS-Bench-201: supernet search (DARTS, fix-alpha; common/methods) and perturbation-based projection.
 
     python -m nasbench201.train_search --method darts --save darts-201 --seed 1
     python -m nasbench201.train_search --method darts-proj --save darts-proj-201 \
@@ -31,7 +31,7 @@ from .report_hooks import LABEL, REPORT_HOOKS
 
 log = logging.getLogger(LOGGER)
 
-METHODS = ("darts", "blank")  # the original has no SDARTS on NAS-Bench-201
+METHODS = ("darts", "blank")  # --method choices (common/methods); the original has no SDARTS on NAS-Bench-201
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
@@ -64,7 +64,7 @@ def build_parser() -> Parser:
 
 def config(args: argparse.Namespace) -> SearchConfig:
     cfg = search_config(args, Options(num_cells=args.num_cells, proj_crit=args.proj_crit,
-                                      api_path=Path(args.api_path)))
+                                      api_path=Path(args.api_path)), METHODS)
     cfg.projection.check_pool([cfg.space.proj_crit])
     return cfg
 
@@ -85,7 +85,7 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
 
 LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "nasbench201",
                 search_name=search_name, projection_name=projection_name,
-                projection_script=lambda cfg: (f"{cfg.method}-proj-201.sh",))
+                scripts="201")
 
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:

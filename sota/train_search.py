@@ -1,4 +1,4 @@
-"""DARTS space (S1-S5): supernet search (DARTS, fix-alpha, SDARTS) and two-stage projection.
+"""DARTS space (S1-S5): supernet search (DARTS, fix-alpha, SDARTS; common/methods) and two-stage projection.
 
     python -m sota.train_search --method darts --save darts-sota --space s5 --seed 2
     python -m sota.train_search --method darts-proj --save darts-proj-sota --space s5 \
@@ -19,7 +19,7 @@ import torch
 from common import commands
 from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
-from common.config import CRITERIA, ConfigError, SearchConfig, check, finite
+from common.config import CRITERIA, ConfigError, SearchConfig, check
 from common.experiment import LOGGER, write_json
 from common.projection import random_choice, select_edges, select_edges_passes, select_op, selection_suffix
 from common.run import main
@@ -28,7 +28,6 @@ from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epoch
 from .genotypes import Genotype, check_genotype_name, genotype_to_dict, register_genotype, registry
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
-from .perturb import PERTURBATIONS
 from .report_hooks import FOLDER, REPORT_HOOKS
 from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
 from .train import AUX_IMAGE_SIZE
@@ -36,7 +35,7 @@ from .train import AUX_IMAGE_SIZE
 log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
-METHODS = ("darts", "blank", "sdarts")
+METHODS = ("darts", "blank", "sdarts")  # --method choices (common/methods); --unrolled: second order
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,6 @@ class Options:
 
     space: str = "s5"
     layers: int = 8
-    perturb_alpha: str = "none"
-    epsilon_alpha: float = 0.3
     proj_crit_normal: str = "acc"
     proj_crit_reduce: str = "acc"
     proj_crit_edge: str = "acc"
@@ -55,9 +52,6 @@ class Options:
     def __post_init__(self) -> None:
         check(self.space in SPACES, "space", self.space, f"choose one of {', '.join(sorted(SPACES))}")
         check_layers(self.layers)
-        check(self.perturb_alpha in PERTURBATIONS, "perturb_alpha", self.perturb_alpha,
-              f"choose one of {', '.join(PERTURBATIONS)}")
-        finite("epsilon_alpha", self.epsilon_alpha)
         for kind in ("normal", "reduce", "edge"):
             crit = getattr(self, f"proj_crit_{kind}")
             check(crit in CRITERIA, f"proj_crit_{kind}", crit, f"choose one of {', '.join(CRITERIA)}")
@@ -68,10 +62,6 @@ def build_parser() -> Parser:
     g = p.add_argument_group("DARTS space")
     g.add_argument("--space", default="s5", choices=sorted(SPACES))
     g.add_argument("--layers", type=int, default=8, help="cells in the supernet")
-    g.add_argument("--perturb_alpha", default="none", choices=list(PERTURBATIONS),
-                   help="SDARTS (--method sdarts): random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
-    g.add_argument("--epsilon_alpha", type=float, default=0.3,
-                   help="SDARTS perturbation radius, ramped from 0.03 during search")
     g.add_argument("--crit", default=None, choices=CRITERIA,
                    help="projection criterion of normal ops, reduction ops and topology alike (the original "
                         "darts-proj-sota.sh's flag); a --proj_crit_* flag wins over it (default: acc)")
@@ -89,15 +79,9 @@ def build_parser() -> Parser:
 def config(args: argparse.Namespace) -> SearchConfig:
     crit = {f"proj_crit_{kind}": getattr(args, f"proj_crit_{kind}") or args.crit or "acc"
             for kind in ("normal", "reduce", "edge")}
-    options = Options(space=args.space, layers=args.layers, perturb_alpha=args.perturb_alpha,
-                      epsilon_alpha=args.epsilon_alpha, genotype_name=args.genotype_name, **crit)
-    cfg = search_config(args, options)
+    options = Options(space=args.space, layers=args.layers, genotype_name=args.genotype_name, **crit)
+    cfg = search_config(args, options, METHODS)
     cfg.projection.check_pool([options.proj_crit_normal, options.proj_crit_reduce, options.proj_crit_edge])
-    sdarts, perturbed = cfg.method == "sdarts", options.perturb_alpha != "none"
-    check(sdarts or not perturbed, "perturb_alpha", options.perturb_alpha,
-          "perturbing alpha is SDARTS; pass --method sdarts (sdarts-proj to project), or leave it out")
-    check(perturbed or not sdarts, "method", cfg.method_name,
-          "SDARTS needs a perturbation: add --perturb_alpha random (SDARTS-RS) or pgd_linf (SDARTS-ADV)")
     return cfg
 
 
@@ -115,16 +99,8 @@ def projection_name(cfg: SearchConfig, epoch: int) -> str:
     return name + (f"-{cfg.projection.log_tag}" if cfg.projection.log_tag else "")
 
 
-def projection_script(cfg: SearchConfig) -> tuple[str, ...]:
-    """The exp_script projecting a search of `cfg` (SDARTS-ADV: SDARTS-RS's, with PGD)."""
-    if cfg.method != "sdarts":
-        return (f"{cfg.method}-proj-sota.sh",)
-    pgd = cfg.space.perturb_alpha == "pgd_linf"
-    return ("sdarts-rs-proj-sota.sh", *(("--perturb_alpha", "pgd_linf") if pgd else ()))
-
-
 LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / FOLDER / cfg.data.dataset,
-                search_name=search_name, projection_name=projection_name, projection_script=projection_script)
+                search_name=search_name, projection_name=projection_name, scripts="sota")
 
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
@@ -134,8 +110,7 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
     names = [f"{e}: {name}" for e, name in enumerate(edge_names(PLAIN_STATE_NAMES))]  # logs: no LaTeX
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=names,
-                 genotype=model.genotype, perturb=PERTURBATIONS[o.perturb_alpha], perturbation=o.perturb_alpha,
-                 epsilon_alpha=o.epsilon_alpha if o.perturb_alpha != "none" else 0.0,
+                 genotype=model.genotype,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),
                  edge_ops={k: model.edge_ops(k) for k in KINDS})
 

@@ -28,7 +28,7 @@ STAGE_MODULES = {"search": ("nasbench201.train_search", "sota.train_search"),
 # evaluation, or put runs where the study does not look for them).
 OWNED = ("--seed", "--dataset", "--space", "--method", "--exp_root", "--save", "--resume_expid",
          "--resume_epoch", "--arch", "--overwrite", "--dev", "--genotype_name", "--perturb_alpha",
-         "--no_resume", "--dev_resume_epoch")
+         "--unrolled", "--no_resume", "--dev_resume_epoch")
 # Flags of a stage's exp_scripts themselves (exp_scripts/common.sh), not of their module -> takes a value.
 SCRIPT_FLAGS = {stage: {"--nproc": True} for stage in STAGES}  # every stage trains under torchrun
 

@@ -31,8 +31,9 @@ SPACES = (NB201, "s1", "s2", "s3", "s4", "s5")
 IMAGEFOLDER = "imagefolder"
 DATASETS = {NB201: ("cifar10", "cifar100", "imagenet16-120", IMAGEFOLDER),
             "sota": ("cifar10", "cifar100", "svhn", IMAGEFOLDER)}
-METHODS = ("darts", "blank", "sdarts-rs", "sdarts-adv")
+METHODS = ("darts", "darts2", "blank", "sdarts-rs", "sdarts-adv")
 SDARTS_ADV = ("--perturb_alpha", "pgd_linf")
+UNROLLED = ("--unrolled",)  # second-order DARTS; its projection takes it from the search run's result.json
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,16 @@ class Script:
 
 
 # (kind of space, method) -> stage -> script. SDARTS-ADV is the SDARTS-RS scripts with PGD
-# perturbation, under its own --save so that its folders differ from SDARTS-RS's.
+# perturbation, and second-order DARTS (darts2) the DARTS scripts with --unrolled, each under its
+# own --save so that its folders differ from SDARTS-RS's and first-order DARTS's.
 METHOD_SCRIPTS: dict[tuple[str, str], dict[str, Script]] = {
     (NB201, "darts"): {"search": Script("darts-201.sh"), "proj": Script("darts-proj-201.sh")},
+    (NB201, "darts2"): {"search": Script("darts-201.sh", UNROLLED + ("--save", "darts2-201")),
+                        "proj": Script("darts-proj-201.sh", ("--save", "darts2-proj-201"))},
     (NB201, "blank"): {"search": Script("blank-201.sh"), "proj": Script("blank-proj-201.sh")},
     ("sota", "darts"): {"search": Script("darts-sota.sh"), "proj": Script("darts-proj-sota.sh")},
+    ("sota", "darts2"): {"search": Script("darts-sota.sh", UNROLLED + ("--save", "darts2-sota")),
+                         "proj": Script("darts-proj-sota.sh", ("--save", "darts2-proj-sota"))},
     ("sota", "blank"): {"search": Script("blank-sota.sh"), "proj": Script("blank-proj-sota.sh")},
     ("sota", "sdarts-rs"): {"search": Script("sdarts-rs-sota.sh"), "proj": Script("sdarts-rs-proj-sota.sh")},
     ("sota", "sdarts-adv"): {

@@ -61,6 +61,8 @@ CASES = [
     ("darts-sota.sh", ["--layers", "1"], "layers"),
     ("darts-sota.sh", ["--layers", "2"], "layers"),  # cells 0 and 1 would both reduce: no normal cell
     ("darts-sota.sh", ["--space", "s9"], "space"),
+    ("blank-201.sh", ["--unrolled"], "unrolled"),                       # fix-alpha has no alpha step
+    ("blank-sota.sh", ["--unrolled"], "unrolled"),
     ("darts-sota.sh", ["--perturb_alpha", "random"], "perturb_alpha"),   # a perturbation is SDARTS
     ("sdarts-rs-sota.sh", ["--perturb_alpha", "none"], "method"),       # SDARTS needs a perturbation
     ("sdarts-rs-sota.sh", ["--epsilon_alpha", "-0.1"], "epsilon_alpha"),
@@ -101,7 +103,8 @@ def world(tmp_path_factory, cifar10_dir) -> dict[str, Path]:
 
 @pytest.mark.parametrize("script,args,flag", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
 def test_bad_input_is_refused_before_anything_is_written(world, script: str, args: list[str], flag: str):
-    sizes = {"eval.sh": EVAL, "darts-sota.sh": DARTS, "sdarts-rs-sota.sh": DARTS, "darts-proj-sota.sh": DARTS}
+    sizes = {"eval.sh": EVAL, "darts-sota.sh": DARTS, "sdarts-rs-sota.sh": DARTS, "darts-proj-sota.sh": DARTS,
+             "blank-sota.sh": DARTS}
     base = ["--data", str(world["data"]), "--exp_root", str(world["exp"]), "--gpu", TEST_GPU, "--epochs", "1",
             *sizes.get(script, NB)]
     if "-proj-" in script:

@@ -134,10 +134,11 @@ def test_the_log_shows_the_config_where_it_differs_and_config_json_all_of_it(tmp
 def test_flags_a_projection_takes_from_the_search_run_are_known_to_be_left_out():
     cfg = search_cfg("--epochs", "7", space="nb201")
     assert (cfg.epochs, cfg.init_channels, cfg.space.num_cells, cfg.data.dataset) == (7, 16, 5, "cifar10")
-    assert set(cfg.search_run_flags) == {"dataset", "epochs", "init_channels", "num_cells"}
-    assert cfg.from_search_run == {"dataset", "init_channels", "num_cells"}
-    cfg = search_cfg("--layers", "5", space="sota")
+    assert set(cfg.search_run_flags) == {"dataset", "epochs", "init_channels", "num_cells", "unrolled"}
+    assert cfg.from_search_run == {"dataset", "init_channels", "num_cells", "unrolled"}
+    cfg = search_cfg("--layers", "5", "--unrolled", space="sota")
     assert cfg.from_search_run == {"dataset", "epochs", "init_channels", "space"} and cfg.epochs == 50
+    assert cfg.alpha.unrolled
 
 
 @pytest.mark.parametrize("flags,expected", [
@@ -303,4 +304,5 @@ def test_the_log_names_the_defaults_a_search_run_does_not_record(tmp_path, log_l
     projection_target(cfg, nb201.SEARCH_SPACE)
     assert "as it is (search epoch 2; --epochs 2: the search run's)" in log_lines[0]
     assert log_lines[1:] == ["taken from the search run's result.json: --epochs 2",
-                             "not recorded by the search run, so the defaults: --dataset cifar10 --init_channels 16"]
+                             "not recorded by the search run, so the defaults: --dataset cifar10 --init_channels 16 "
+                             "--unrolled False"]

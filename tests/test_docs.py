@@ -26,7 +26,8 @@ from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SKIPPED_MODULES = {"pytest", "venv", "pip"}  # tools, not this repository's commands
-FENCE = re.compile(r"^\s*```")
+FENCE = re.compile(r"^\s*```\s*(\w*)")
+SHELL = {"", "bash", "sh", "shell", "console"}  # blocks of other languages (python, json) hold no commands
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -36,14 +37,16 @@ def _rel(path: Path) -> str:
 
 
 def split_fences(text: str) -> tuple[list[str], list[list[str]]]:
-    """The lines outside ``` blocks (inside ones blank, so line numbers stay), and each block's lines."""
-    prose, blocks, block = [], [], None
+    """The lines outside ``` blocks (inside ones blank, so line numbers stay), and each shell
+    block's lines."""
+    prose, blocks, block, shell = [], [], None, True
     for line in text.splitlines():
-        if FENCE.match(line):
+        if fence := FENCE.match(line):
             if block is None:
-                block = []
+                block, shell = [], fence.group(1) in SHELL
             else:
-                blocks.append(block)
+                if shell:
+                    blocks.append(block)
                 block = None
             prose.append("")
         elif block is not None:

@@ -27,13 +27,13 @@ from common.batchnorm import BatchNorm2d
 from common.config import ConfigError, SearchConfig
 from common.data import Batches, ImageSet
 from common.device import memory_format, tf32
+from common.methods.sdarts import SDARTS, random_smoothing
 from common.projection import Scorer
 from common.run import search_data
 from common.space import Space
 from common.trainer import SearchData, Trainer
 from nasbench201.model_search import EDGE_KEYS, NB201Supernet
 from sota.model_search import DartsSupernet
-from sota.perturb import random_smoothing
 from tests.conftest import DEVICES
 from tests.fixtures.configs import search_cfg
 
@@ -103,8 +103,9 @@ def run_both(space: str, projected: bool = False, perturb=None, epsilon: float =
         batches = _batches(space, steps)
         fast_model, fast_arch = _copy(model, arch, device, dtype)
         sp = Space(label=space, model=fast_model, arch=fast_arch, op_names={}, edge_names=[],
-                   genotype=lambda w: None, perturb=perturb)
-        trainer = Trainer(sp, None, default_args(), torch.device(device))
+                   genotype=lambda w: None)
+        trainer = Trainer(sp, None, default_args(), torch.device(device),
+                          method=SDARTS(perturb, epsilon) if perturb else None)
         ours = _trajectory(trainer, fast_model, fast_arch, batches, epsilon, skip, device, dtype)
         draws = perturb if dtype == torch.float64 else _float32_draws(perturb)  # the fast path's noise
         ref64 = _reference(model, arch, batches, draws, epsilon, skip, torch.float64)
@@ -198,7 +199,9 @@ def _trajectory(stepper, model: nn.Module, arch: Architecture, batches: list, ep
         for k, a in zip(arch.kinds, arch.parameters()):
             values[f"alpha {k}"], values[f"alpha grad {k}"] = a.detach(), a.grad
         torch.manual_seed(7 + step)  # the same perturbation draws on every path
-        logits, loss = stepper.weight_step(x, y, epsilon)
+        # the reference takes the radius per step; a Trainer's SDARTS method holds it
+        logits, loss = stepper.weight_step(x, y, epsilon) if isinstance(stepper, ReferenceStep) else \
+            stepper.weight_step(x, y)
         values.update(loss=loss.detach(), logits=logits.detach())
         values.update(_states(model, skip, step))
         out.append({k: v.detach().double().cpu() for k, v in values.items()})
@@ -246,7 +249,7 @@ def test_cuda_step_matches_cpu_step(space: str) -> None:
         model.train()
         with tf32(False):
             trainer.alpha_step(xa, ya)
-            logits, loss = trainer.weight_step(x, y, 0.0)
+            logits, loss = trainer.weight_step(x, y)
         out[device] = [loss, logits, *arch.parameters(), *model.parameters()]
     for a, b in zip(out["cpu"], out["cuda"]):
         torch.testing.assert_close(a, b.cpu(), **CUDA_TOL)
@@ -395,7 +398,7 @@ def trainer_with(space: str = "nb201", *flags: str) -> Trainer:
 def one_step(t: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     (x, y), = list(t.data.train((0, 0)))[:1]
     t.alpha_step(x, y)
-    return t.weight_step(x, y, 0.0)
+    return t.weight_step(x, y)
 
 
 def test_default_path_uses_no_amp_and_no_compile(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,9 +448,9 @@ def test_compile_runs_and_survives_a_new_projection_pattern(monkeypatch: pytest.
     t = trainer_with("nb201", "--compile")
     assert calls and calls[0]["backend"] == "eager" and t.forward is not t.model
     (x, y), = list(t.data.train((0, 0)))[:1]
-    t.weight_step(x, y, 0.0)
+    t.weight_step(x, y)
     t.arch.project_op("cell", 2, 3)  # a new active pattern: recompiles (or falls back), still runs
-    logits, loss = t.weight_step(x, y, 0.0)
+    logits, loss = t.weight_step(x, y)
     assert torch.isfinite(loss)
 
 

@@ -10,8 +10,9 @@ import torch
 
 from common.arch import Architecture
 from common.data import ImageSet
+from common.methods.darts import DARTS
+from common.methods.sdarts import sdarts_epsilon
 from common.run import search_data
-from common.search import sdarts_epsilon
 from common.space import Space
 from nasbench201 import train_search as nb201
 from sota import train as sota_eval
@@ -57,8 +58,7 @@ def test_search_epochs_train_with_the_cutout_schedule(tmp_path, monkeypatch, fla
 
     cfg = search_cfg("--cutout", "--cutout_prob", "0.5", "--epochs", "3", "--ckpt_interval", "10", *flags)
     seen = []
-    trainer = SimpleNamespace(cfg=cfg, space=SimpleNamespace(epsilon_alpha=0.0, perturb=None,
-                                                             tests_each_search_epoch=False),
+    trainer = SimpleNamespace(cfg=cfg, space=SimpleNamespace(tests_each_search_epoch=False), method=DARTS(),
                               device=torch.device("cpu"), state=dict, group=Group(),
                               progress=lambda epochs, start: None,
                               train_epoch=lambda epoch, **kw: (seen.append(kw["cutout_prob"]), (0.0, 0.0))[1])

@@ -21,10 +21,10 @@ def imported_modules(path: Path) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "common").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "common").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_common_imports_nothing_above_it(path: Path) -> None:
     upward = [m for m in imported_modules(path) if m.split(".")[0] in UPPER]
-    assert not upward, f"common/{path.name} imports {upward}"
+    assert not upward, f"{path.relative_to(ROOT)} imports {upward}"
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ from common.arch import Architecture
 from common.batchnorm import SyncBatchNorm2d
 from common.data import shard_slice
 from common.distributed import Group
+from common.methods.sdarts import SDARTS, random_smoothing
 from common.space import Space
 from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
-from sota.perturb import random_smoothing
 from tests.fixtures.configs import search_cfg
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -67,9 +67,9 @@ def _trainer(group: Group, perturb=None) -> Trainer:
     with torch.no_grad():
         for a in arch.parameters():
             a.normal_()
-    space = Space(label="nb201", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
-                  perturb=perturb)
-    return Trainer(space, None, search_cfg(), torch.device("cpu"), group=group)
+    space = Space(label="nb201", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    return Trainer(space, None, search_cfg(), torch.device("cpu"), group=group,
+                   method=SDARTS(perturb, 0.3) if perturb else None)
 
 
 def _steps(group: Group, perturb=None) -> dict[str, list[torch.Tensor]]:
@@ -81,7 +81,7 @@ def _steps(group: Group, perturb=None) -> dict[str, list[torch.Tensor]]:
     t.alpha_step(xa[_mine(group)], ya[_mine(group)], BATCH)
     alpha_grads = [a.grad.clone() for a in t.arch.parameters()]
     torch.manual_seed(10 + 100 * group.rank)
-    t.weight_step(x[_mine(group)], y[_mine(group)], 0.3, BATCH)
+    t.weight_step(x[_mine(group)], y[_mine(group)], BATCH)
     return {"alpha_grads": alpha_grads, "weights": [p.detach() for p in t.model.parameters()]}
 
 

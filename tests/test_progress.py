@@ -64,10 +64,10 @@ def test_an_epoch_resumed_mid_way_counts_the_pace_of_its_own_steps(log_lines):
 class FakeSteps(Trainer):
     """The real Trainer's epoch loop around steps that compute nothing."""
 
-    def alpha_step(self, x, y, n):
+    def alpha_step(self, x, y, n, train=None):
         pass
 
-    def weight_step(self, x, y, epsilon, n):
+    def weight_step(self, x, y, n):
         return torch.zeros(len(y), 10), torch.ones(())
 
 

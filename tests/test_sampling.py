@@ -21,11 +21,11 @@ from tests.fixtures.configs import search_cfg
 class Recorder(Trainer):
     """The real Trainer, recording the labels of the batches its steps receive."""
 
-    def alpha_step(self, x, y, batch=None):
+    def alpha_step(self, x, y, batch=None, train=None):
         assert batch == len(y)  # one process: its batch is the whole batch
         self.seen["alpha"].append(y.tolist())
 
-    def weight_step(self, x, y, epsilon, batch=None):
+    def weight_step(self, x, y, batch=None):
         assert batch == len(y)
         self.seen["weight"].append(y.tolist())
         return torch.zeros(len(y), 10), torch.zeros(())

@@ -7,10 +7,10 @@ import torch.nn.functional as F
 
 from common.arch import Architecture
 from common.data import Batches, ImageSet
+from common.methods.sdarts import SDARTS, clip_rows, linf_pgd, random_smoothing
 from common.space import Space
 from common.trainer import SearchData, Trainer
 from sota.model_search import DartsSupernet
-from sota.perturb import clip_rows, linf_pgd, random_smoothing
 from tests.fixtures.configs import search_cfg
 
 
@@ -119,13 +119,13 @@ def test_weight_step_under_perturbation_leaves_alpha_and_projection_alone():
         seen["out"] = random_smoothing(model_, weights, x_, y_, eps, project)
         return seen["out"]
 
-    space = Space(label="s5", model=model, arch=arch, op_names={}, edge_names=[],
-                  genotype=lambda w: None, perturb=spy)
-    trainer = Trainer(space, SearchData(batches, batches, None), search_cfg(), torch.device("cpu"))
+    space = Space(label="s5", model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    trainer = Trainer(space, SearchData(batches, batches, None), search_cfg(), torch.device("cpu"),
+                      method=SDARTS(spy, 0.3))
     received = []
     trainer.forward = lambda x_, weights, active: received.append(weights) or model(x_, weights, active)
     alpha_before = [a.detach().clone() for a in arch.parameters()]
-    trainer.weight_step(x, y, 0.3)
+    trainer.weight_step(x, y)
     # what the model trains on: perturbed rows, the projected row still one-hot
     assert len(received) == 1 and torch.equal(received[0]["normal"], seen["out"]["normal"].index_copy(
         0, torch.tensor([0]), torch.eye(7)[3:4])) and torch.equal(received[0]["normal"][0], torch.eye(7)[3])

@@ -29,12 +29,12 @@ from common.batchnorm import SyncBatchNorm2d
 from common.config import ConfigError
 from common.data import shard_slice
 from common.distributed import Group
+from common.methods.sdarts import SDARTS, random_smoothing
 from common.space import Space
 from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from sota.model_search import DartsSupernet
 from sota.operations import NoiseOp
-from sota.perturb import random_smoothing
 from tests.conftest import REPO, fails, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
@@ -121,9 +121,7 @@ def _space(case: str, sync_bn: bool) -> Space:
             a.normal_()
     kind = arch.kinds[0]
     arch.project_op(kind, 1, min(2, arch.alphas[kind].shape[1] - 1))
-    perturb = random_smoothing if case.endswith("sdarts-rs") else None
-    return Space(label=case, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
-                 perturb=perturb)
+    return Space(label=case, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
 
 
 def _steps(case: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
@@ -131,7 +129,8 @@ def _steps(case: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tenso
     images. SDARTS: each process draws its own noise (process 0's must count); otherwise the
     processes' RNGs agree, as in a run (S4's noise op: each process's rows of one draw)."""
     space = _space(case, sync_bn)
-    trainer = Trainer(space, None, search_cfg(), torch.device("cpu"), group=group)
+    method = SDARTS(random_smoothing, 0.3) if case.endswith("sdarts-rs") else None
+    trainer = Trainer(space, None, search_cfg(), torch.device("cpu"), group=group, method=method)
     g = torch.Generator().manual_seed(1)
     for step in range(STEPS):
         xa, x = (torch.randn(BATCH, 3, SIZE, SIZE, generator=g, dtype=torch.float64) for _ in range(2))
@@ -139,7 +138,7 @@ def _steps(case: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tenso
         part = shard_slice(BATCH, group.rank, group.size)
         trainer.alpha_step(xa[part], ya[part], BATCH)
         torch.manual_seed(100 * group.rank * case.endswith("sdarts-rs") + step)
-        trainer.weight_step(x[part], y[part], 0.3, BATCH)
+        trainer.weight_step(x[part], y[part], BATCH)
     return {"alpha": [a.detach() for a in space.arch.parameters()],
             "state": list(space.model.state_dict().values())}
 
