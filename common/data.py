@@ -341,8 +341,9 @@ def stream_seed(seed: int, key: int | tuple[int, ...]) -> int:
 
 
 # Keys of the data streams, so every pass has its own reproducible order and augmentation;
-# PROCESS seeds the global RNGs of the processes of a multi-process run (common/distributed.py).
-TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE, PROCESS = range(8)
+# PROCESS seeds the global RNGs of the processes of a multi-process run (common/distributed.py);
+# METHOD a method's own random draws (GDAS' Gumbel noise).
+TRAIN, VALID, EVAL_VALID, EVAL_TEST, TUNE_TRAIN, TUNE_VALID, SCORE, PROCESS, METHOD = range(9)
 
 
 def shard_slice(n: int, rank: int, processes: int) -> slice:

@@ -11,14 +11,18 @@ What a method decides, and where:
 
 - mixing weights (`weights`): how alpha becomes the weights the supernet mixes its ops with, per
   `Phase`: a training step (DARTS: softmax(alpha); DrNAS: a Dirichlet sample, drawn anew per
-  call; GDAS: a hard Gumbel-softmax sample), an evaluation or projection scoring pass (DrNAS:
-  the Dirichlet mean), and the magnitude-based genotype (PC-DARTS: softmax(alpha) times its edge
-  weights beta, whose products rank the edges). Rows that projection decided are replaced by
-  their projected rows (`Architecture.apply_projection`), whatever the method.
+  call; GDAS: a hard Gumbel-softmax sample, drawn by its steps), an evaluation or projection
+  scoring pass (DrNAS: the Dirichlet mean; GDAS: softmax(alpha / tau)), and the magnitude-based
+  genotype (PC-DARTS: softmax(alpha) times its edge weights beta, whose products rank the edges).
+  Rows that projection decided are replaced by their projected rows
+  (`Architecture.apply_projection`), whatever the method.
 - the weight step's mixing weights (`weight_step_weights`): SDARTS perturbs them; a method that
   leaves ops out of a step (GDAS computes only the sampled op) says which ops to compute.
 - the architecture step (`alpha_step`): first order, or second order (it gets the step's weight
-  batch for the virtual step); its regulariser, if any, goes into the loss it descends.
+  batch for the virtual step); its regulariser, if any, goes into the loss it descends; the ops
+  its forward computes (GDAS: the sampled ones); whether it comes after the weight step
+  (`alpha_step_last`), and whether the weight step's clipping counts alpha's gradient
+  (`clips_alpha`).
 - the schedule (`start_epoch`): SDARTS' perturbation radius, GDAS' temperature, DrNAS' stages,
   PC-DARTS' first alpha epoch (`trains_alpha`), logged on each epoch's first line.
 - architecture parameters besides alpha (`parameters`: PC-DARTS' beta), trained by alpha's Adam,
@@ -58,6 +62,11 @@ class Method(ABC):
     """How one run trains its supernet: the trainer's steps and passes call these."""
 
     trains_alpha: bool = True   # whether epochs take alpha steps (fix-alpha: never)
+    alpha_step_last: bool = False  # a step's alpha step after its weight step (GDAS), not before (DARTS)
+    # The weight step's mixing weights carry alpha's gradient, and its gradient clipping counts
+    # alpha's: the gradient alpha holds from the last alpha step plus the weight batch's (GDAS, whose
+    # authors clip `model.parameters()`, alphas among them); the weights alone are stepped.
+    clips_alpha: bool = False
 
     def weights(self, arch: Architecture, phase: Phase) -> Weights:
         """The mixing weights of `phase` (TRAIN: an alpha or weight step; EVAL: an evaluation
@@ -66,15 +75,16 @@ class Method(ABC):
         return arch.weights()
 
     def weight_step_weights(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[Weights, Active | None]:
-        """The mixing weights a weight step on (x, y) trains under, without gradient, and the ops
-        to compute (None: those whose weight is not exactly 0, which the model then reads from
-        the device)."""
+        """The mixing weights a weight step on (x, y) trains under, without gradient (unless
+        `clips_alpha`), and the ops to compute (None: those whose weight is not exactly 0, which
+        the model then reads from the device)."""
         return detached(self.weights(trainer.arch, TRAIN)), trainer.arch.active()
 
     @abstractmethod
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
         """One step of the architecture parameters on a batch of the alpha half; `train` is the
-        same step's weight batch (a second-order step's virtual step trains on it)."""
+        same step's weight batch (a second-order step's virtual step trains on it). It chooses
+        the ops its forward computes (`trainer.forward_loss(x, y, weights, active)`)."""
 
     def start_epoch(self, epoch: int, epochs: int, tuning: bool) -> str:
         """Set the schedule for search epoch `epoch` of `epochs`, or for a tuning epoch of

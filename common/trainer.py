@@ -135,23 +135,30 @@ class Trainer:
             logits = self.forward(self._layout(x), weights, active)
             return logits, self.criterion(logits, y)
 
-    def alpha_backward(self, loss: Tensor) -> None:
+    def alpha_backward(self, loss: Tensor, reach_weights: bool = False) -> None:
         """The gradient of `loss` (this process's, weighted by its share of the batch) with respect
         to the architecture parameters, averaged over the processes, in their `.grad`.
 
         Only their gradient is computed: the weight gradients the original also accumulated in
         its alpha step were zeroed before the weight step, so skipping them is exact. A parameter
         the loss does not depend on (e.g. every op downstream of its cells is `noise`) gets no
-        gradient and Adam leaves it alone, as after `loss.backward()`.
+        gradient and Adam leaves it alone, as after `loss.backward()`. `reach_weights`: every
+        alpha step may compute ops no step computed before (GDAS' samples): the weights it
+        reaches that have no gradient tensor yet get a zero-filled one, as the first step gives
+        them all (see `_full_backward`).
         """
         params = self.alpha_parameters
         if not self._weight_grads_exist:
             self._full_backward(loss, params)
         else:
-            grads = (torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad
-                     else [None] * len(params))
+            gradless = [p for p in self.model.parameters() if p.grad is None] if reach_weights else []
+            grads = (torch.autograd.grad(loss, params + gradless, allow_unused=True) if loss.requires_grad
+                     else [None] * (len(params) + len(gradless)))
             for p, g in zip(params, grads):
                 p.grad = g
+            for p, g in zip(gradless, grads[len(params):]):
+                if g is not None:
+                    p.grad = torch.zeros_like(p)
         self.group.average_gradients(params)
 
     def _full_backward(self, loss: Tensor, alphas: list[nn.Parameter]) -> None:
@@ -175,10 +182,20 @@ class Trainer:
         with self._autocast(), self.group.computing(batch or len(y)):
             weights, active = self.method.weight_step_weights(self, x, y)
         self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
+        clipped = list(self.model.parameters())
+        held: list[Tensor | None] = []
+        if self.method.clips_alpha:  # alpha's gradient of the last alpha step, set aside while this one averages
+            clipped += self.alpha_parameters
+            held = [p.grad for p in self.alpha_parameters]
+            for p in self.alpha_parameters:
+                p.grad = None
         logits, loss = self.forward_loss(x, y, weights, active, batch)
         self.group.weighted(loss, len(y), batch or len(y)).backward()
-        self.group.average_gradients(self.model.parameters())
-        nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        self.group.average_gradients(clipped)
+        for p, g in zip(self.alpha_parameters, held):  # accumulated, as the original's backward into alpha
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad.add_(g)
+        nn.utils.clip_grad_norm_(clipped, self.cfg.optim.grad_clip)
         self.w_opt.step()
         return logits, loss
 
@@ -194,10 +211,13 @@ class Trainer:
         stats, steps = midway.stats, len(self.data.train)
         lines = (progress or self.progress(epoch + 1, epoch)).epoch(epoch, steps, midway.step)
         pairs = self._pairs(epoch, cutout_prob, tuning, midway.step)
+        alpha_first = train_alpha and not self.method.alpha_step_last
         for step, ((x, y, n), (xa, ya, na)) in enumerate(pairs, midway.step):
-            if train_alpha:
+            if alpha_first:
                 self.alpha_step(xa, ya, na, train=(x, y, n))
             logits, loss = self.weight_step(x, y, n)
+            if train_alpha and not alpha_first:
+                self.alpha_step(xa, ya, na, train=(x, y, n))
             stats.add(logits, y, loss)
             if lines.due(step):
                 acc, avg = self.group.result(stats)  # the only host sync inside an epoch

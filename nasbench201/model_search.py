@@ -43,13 +43,27 @@ class SearchCell(nn.Module):
         """weights: [6, num_ops] mixing weights; active[e]: ops of edge e to compute."""
         w = op_weights(weights)
         nodes = [StateInputs(x)]
+        differentiable = weights.requires_grad and torch.is_grad_enabled()
         for inputs in self._inputs:
             acc = None
             for j, e, edge_ops in inputs:
                 acc = mix_edge(acc, edge_ops, nodes[j], w[e], active[e])
             # A node nothing flows into is zeros (an op weighted 0 contributes exactly 0).
-            nodes.append(StateInputs(torch.zeros_like(x) if acc is None else acc))
+            node = torch.zeros_like(x) if acc is None else acc
+            if differentiable:
+                node = _with_skipped_weights(node, [w[e][k] for _, e, _ in inputs
+                                                    for k in range(len(w[e])) if k not in active[e]])
+            nodes.append(StateInputs(node))
         return nodes[-1].x
+
+
+def _with_skipped_weights(node: Tensor, skipped: list[Tensor]) -> Tensor:
+    """The node plus the weights of the ops it skipped, which are exactly 0: the same values, and
+    each such weight gets the node's summed gradient. So AutoDL's NAS-Bench-201 GDAS cell adds an
+    op it does not compute (`forward_gdas`, search_cells.py:51-62: `hardwts[k]` for every k but
+    the sampled one), and its alpha gradient has these terms. Other methods skip ops only on
+    edges projection decided, whose rows carry no gradient to alpha."""
+    return node + sum(skipped) if skipped else node
 
 
 class NB201Supernet(nn.Module):

@@ -31,7 +31,7 @@ from .report_hooks import LABEL, REPORT_HOOKS
 
 log = logging.getLogger(LOGGER)
 
-METHODS = ("darts", "blank")  # --method choices (common/methods); the original has no SDARTS on NAS-Bench-201
+METHODS = ("darts", "blank", "gdas")  # --method choices (common/methods); the original has no SDARTS on NAS-Bench-201
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 

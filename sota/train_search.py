@@ -35,7 +35,7 @@ from .train import AUX_IMAGE_SIZE
 log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
-METHODS = ("darts", "blank", "sdarts")  # --method choices (common/methods); --unrolled: second order
+METHODS = ("darts", "blank", "sdarts", "gdas")  # --method choices (common/methods); --unrolled: second order
 
 
 @dataclass(frozen=True)

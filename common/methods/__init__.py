@@ -16,6 +16,7 @@ from . import sdarts
 from .blank import FixAlpha
 from .darts import DARTS
 from .darts2 import DARTS2
+from .gdas import GDAS_DEF
 
 
 def _order(identity: Mapping[str, Any]) -> str:
@@ -57,6 +58,7 @@ METHODS: dict[str, MethodDef] = {
                         saves={"sdarts": {}, "sdarts-rs": {"perturb_alpha": "random"},
                                "sdarts-adv": {"perturb_alpha": "pgd_linf"}},
                         script=_sdarts_script),
+    "gdas": GDAS_DEF,
 }
 
 
