@@ -19,6 +19,7 @@ from common.methods.gdas import GDAS
 from common.space import Space
 from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
+from tests.fixtures.autodl_nasnet import OPS, AutoDLNASNet
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import project_reference_file
 
@@ -121,3 +122,11 @@ def test_nb201_steps_match_autodl(memory_format: str) -> None:
     ref = load("steps_nb201_gdas_C4.pt")
     model = NB201Supernet(ref["C"], ref["N"], ref["num_classes"]).double()
     replay(ref, reference_trainer(ref, model, memory_format))
+
+
+def test_darts_space_steps_match_autodl() -> None:
+    """The project's GDAS step on AutoDL's DARTS-space network (tests/fixtures/autodl_nasnet.py)."""
+    ref = load("steps_darts_gdas_C4_N2.pt")
+    assert tuple(ref["op_names"]) == OPS
+    model = AutoDLNASNet(ref["C"], ref["N"], ref["num_classes"]).double()
+    replay(ref, reference_trainer(ref, model))
