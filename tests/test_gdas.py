@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from common.arch import Architecture
+from common.config import ConfigError
 from common.methods.gdas import GDAS
 from common.space import Space
 from common.trainer import Trainer
@@ -130,3 +131,203 @@ def test_darts_space_steps_match_autodl() -> None:
     assert tuple(ref["op_names"]) == OPS
     model = AutoDLNASNet(ref["C"], ref["N"], ref["num_classes"]).double()
     replay(ref, reference_trainer(ref, model))
+
+
+# -- the method ------------------------------------------------------------------------------------
+
+def gdas_trainer(*flags: str, seed: int = 0) -> Trainer:
+    from tests.test_methods import tiny_trainer
+
+    trainer = tiny_trainer(search_cfg("--method", "gdas", "--seed", str(seed), *flags))
+    assert isinstance(trainer.method, GDAS)
+    return trainer
+
+
+def test_an_epoch_takes_the_weight_step_first_each_on_a_sample_of_one_op_per_edge():
+    """GDAS.py's loop: weight step, then arch step, each forward on its own hard sample: one op
+    computed per undecided edge (a decided edge: its projected op), one-hot weights whose gradient
+    reaches alpha (the weight step's too: the clipping counts it)."""
+    trainer = gdas_trainer()
+    trainer.arch.project_op("cell", 2, 3)
+    calls: list[str] = []
+    forwards: list[tuple] = []
+    for name in ("weight_step", "alpha_step"):
+        step = getattr(trainer, name)
+        setattr(trainer, name, lambda *a, step=step, name=name, **k: (calls.append(name), step(*a, **k))[1])
+    forward = trainer.forward_loss
+    trainer.forward_loss = lambda x, y, w, active: (forwards.append((w, active)), forward(x, y, w, active))[1]
+    before = trainer.arch.alphas["cell"].detach().clone()
+    trainer.method.start_epoch(0, 3, tuning=False)
+    trainer.train_epoch(0, train_alpha=True, cutout_prob=0.0)
+    assert calls == ["weight_step", "alpha_step"] * 2  # 16 weight images, batches of 8
+    assert len(forwards) == 4 and not torch.equal(trainer.arch.alphas["cell"], before)
+    for weights, active in forwards:
+        w = weights["cell"]
+        assert w.requires_grad
+        assert [len(ops) for ops in active["cell"]] == [1] * 6 and active["cell"][2] == [3]
+        assert torch.equal(w.detach(), torch.nn.functional.one_hot(torch.tensor(active["cell"]).flatten(), 5).to(w))
+    samples = {tuple(ops[0] for ops in active["cell"]) for _, active in forwards}
+    assert len(samples) > 1  # a new sample per forward
+
+
+def test_tau_falls_linearly_and_tuning_keeps_the_last():
+    method = GDAS(10.0, 0.1)
+    assert [float(method.start_epoch(e, 5, tuning=False).split()[1]) for e in range(5)] == [10, 7.525, 5.05, 2.575,
+                                                                                             0.1]
+    assert method.start_epoch(0, 25, tuning=True) == " tau 0.1"
+    assert GDAS(2.0, 0.5).start_epoch(0, 1, tuning=False) == " tau 2"  # one epoch: tau_max
+
+
+def test_scoring_passes_mix_softmax_of_alpha_at_tau_and_the_genotype_reads_alpha():
+    """Evaluation and projection scoring are deterministic: softmax(alpha / tau), decided rows
+    projected; the genotype is the argmax of alpha (softmax(alpha))."""
+    from common.method import EVAL, GENOTYPE
+
+    trainer = gdas_trainer()
+    method, arch = trainer.method, trainer.arch
+    with torch.no_grad():
+        arch.alphas["cell"].normal_()
+    method.start_epoch(4, 5, tuning=False)
+    arch.project_op("cell", 1, 4)
+    expected = torch.softmax(arch.alphas["cell"] / 0.1, -1)
+    expected[1] = torch.eye(5)[4]
+    torch.testing.assert_close(trainer.weights(EVAL)["cell"], expected)
+    assert torch.equal(trainer.weights(EVAL)["cell"], trainer.weights(EVAL)["cell"])
+    torch.testing.assert_close(trainer.weights(GENOTYPE)["cell"][0], torch.softmax(arch.alphas["cell"][0], -1))
+
+
+def step_batches(count: int) -> list[tuple[torch.Tensor, ...]]:
+    g = torch.Generator().manual_seed(3)
+    return [(torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g),
+             torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(count)]
+
+
+def take_steps(trainer: Trainer, batches: list[tuple[torch.Tensor, ...]]) -> None:
+    for x, y, xa, ya in batches:
+        trainer.weight_step(x, y)
+        trainer.alpha_step(xa, ya)
+
+
+def test_resumed_from_a_checkpoint_continues_to_the_bit(tmp_path):
+    """The sampler's state and tau are in the checkpoint: three steps in one go equal one step, a
+    checkpoint, a new Trainer loading it, and two more, to the bit."""
+    from common.checkpoint import save_checkpoint
+    from common.search import load_search_checkpoint
+
+    batches = step_batches(3)
+    full, cut = gdas_trainer(), gdas_trainer()
+    for trainer in (full, cut):
+        trainer.method.start_epoch(1, 4, tuning=False)
+    take_steps(full, batches)
+    take_steps(cut, batches[:1])
+    path = tmp_path / "checkpoint_1.pth.tar"
+    save_checkpoint({"epoch": 1, **cut.state(), **cut.group.rng_states(cut.device)}, path)
+    assert torch.load(path, weights_only=True)["method_state"]["tau"] == pytest.approx(6.7)
+    resumed = gdas_trainer()
+    load_search_checkpoint(resumed, path, resume=True)
+    assert resumed.method.tau == cut.method.tau
+    take_steps(resumed, batches[1:])
+    for a, b in zip(full.arch.parameters(), resumed.arch.parameters(), strict=True):
+        assert torch.equal(a, b)
+    theirs = resumed.model.state_dict()
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, theirs[k]), k
+
+
+def test_a_checkpoint_searched_at_another_temperature_is_refused(tmp_path):
+    from common.checkpoint import CheckpointError, save_checkpoint
+    from common.search import load_search_checkpoint
+
+    trainer = gdas_trainer("--tau_max", "5")
+    path = tmp_path / "checkpoint_1.pth.tar"
+    save_checkpoint({"epoch": 1, **trainer.state()}, path)
+    with pytest.raises(CheckpointError, match=r"searched with --tau_max 5 --tau_min 0\.1; pass those"):
+        load_search_checkpoint(gdas_trainer(), path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "gdas", "--tau_max", "1", "--tau_min", "2"],
+     r"^--tau_min 2\.0: the temperature falls from --tau_max 1 to --tau_min: pass a value at most --tau_max$"),
+    (["--method", "gdas", "--tau_min", "0"], r"^--tau_min 0\.0: must be a finite number > 0"),
+    (["--method", "gdas", "--tau_max", "nan"], r"^--tau_max nan: must be a finite number > 0"),
+    (["--method", "gdas-proj", "--tau_max", "-1"], r"^--tau_max -1\.0: must be a finite number > 0"),
+    (["--method", "darts", "--tau_max", "4"], r"^--tau_max 4\.0: only GDAS has a temperature: pass --method gdas"),
+    (["--method", "gdas", "--unrolled"], r"^--unrolled True: GDAS' arch step is first order"),
+])
+def test_bad_gdas_flags_are_refused_in_one_line(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        search_cfg(*flags)
+
+
+# -- two processes (torch.multiprocessing, gloo) ----------------------------------------------------
+
+BATCH = 7  # shards of 4 and 3 images
+
+
+def _tiny(space: str, sync_bn: bool) -> Space:
+    from common.batchnorm import SyncBatchNorm2d
+    from sota.model_search import DartsSupernet
+
+    torch.manual_seed(0)
+    model = (NB201Supernet(C=2, N=1) if space == "nb201" else DartsSupernet(2, 10, 3, "s5")).double()
+    if sync_bn:
+        model = SyncBatchNorm2d.convert(model)
+    arch = Architecture(model.arch_shapes(), dtype=torch.float64)
+    with torch.no_grad():
+        for a in arch.parameters():
+            a.normal_()
+    arch.project_op(arch.kinds[0], 1, 2)
+    return Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+
+
+def _gdas_steps(space: str, group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
+    """Three GDAS steps of this process on its shards; each process seeds its own noise (process 0's
+    must count)."""
+    from common.data import shard_slice
+
+    sp = _tiny(space, sync_bn)
+    trainer = Trainer(sp, None, search_cfg("--method", "gdas"), torch.device("cpu"), group=group,
+                      method=GDAS(seed=group.rank))
+    trainer.method.start_epoch(1, 3, tuning=False)
+    part = shard_slice(BATCH, group.rank, group.size)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        x, xa = (torch.randn(BATCH, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(2))
+        y, ya = (torch.randint(0, 10, (BATCH,), generator=g) for _ in range(2))
+        trainer.weight_step(x[part], y[part], BATCH)
+        trainer.alpha_step(xa[part], ya[part], BATCH)
+    return {"alpha": [a.detach() for a in sp.arch.parameters()], "state": list(sp.model.state_dict().values())}
+
+
+def _process(rank: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from common.distributed import Group
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    group = Group(rank, 2)
+    torch.save({space: _gdas_steps(space, group, sync_bn=True) for space in ("nb201", "s5")}, f"{out}.{rank}")
+    group.close()
+
+
+@pytest.mark.slow
+def test_two_processes_take_one_process_steps(tmp_path):
+    """With --sync_bn, two processes' GDAS steps (process 0's samples; alpha's gradient in the
+    clipping averaged) give one process's alphas and state_dict to float64 rounding, and both
+    processes hold the same supernet."""
+    from common.distributed import Group
+    from tests.test_darts2 import _free_port
+
+    out = str(tmp_path / "steps.pt")
+    torch.multiprocessing.spawn(_process, args=(_free_port(), out), nprocs=2)
+    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
+    for space in ("nb201", "s5"):
+        one = _gdas_steps(space, Group(), sync_bn=False)
+        for key in ("alpha", "state"):
+            for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
+                torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
+                assert torch.equal(a, b)
