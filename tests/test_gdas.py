@@ -331,3 +331,65 @@ def test_two_processes_take_one_process_steps(tmp_path):
             for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
                 torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
                 assert torch.equal(a, b)
+
+
+# -- end to end, through the scripts ---------------------------------------------------------------
+
+NB = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
+      "--no_tensorboard"]
+SOTA = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
+        "--no_tensorboard"]
+
+
+def batches_tracked(checkpoint) -> int:
+    return int(torch.load(checkpoint, weights_only=True)["state_dict"]["stem.1.num_batches_tracked"])
+
+
+@pytest.mark.slow
+def test_nb201_search_and_projection_through_the_scripts(tmp_path, cifar10_dir, bench):
+    """gdas-201.sh searches (tau 10 -> 0.1, two forwards a step); gdas-proj-201.sh tunes with GDAS'
+    step at the last tau and scores with softmax(alpha / tau); the reports name both."""
+    from tests.conftest import TEST_GPU, read_json, run_script
+
+    common = ["--data", str(cifar10_dir), "--exp_root", str(tmp_path), "--api_path", str(bench[0]), *NB,
+              "--gpu", TEST_GPU]
+    out = run_script("gdas-201.sh", *common, "--epochs", "2").stdout
+    folder = tmp_path / "nasbench201" / "search-gdas-201-1"
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["method"], result["tau_max"], result["tau_min"]) == ("finished", "gdas", 10, 0.1)
+    log = (folder / "log.txt").read_text()
+    assert " tau 10" in log and " tau 0.1" in log, out
+    assert batches_tracked(folder / "checkpoint_2.pth.tar") == 2 * 2 * 3  # 2 epochs of 3 steps, 2 forwards each
+    state = torch.load(folder / "checkpoint_2.pth.tar", weights_only=True)["method_state"]
+    assert state["tau"] == pytest.approx(0.1)
+
+    run_script("gdas-proj-201.sh", *common, "--resume_epoch", "2", "--proj_intv", "1")
+    proj = folder / "gdas-proj-201-seed1-acc-intv1-ep2"
+    result = read_json(proj / "result.json")
+    assert (result["status"], result["method"], result["tau_max"]) == ("finished", "gdas-proj", 10)
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    assert "tuning epoch 0 of 6 tau 0.1\n" in (proj / "log.txt").read_text()
+    tuned = [batches_tracked(proj / f"checkpoint_{e}.pth.tar") for e in (0, 1)]
+    assert tuned[1] - tuned[0] == 5 * 3 + 2 * 3  # 5 scoring passes over 3 batches, 3 GDAS steps of two forwards
+
+
+@pytest.mark.slow
+def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_path, small_cifar10):
+    from tests.conftest import TEST_GPU, read_json, run_script
+
+    common = ["--data", str(small_cifar10), "--exp_root", str(tmp_path), "--space", "s5", *SOTA, "--gpu", TEST_GPU]
+    run_script("gdas-sota.sh", *common, "--epochs", "1")
+    folder = tmp_path / "sota" / "cifar10" / "search-gdas-sota-s5-2"
+    assert read_json(folder / "result.json")["method"] == "gdas"
+    assert batches_tracked(folder / "checkpoint_1.pth.tar") == 2  # one step of 16, two forwards
+
+    run_script("gdas-proj-sota.sh", *common, "--resume_epoch", "1", "--proj_intv", "1", "--fast",
+               "--genotype_name", "gdas_pt")
+    result = read_json(folder / "gdas-proj-sota-seed2-acc-intv1-ep1" / "result.json")
+    assert (result["status"], result["method"], result["genotype_name"]) == ("finished", "gdas-proj", "gdas_pt")
+
+    run_script("eval.sh", "--arch", "gdas_pt", "--data", str(small_cifar10), "--exp_root", str(tmp_path),
+               "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1", "--gpu", TEST_GPU,
+               "--no_tensorboard", "--report_freq", "100")
+    evaluated = read_json(tmp_path / "sota" / "cifar10" / "eval" / "eval-gdas_pt-2" / "result.json")
+    assert evaluated["status"] == "finished" and evaluated["arch"] == "gdas_pt"
