@@ -20,12 +20,19 @@ Paths ("variants"):
   reference  the original code's costs (benchmarks/reference.py): every op computed, full
              backward in the alpha step, NCHW, PIL + torchvision transforms through a
              DataLoader, a new iterator for every alpha batch, .item() every step
+  darts2, reference2  second-order DARTS: the library's, quark0/darts' architect
+  gdas       fast with --method gdas: weight step then arch step, each on a hard Gumbel sample,
+             only the sampled op of each edge computed
+  reference_gdas  AutoDL-Projects' GDAS step (benchmarks/reference.py GDASReferenceStep): its
+             sampler, its cells' forward_gdas (the sampled index read back per edge), full
+             backward in both steps, on the reference's data pipeline
 
 Each figure is the median over the measured steps after warm-up; the paths of one space
 are measured interleaved (fast, reference, fast, reference, ...) so that a change of
 machine load hits them alike. One line per space, device and path, `key=value` figures;
-then one line of speed-ups per path against its baseline (`reference`; darts2: `reference2`), and
-the cost of the second-order step over the first-order one (darts2 against fast: time, memory).
+then one line of speed-ups per path against its baseline (`reference`; darts2: `reference2`; gdas:
+`reference_gdas`), and the cost of a second-order step and of a GDAS step over DARTS' first-order
+one (darts2 and gdas against fast: time, memory).
 Peak memory, taken on the last (untimed) warm-up call: torch.cuda.max_memory_allocated on
 CUDA (everything on the device: model, data, optimiser state, activations); on CPU the
 growth of the process's peak RSS (VmHWM, reset after malloc_trim) over its RSS before the
@@ -67,9 +74,11 @@ from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference", "darts2",
-            "reference2")
-BASELINE = {"darts2": "reference2"}  # the reference each path's speed-up is taken against (else "reference")
-REFERENCES = ("reference", "reference2")
+            "reference2", "gdas", "reference_gdas")
+# the reference each path's speed-up is taken against (else "reference")
+BASELINE = {"darts2": "reference2", "gdas": "reference_gdas"}
+REFERENCES = ("reference", "reference2", "reference_gdas")
+COSTS = ("darts2", "gdas")  # paths whose step is also compared with first-order DARTS' (fast)
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 COMPILED = {"compile", "compile_cg"}  # variants whose first steps compile
 
@@ -237,7 +246,9 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
         argv += ["--tf32"]
     elif variant == "darts2":
         argv += ["--unrolled"]
-    return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts",))
+    elif variant in ("gdas", "reference_gdas"):
+        argv += ["--method", "gdas"]
+    return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts", "gdas"))
                          .parse_args(argv))
 
 
@@ -251,8 +262,9 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     n_steps = max(cfg.warmup, 1) + cfg.steps
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
     if variant in REFERENCES:
-        step = (ref.ReferenceStep(model, arch, search_args(cfg, "fast")) if variant == "reference" else
-                ref.UnrolledReferenceStep(model, arch, search_args(cfg, "fast"), lambda: build_supernet(space)))
+        step: Any = (ref.ReferenceStep(model, arch, search_args(cfg, "fast")) if variant == "reference" else
+                     ref.GDASReferenceStep(model, arch, search_args(cfg, variant)) if variant == "reference_gdas" else
+                     ref.UnrolledReferenceStep(model, arch, search_args(cfg, "fast"), lambda: build_supernet(space)))
         images, labels = data_set.images.numpy(), data_set.labels.numpy()
         train_q, valid_q = ref.search_queues(images, labels, CIFAR10_MEAN, CIFAR10_STD, cfg.batch_size,
                                              pin_memory=device.type == "cuda")
@@ -261,11 +273,15 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
         def one_step() -> None:
             model.train()
             x, y, xs, ys = next(batches)
-            if isinstance(step, ref.UnrolledReferenceStep):
+            if isinstance(step, ref.GDASReferenceStep):  # AutoDL's order: weights first
+                logits, loss = step.weight_step(x, y)
+                step.alpha_step(xs, ys)
+            elif isinstance(step, ref.UnrolledReferenceStep):
                 step.alpha_step(xs, ys, x, y)
+                logits, loss = step.weight_step(x, y)
             else:
                 step.alpha_step(xs, ys)
-            logits, loss = step.weight_step(x, y)
+                logits, loss = step.weight_step(x, y)
             loss.item(), ref.accuracy(logits, y)  # the original logs (and syncs) every step
 
         masked = arch.masked(kind, edge, 1)
@@ -281,10 +297,15 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
     pairs = trainer._pairs(0, 0.0, tuning=False)
     stats = Stats(device)
 
+    alpha_first = not trainer.method.alpha_step_last
+
     def fast_step() -> None:
         (x, y, _), (xa, ya, _) = next(pairs)  # one process: the batch sizes are len(y)
-        trainer.alpha_step(xa, ya, train=(x, y, len(y)))
+        if alpha_first:
+            trainer.alpha_step(xa, ya, train=(x, y, len(y)))
         logits, loss = trainer.weight_step(x, y)
+        if not alpha_first:
+            trainer.alpha_step(xa, ya, train=(x, y, len(y)))
         stats.add(logits, y, loss)
 
     score = data.score.with_batch_size(data.score.batch_size)
@@ -423,8 +444,8 @@ def configure(cfg: argparse.Namespace) -> argparse.Namespace:
 
 
 def speedups(results: list[Result]) -> list[str]:
-    """Each path's speed-up over its baseline, and what a second-order step costs over a first-order
-    one (time and peak memory, darts2 over fast)."""
+    """Each path's speed-up over its baseline, and what a second-order or GDAS step costs over a
+    first-order DARTS one (time and peak memory, darts2 and gdas over fast)."""
     lines = []
     for (space, dev), group in itertools.groupby(results, key=lambda r: (r.space, r.device)):
         by_variant = {r.variant: r for r in group}
@@ -437,11 +458,13 @@ def speedups(results: list[Result]) -> list[str]:
                 if key in r.figures and key in base.figures:
                     parts.append(f"{key.removesuffix('_s')}={base.figures[key] / r.figures[key]:.2f}x")
             lines.append(f"{space} {dev} speedup {r.variant}_vs_{base.variant} " + " ".join(parts))
-        second, first = by_variant.get("darts2"), by_variant.get("fast")
-        if second and first:
-            time = second.figures["search_step_s"] / first.figures["search_step_s"]
-            memory = second.figures["peak_mem_mb"] / first.figures["peak_mem_mb"]
-            lines.append(f"{space} {dev} cost darts2_vs_fast search_step={time:.2f}x peak_mem={memory:.2f}x")
+        first = by_variant.get("fast")
+        for other in (by_variant.get(v) for v in COSTS):
+            if other and first:
+                time = other.figures["search_step_s"] / first.figures["search_step_s"]
+                memory = other.figures["peak_mem_mb"] / first.figures["peak_mem_mb"]
+                lines.append(f"{space} {dev} cost {other.variant}_vs_fast search_step={time:.2f}x "
+                             f"peak_mem={memory:.2f}x")
     return lines
 
 

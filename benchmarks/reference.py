@@ -102,6 +102,99 @@ def reference_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
     raise TypeError(f"no reference forward for {type(model).__name__}")
 
 
+# --------------------------------------------------------------------------- GDAS (AutoDL-Projects)
+
+def gdas_sample(alpha: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """AutoDL's sampler: Gumbel noise from the global RNG, redrawn while anything is infinite or
+    NaN (three host syncs a draw); straight-through hard weights and the sampled index per edge."""
+    while True:
+        gumbels = -torch.empty_like(alpha).exponential_().log()
+        probs = F.softmax((alpha.log_softmax(dim=1) + gumbels) / tau, dim=1)
+        index = probs.max(-1, keepdim=True)[1]
+        hardwts = torch.zeros_like(probs).scatter_(-1, index, 1.0) - probs.detach() + probs
+        if not (torch.isinf(gumbels).any() or torch.isinf(probs).any() or torch.isnan(probs).any()):
+            return hardwts, index
+
+
+def _nb201_cell_gdas(cell: NB201Cell, x: Tensor, hardwts: Tensor, index: Tensor) -> Tensor:
+    """AutoDL's `forward_gdas`: the sampled op of each edge (its index read back, one sync per
+    edge), the other ops' weights added as scalars."""
+    nodes = [x]
+    for i in range(1, NUM_NODES):
+        inter_nodes = []
+        for j in range(i):
+            key = f"{i}<-{j}"
+            w, chosen = hardwts[EDGE_INDEX[key]], index[EDGE_INDEX[key]].item()
+            inter_nodes.append(sum(w[k] * op(nodes[j]) if k == chosen else w[k]
+                                   for k, op in enumerate(cell.edges[key])))
+        nodes.append(sum(inter_nodes))
+    return nodes[-1]
+
+
+def _darts_cell_gdas(cell: DartsCell, s0: Tensor, s1: Tensor, hardwts: Tensor, index: Tensor) -> Tensor:
+    """AutoDL's NASNet `forward_gdas`: `ops[index](x) * hardwts[index]` per edge (one sync each)."""
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    offset = 0
+    for _ in range(cell._steps):
+        terms = []
+        for j, h in enumerate(states):
+            chosen = int(index[offset + j].item())
+            terms.append(cell._ops[offset + j]._ops[chosen](h) * hardwts[offset + j][chosen])
+        offset += len(states)
+        states.append(sum(terms))
+    return torch.cat(states[-cell._multiplier:], dim=1)
+
+
+def gdas_forward(model: nn.Module, x: Tensor, samples: dict[str, tuple[Tensor, Tensor]]) -> Tensor:
+    """Logits of `model` under GDAS samples (kind -> (hardwts, index)), as AutoDL computes them."""
+    if isinstance(model, NB201Supernet):
+        feature = model.stem(x)
+        for cell in model.cells:
+            is_cell = isinstance(cell, NB201Cell)
+            feature = _nb201_cell_gdas(cell, feature, *samples["cell"]) if is_cell else cell(feature)
+        return model.classifier(model.global_pooling(model.lastact(feature)).flatten(1))
+    if isinstance(model, DartsSupernet):
+        s0 = s1 = model.stem(x)
+        for cell in model.cells:
+            s0, s1 = s1, _darts_cell_gdas(cell, s0, s1, *samples["reduce" if cell.reduction else "normal"])
+        return model.classifier(model.global_pooling(s1).flatten(1))
+    raise TypeError(f"no GDAS forward for {type(model).__name__}")
+
+
+class GDASReferenceStep:
+    """AutoDL's GDAS step (`exps/algos/GDAS.py` search_func): weight step (its clipping over the
+    weights and alpha), then arch step, each on a new sample, both backpropagating the full graph."""
+
+    def __init__(self, model: nn.Module, arch: Any, cfg: SearchConfig, tau: float = 10.0) -> None:
+        self.model, self.arch, self.cfg, self.tau = model, arch, cfg, tau
+        self.criterion = nn.CrossEntropyLoss()
+        o = cfg.optim
+        self.w_opt = torch.optim.SGD(model.parameters(), o.learning_rate, momentum=o.momentum,
+                                     weight_decay=o.weight_decay, nesterov=o.nesterov)
+        self.a_opt = torch.optim.Adam(arch.parameters(), lr=cfg.alpha.arch_learning_rate, betas=(0.5, 0.999),
+                                      weight_decay=cfg.alpha.arch_weight_decay)
+
+    def _loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        samples = {k: gdas_sample(a, self.tau) for k, a in self.arch.alphas.items()}
+        logits = gdas_forward(self.model, x, samples)
+        return logits, self.criterion(logits, y)
+
+    def weight_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        self.w_opt.zero_grad(set_to_none=False)
+        logits, loss = self._loss(x, y)
+        loss.backward()
+        nn.utils.clip_grad_norm_([*self.model.parameters(), *self.arch.parameters()], self.cfg.optim.grad_clip)
+        self.w_opt.step()
+        return logits, loss
+
+    def alpha_step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.a_opt.zero_grad(set_to_none=False)
+        _, loss = self._loss(x, y)
+        loss.backward()
+        self.a_opt.step()
+        return loss
+
+
 # --------------------------------------------------------------------------- one search step
 
 class ReferenceStep:

@@ -31,7 +31,7 @@ SPACES = (NB201, "s1", "s2", "s3", "s4", "s5")
 IMAGEFOLDER = "imagefolder"
 DATASETS = {NB201: ("cifar10", "cifar100", "imagenet16-120", IMAGEFOLDER),
             "sota": ("cifar10", "cifar100", "svhn", IMAGEFOLDER)}
-METHODS = ("darts", "darts2", "blank", "sdarts-rs", "sdarts-adv")
+METHODS = ("darts", "darts2", "blank", "sdarts-rs", "sdarts-adv", "gdas")
 SDARTS_ADV = ("--perturb_alpha", "pgd_linf")
 UNROLLED = ("--unrolled",)  # second-order DARTS; its projection takes it from the search run's result.json
 
@@ -54,10 +54,12 @@ METHOD_SCRIPTS: dict[tuple[str, str], dict[str, Script]] = {
     ("sota", "darts2"): {"search": Script("darts-sota.sh", UNROLLED + ("--save", "darts2-sota")),
                          "proj": Script("darts-proj-sota.sh", ("--save", "darts2-proj-sota"))},
     ("sota", "blank"): {"search": Script("blank-sota.sh"), "proj": Script("blank-proj-sota.sh")},
+    (NB201, "gdas"): {"search": Script("gdas-201.sh"), "proj": Script("gdas-proj-201.sh")},
     ("sota", "sdarts-rs"): {"search": Script("sdarts-rs-sota.sh"), "proj": Script("sdarts-rs-proj-sota.sh")},
     ("sota", "sdarts-adv"): {
         "search": Script("sdarts-rs-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-sota")),
         "proj": Script("sdarts-rs-proj-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-proj-sota"))},
+    ("sota", "gdas"): {"search": Script("gdas-sota.sh"), "proj": Script("gdas-proj-sota.sh")},
 }
 # The paper's evaluation protocol per dataset (C=36, 20 cells on CIFAR-10; C=16, 8 cells otherwise);
 # your own images get DARTS' (CIFAR-10's) protocol, which --eval.init_channels / --eval.layers change.

@@ -393,3 +393,61 @@ def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_pa
                "--no_tensorboard", "--report_freq", "100")
     evaluated = read_json(tmp_path / "sota" / "cifar10" / "eval" / "eval-gdas_pt-2" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == "gdas_pt"
+
+
+# -- studies, reports, benchmark ------------------------------------------------------------------
+
+def test_a_study_runs_gdas_through_its_scripts(tmp_path):
+    from study.flags import RunFlags
+    from study.plan import Context, Run, command, run_folder
+
+    ctx = Context(tmp_path, RunFlags())
+    for space, script, folder in (("nb201", "gdas-201.sh", "nasbench201/search-gdas-201-1"),
+                                  ("s5", "gdas-sota.sh", "sota/cifar10/search-gdas-sota-s5-1")):
+        search, proj = (Run(space, "cifar10", "gdas", 1, stage) for stage in ("search", "proj"))
+        assert f"exp_scripts/{script} " in " ".join(command(search, ctx))
+        assert run_folder(search, ctx) == tmp_path / "runs" / folder
+        line = " ".join(command(proj, ctx))
+        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
+
+
+@pytest.mark.parametrize("dataset, paper", [("cifar10", "93.61 ± 0.09"), ("cifar100", "70.70 ± 0.30"),
+                                            ("imagenet16-120", "41.71 ± 0.98")])
+def test_reports_give_gdas_rows_next_to_the_published_numbers(tmp_path, dataset, paper):
+    """GDAS and GDAS+PT rows, the NAS-Bench-201 paper's GDAS accuracy of the searched dataset beside GDAS."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    genotype = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    suffix = "" if dataset == "cifar10" else f"-{dataset}"
+    search = tmp_path / "nasbench201" / f"search-gdas-201-1{suffix}"
+    result = {"status": "finished", "space": "nasbench201", "method": "gdas", "tau_max": 10.0, "tau_min": 0.1,
+              "dataset": dataset, "seed": 1, "epochs": 250, "genotype": genotype,
+              "benchmark": {"cifar10_test": 94.37, "cifar100_test": 73.51, "imagenet16_test": 47.31}}
+    (search / "proj").mkdir(parents=True)
+    (search / "result.json").write_text(json.dumps(result))
+    (search / "proj" / "result.json").write_text(json.dumps({**result, "method": "gdas-proj"}))
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "report" / f"nasbench201-{dataset}.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["GDAS", "GDAS+PT"]
+    assert rows["GDAS"]["paper"] == paper and rows["GDAS+PT"]["paper"] == ""
+
+
+@pytest.mark.slow
+def test_benchmark_times_gdas_against_autodl_and_darts(capsys):
+    from benchmarks import bench_search
+
+    assert bench_search.main(["--device", "cpu", "--variants", "fast,gdas,reference_gdas", "--batch_size", "2",
+                              "--steps", "1", "--warmup", "0", "--proj_batches", "1", "--no_eval"]) == 0
+    out = capsys.readouterr().out
+    for space in ("nb201", "darts"):
+        assert f"{space} cpu gdas search_step_s=" in out and f"{space} cpu reference_gdas search_step_s=" in out
+        assert f"{space} cpu speedup gdas_vs_reference_gdas search_step=" in out
+        assert f"{space} cpu cost gdas_vs_fast search_step=" in out
