@@ -451,3 +451,19 @@ def test_benchmark_times_gdas_against_autodl_and_darts(capsys):
         assert f"{space} cpu gdas search_step_s=" in out and f"{space} cpu reference_gdas search_step_s=" in out
         assert f"{space} cpu speedup gdas_vs_reference_gdas search_step=" in out
         assert f"{space} cpu cost gdas_vs_fast search_step=" in out
+
+
+@pytest.mark.parametrize("criterion", ["acc", "loss", "nwot", "synflow", "grad_norm", "jacob_cov"])
+def test_projection_scores_are_deterministic_under_every_criterion(criterion):
+    """A scoring pass mixes softmax(alpha / tau): scoring the same op twice on the same batches
+    (--proj_batches) gives the same value, and leaves the sampler untouched (tuning continues the
+    checkpoint's noise)."""
+    from common.projection import Scorer, _value
+
+    trainer = gdas_trainer("--proj_batches", "1")
+    trainer.method.start_epoch(2, 3, tuning=False)
+    noise = trainer.method.noise.generator.get_state()
+    scorer = Scorer(trainer, epoch=0)
+    values = [_value(scorer, criterion, "cell", 2, 3) for _ in range(2)]
+    assert values[0] == values[1] or (values[0] != values[0] and values[1] != values[1])  # nan: both
+    assert torch.equal(trainer.method.noise.generator.get_state(), noise)
