@@ -125,12 +125,32 @@ def test_nb201_steps_match_autodl(memory_format: str) -> None:
     replay(ref, reference_trainer(ref, model, memory_format))
 
 
-def test_darts_space_steps_match_autodl() -> None:
+@pytest.mark.parametrize("memory_format", ["contiguous", pytest.param("channels_last", marks=pytest.mark.slow)])
+def test_darts_space_steps_match_autodl(memory_format: str) -> None:
     """The project's GDAS step on AutoDL's DARTS-space network (tests/fixtures/autodl_nasnet.py)."""
     ref = load("steps_darts_gdas_C4_N2.pt")
     assert tuple(ref["op_names"]) == OPS
     model = AutoDLNASNet(ref["C"], ref["N"], ref["num_classes"]).double()
-    replay(ref, reference_trainer(ref, model))
+    replay(ref, reference_trainer(ref, model, memory_format))
+
+
+@pytest.mark.parametrize("space", ["s1", "s2", "s3", "s4", "s5"])
+def test_gdas_composes_with_every_darts_space(space: str) -> None:
+    """On the project's DARTS-space supernet, every space: steps compute one op per edge and move alpha."""
+    from sota.model_search import DartsSupernet
+
+    torch.manual_seed(0)
+    model = DartsSupernet(2, 10, 3, space)
+    arch = Architecture(model.arch_shapes())
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    trainer = Trainer(sp, None, search_cfg("--method", "gdas", space="sota"), torch.device("cpu"))
+    actives: list = []
+    forward = trainer.forward_loss
+    trainer.forward_loss = lambda x, y, w, active: (actives.append(active), forward(x, y, w, active))[1]
+    before = [a.detach().clone() for a in arch.parameters()]
+    take_steps(trainer, step_batches(2))
+    assert all(len(ops) == 1 for active in actives for kind in arch.kinds for ops in active[kind])
+    assert all(not torch.equal(a, b) for a, b in zip(arch.parameters(), before, strict=True))
 
 
 # -- the method ------------------------------------------------------------------------------------
@@ -253,6 +273,7 @@ def test_a_checkpoint_searched_at_another_temperature_is_refused(tmp_path):
     (["--method", "gdas-proj", "--tau_max", "-1"], r"^--tau_max -1\.0: must be a finite number > 0"),
     (["--method", "darts", "--tau_max", "4"], r"^--tau_max 4\.0: only GDAS has a temperature: pass --method gdas"),
     (["--method", "gdas", "--unrolled"], r"^--unrolled True: GDAS' arch step is first order"),
+    (["--method", "gdas-proj", "--compile"], r"^--compile True: GDAS computes another sampled op per edge"),
 ])
 def test_bad_gdas_flags_are_refused_in_one_line(flags, message):
     with pytest.raises(ConfigError, match=message):

@@ -171,6 +171,8 @@ def options(args: argparse.Namespace, chosen: bool) -> Options | None:
                   "only GDAS has a temperature: pass --method gdas (gdas-proj to project), or leave it out")
         return None
     check(not args.unrolled, "unrolled", True, "GDAS' arch step is first order (GDAS.py); leave --unrolled out")
+    check(not args.compile, "compile", True, "GDAS computes another sampled op per edge every forward, which "
+                                             "torch.compile would compile anew each time; leave --compile out")
     return Options(args.tau_max, args.tau_min)
 
 
