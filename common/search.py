@@ -62,6 +62,8 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         if with_optimizers:  # the run continues: its weights' gradient tensors too
             trainer.w_opt.load_state_dict(state["optimizer"])
             trainer.restore_grads(state.get("grads", []))
+            if "alpha_grads" in state and trainer.method.clips_alpha:
+                trainer.restore_alpha_grads(state["alpha_grads"])
         trainer.method.load_state(state.get("method_state", {}))
         if "arch_optimizer" in state:
             trainer.a_opt.load_state_dict(state["arch_optimizer"])

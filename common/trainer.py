@@ -294,7 +294,14 @@ class Trainer:
         return {"state_dict": self.model.state_dict(), "alpha": self.arch.alpha_list(),
                 "optimizer": self.w_opt.state_dict(), "arch_optimizer": self.a_opt.state_dict(),
                 "grads": [n for n, p in self.model.named_parameters() if p.grad is not None],
-                **({"method_state": method} if method else {})}
+                **({"method_state": method} if method else {}), **self._held_alpha_grads()}
+
+    def _held_alpha_grads(self) -> dict[str, Any]:
+        """With `clips_alpha`, the next weight step's clipping counts the gradient alpha holds: a
+        checkpoint keeps it (`alpha_grads`), so that a resumed run clips as an uninterrupted one."""
+        if not self.method.clips_alpha:
+            return {}
+        return {"alpha_grads": [None if p.grad is None else p.grad.detach().clone() for p in self.alpha_parameters]}
 
     def synchronise(self) -> None:
         """Process 0's weights, batch-norm buffers and alpha on every process, as a run of
@@ -313,6 +320,11 @@ class Trainer:
             p = params[name]
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
+
+    def restore_alpha_grads(self, grads: list[Tensor | None]) -> None:
+        """alpha's held gradient from a checkpoint (`_held_alpha_grads`)."""
+        for p, g in zip(self.alpha_parameters, grads, strict=True):
+            p.grad = None if g is None else g.to(p.device, p.dtype)
 
 
 def _sized(batches: Batches, key: tuple[int, ...], cutout_prob: float,

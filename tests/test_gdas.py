@@ -229,13 +229,15 @@ def take_steps(trainer: Trainer, batches: list[tuple[torch.Tensor, ...]]) -> Non
 
 
 def test_resumed_from_a_checkpoint_continues_to_the_bit(tmp_path):
-    """The sampler's state and tau are in the checkpoint: three steps in one go equal one step, a
+    """The sampler's state, tau and alpha's held gradient (which the next weight step's clipping
+    counts; every step here clips) are in the checkpoint: three steps in one go equal one step, a
     checkpoint, a new Trainer loading it, and two more, to the bit."""
     from common.checkpoint import save_checkpoint
     from common.search import load_search_checkpoint
 
     batches = step_batches(3)
-    full, cut = gdas_trainer(), gdas_trainer()
+    clip = ("--grad_clip", "0.01")
+    full, cut = gdas_trainer(*clip), gdas_trainer(*clip)
     for trainer in (full, cut):
         trainer.method.start_epoch(1, 4, tuning=False)
     take_steps(full, batches)
@@ -243,7 +245,7 @@ def test_resumed_from_a_checkpoint_continues_to_the_bit(tmp_path):
     path = tmp_path / "checkpoint_1.pth.tar"
     save_checkpoint({"epoch": 1, **cut.state(), **cut.group.rng_states(cut.device)}, path)
     assert torch.load(path, weights_only=True)["method_state"]["tau"] == pytest.approx(6.7)
-    resumed = gdas_trainer()
+    resumed = gdas_trainer(*clip)
     load_search_checkpoint(resumed, path, resume=True)
     assert resumed.method.tau == cut.method.tau
     take_steps(resumed, batches[1:])
