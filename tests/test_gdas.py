@@ -305,12 +305,12 @@ def _tiny(space: str, sync_bn: bool) -> Space:
 
 def _gdas_steps(space: str, group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
     """Three GDAS steps of this process on its shards; each process seeds its own noise (process 0's
-    must count)."""
+    must count); every step clips, so alpha's gradient in the clipping must be averaged too."""
     from common.data import shard_slice
 
     sp = _tiny(space, sync_bn)
-    trainer = Trainer(sp, None, search_cfg("--method", "gdas"), torch.device("cpu"), group=group,
-                      method=GDAS(seed=group.rank))
+    trainer = Trainer(sp, None, search_cfg("--method", "gdas", "--grad_clip", "0.01"), torch.device("cpu"),
+                      group=group, method=GDAS(seed=group.rank))  # every step clips
     trainer.method.start_epoch(1, 3, tuning=False)
     part = shard_slice(BATCH, group.rank, group.size)
     g = torch.Generator().manual_seed(1)
