@@ -84,7 +84,7 @@ class Method(ABC):
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
         """One step of the architecture parameters on a batch of the alpha half; `train` is the
         same step's weight batch (a second-order step's virtual step trains on it). It chooses
-        the ops its forward computes (`trainer.forward_loss(x, y, weights, active)`)."""
+        the ops its forward computes (`trainer.forward_loss(x, y, weights, active, batch)`)."""
 
     def start_epoch(self, epoch: int, epochs: int, tuning: bool) -> str:
         """Set the schedule for search epoch `epoch` of `epochs`, or for a tuning epoch of

@@ -146,7 +146,7 @@ def test_gdas_composes_with_every_darts_space(space: str) -> None:
     trainer = Trainer(sp, None, search_cfg("--method", "gdas", space="sota"), torch.device("cpu"))
     actives: list = []
     forward = trainer.forward_loss
-    trainer.forward_loss = lambda x, y, w, active: (actives.append(active), forward(x, y, w, active))[1]
+    trainer.forward_loss = lambda x, y, w, active, n=None: (actives.append(active), forward(x, y, w, active, n))[1]
     before = [a.detach().clone() for a in arch.parameters()]
     take_steps(trainer, step_batches(2))
     assert all(len(ops) == 1 for active in actives for kind in arch.kinds for ops in active[kind])
@@ -175,7 +175,8 @@ def test_an_epoch_takes_the_weight_step_first_each_on_a_sample_of_one_op_per_edg
         step = getattr(trainer, name)
         setattr(trainer, name, lambda *a, step=step, name=name, **k: (calls.append(name), step(*a, **k))[1])
     forward = trainer.forward_loss
-    trainer.forward_loss = lambda x, y, w, active: (forwards.append((w, active)), forward(x, y, w, active))[1]
+    trainer.forward_loss = lambda x, y, w, active, n=None: (forwards.append((w, active)),
+                                                            forward(x, y, w, active, n))[1]
     before = trainer.arch.alphas["cell"].detach().clone()
     trainer.method.start_epoch(0, 3, tuning=False)
     trainer.train_epoch(0, train_alpha=True, cutout_prob=0.0)
