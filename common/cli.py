@@ -324,7 +324,7 @@ def add_launcher_flags(p: argparse.ArgumentParser) -> None:
     """The exp_scripts' launcher flags, so that --help lists them; the module reads none of them
     (a module given --nproc or --nnodes only checks that its torchrun has that size)."""
     g = p.add_argument_group("processes and machines (flags of the exp_scripts, which start torchrun with them; "
-                             "README 'Multi-GPU evaluation')")
+                             "docs/multi-gpu.md)")
     g.add_argument("--nproc", type=int, default=None,
                    help="training processes on this machine, one per visible GPU (default 1)")
     g.add_argument("--nnodes", type=int, default=None,
