@@ -491,3 +491,20 @@ def test_projection_scores_are_deterministic_under_every_criterion(criterion):
     values = [_value(scorer, criterion, "cell", 2, 3) for _ in range(2)]
     assert values[0] == values[1] or (values[0] != values[0] and values[1] != values[1])  # nan: both
     assert torch.equal(trainer.method.noise.generator.get_state(), noise)
+
+
+@pytest.mark.parametrize("flags, given", [([], []), (["--tau_max", "5"], ["--tau_max=5"]),
+                                          (["--tau_min", "0.5"], ["--tau_min=0.5"])])
+def test_the_printed_projection_command_carries_the_search_s_temperatures(flags, given):
+    """A projection refuses another schedule than its search's: the command a search prints to
+    project it must pass the temperatures that differ from the defaults."""
+    from pathlib import Path
+
+    from common.run import projection_command
+
+    cfg = search_cfg("--method", "gdas", "--epochs", "3", *flags)
+    command = projection_command(cfg, "201", Path("/runs/search-gdas-201-1"))
+    at = command.index("--resume_expid")
+    assert command[at:at + 4] == ["--resume_expid", "search-gdas-201-1", "--resume_epoch", "3"]
+    assert [a for a in command if a.startswith("--tau")] == given
+    assert any(a.endswith("gdas-proj-201.sh") for a in command)

@@ -181,5 +181,13 @@ def build(cfg: SearchConfig) -> GDAS:
     return GDAS(o.tau_max, o.tau_min, seed=cfg.run.seed)
 
 
+def scripts(cfg: SearchConfig) -> tuple[str, ...]:
+    """The gdas-*.sh scripts, with the temperatures the run's schedule differs in (a projection is
+    refused with another schedule than its search's)."""
+    o = cfg.method_options
+    return ("gdas", *(f"--{flag}={value:g}" for flag, value, default in
+                      (("tau_max", o.tau_max, TAU_MAX), ("tau_min", o.tau_min, TAU_MIN)) if value != default))
+
+
 GDAS_DEF = MethodDef("gdas", build=build, label=lambda identity: "GDAS", add_flags=add_flags, options=options,
-                     saves={"gdas": {}})
+                     saves={"gdas": {}}, script=scripts)
