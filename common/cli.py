@@ -175,6 +175,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
                         "processes, as one process; off: each process normalises its own shard")
     p.take_from_search_run("dataset", "epochs", "init_channels")
+    resume = next(a for a in p._actions if a.dest == "resume_epoch")
+    resume.help = ("search: the checkpoint epoch to continue from (-1: the latest); projection: the search checkpoint "
+                   "to project (-1: the latest; left out: the search run's last epoch)")
     return p
 
 

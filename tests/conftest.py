@@ -46,9 +46,9 @@ def run_script(script: str, *args: str, env: dict[str, str] | None = None,
     return proc
 
 
-def fails(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+def fails(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> str:
     """Run a script that must fail with one clear message (no traceback); its output."""
-    proc = run_script(script, *args, env=env, check=False)
+    proc = run_script(script, *args, env=env, check=False, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     assert "Traceback" not in out, out[-4000:]
