@@ -223,6 +223,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=seed)
     g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of each process; 0: OMP_NUM_THREADS if set, else the cores this process may "
+                        "run on divided among the run's processes on this machine")
     g.add_argument("--save", default=save, help="run name; exp_scripts pass the script name")
     g.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"), help="where experiment folders go")
     g.add_argument("--expid_tag", default="", help="suffix of the experiment folder name")
@@ -257,7 +260,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
                      ckpt_interval=args.ckpt_interval, ckpt_keep_every=args.ckpt_keep_every,
                      report_freq=args.report_freq, report_secs=args.report_secs, fast=args.fast,
-                     deter=args.deter, tensorboard=not args.no_tensorboard)
+                     deter=args.deter, tensorboard=not args.no_tensorboard, threads=args.threads)
 
 
 def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:

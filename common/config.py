@@ -152,8 +152,10 @@ class RunConfig:
     fast: bool = False
     deter: bool = False
     tensorboard: bool = True
+    threads: int = 0  # CPU threads of each process (0: common/threads.py chooses)
 
     def __post_init__(self) -> None:
+        at_least("threads", self.threads, 0, " (0: OMP_NUM_THREADS, else a share of the cores)")
         check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,
               "must be a checkpoint epoch, or -1 for the latest one")
         at_least("ckpt_interval", self.ckpt_interval, 1)

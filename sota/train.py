@@ -63,6 +63,7 @@ from common.experiment import (
 from common.metrics import Stats, check_finite
 from common.progress import Progress, run_progress
 from common.runstate import tracked
+from common.threads import use_threads
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -397,6 +398,7 @@ class Run:
 
 def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
     """Every check a bad command can fail, and the run set up to start or resume; writes nothing."""
+    log.info("%s", use_threads(cfg.run.threads).line())  # before any torch work
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:

@@ -3,7 +3,6 @@ process: a benchmark that no longer fits the code it measures fails here, not on
 (bench_search and bench_pipeline: tests/test_fast_path.py.)"""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from tests.conftest import REPO
 def bench(module: str, *args: str) -> list[str]:
     """The `key=value` lines of one benchmark run (exit code 0 asserted)."""
     proc = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return [line for line in proc.stdout.splitlines() if not line.startswith("#")]
 

@@ -37,8 +37,6 @@ from sota.perturb import random_smoothing
 from tests.conftest import REPO, fails, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 CASES = ("nb201", "s5", "s5-sdarts-rs")
 STEPS = 2  # the first alpha step backpropagates into the weights too (_full_backward), the second not
 BATCH = 7  # shards of 4 and 3 images: the loss weighting counts
