@@ -56,6 +56,7 @@ EXACT_CRITERIA = ("acc", "loss")  # DARTS-PT's: the supernet's accuracy or loss 
 PROXY_CRITERIA = ("nwot", "synflow", "grad_norm", "jacob_cov")  # zero-cost scores (common/proxies.py)
 CRITERIA = EXACT_CRITERIA + PROXY_CRITERIA
 MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
+IMAGENET16_SIDE = 16  # NAS-Bench-201's down-sampled ImageNet (--image_size is for image folders)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class DataConfig:
     def cutout_size(self) -> int:
         """Cutout's square side, 0 when cutout is off."""
         return self.cutout_length if self.cutout else 0
+
+    def activations(self, channels: int, processes: int = 1) -> int:
+        """batch x channels x pixels, of one process's share of a batch: the size of the feature
+        maps at full resolution, a measure of a step's work (common/threads.py)."""
+        side = IMAGENET16_SIDE if self.dataset == "imagenet16-120" else self.image_size
+        return self.batch_size // processes * channels * side * side
 
 
 @dataclass(frozen=True)

@@ -91,13 +91,13 @@ def run(cfg: SearchConfig, space_def: SearchSpace, group: Group | None = None) -
 def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable[[], dict]:
     """Every check a bad command can fail, and the run set up; writes nothing. The run itself
     (which writes) is returned."""
-    threads = use_threads(cfg.run.threads)  # before any torch work
-    device = group.device(cfg.run.gpu)
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
     else:
         target = search_target(cfg, space_def)
-    log.info("%s", threads.line())
+    # before any torch work; the sizes a projection takes from its search run count
+    log.info("%s", use_threads(cfg.run.threads, cfg.data.activations(cfg.init_channels, cfg.nproc)).line())
+    device = group.device(cfg.run.gpu)
     # One seed for every process: each builds the same supernet and alpha, and draws what one
     # process draws (SDARTS' noise, which process 0 broadcasts all the same).
     seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)

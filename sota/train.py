@@ -398,7 +398,8 @@ class Run:
 
 def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
     """Every check a bad command can fail, and the run set up to start or resume; writes nothing."""
-    log.info("%s", use_threads(cfg.run.threads).line())  # before any torch work
+    threads = use_threads(cfg.run.threads, cfg.data.activations(cfg.init_channels, cfg.nproc))  # before torch work
+    log.info("%s", threads.line())
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:
