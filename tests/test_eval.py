@@ -72,6 +72,7 @@ def test_published_genotype_trains_and_reports(published_run):
     assert any(k.startswith("auxiliary_head.") for k in expected)
     log = (published_run / "log.txt").read_text()
     assert "param size = " in log and "(torch.channels_last)" in log  # the faster CPU layout by default
+    assert "threads 1 (OMP_NUM_THREADS=1 in the environment; --threads N to change)" in log  # tests/conftest.py
 
 
 def test_existing_folder_is_refused_and_left_alone(env, published_run):

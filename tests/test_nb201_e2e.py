@@ -67,6 +67,8 @@ def test_search_then_projection(env, bench, method):
     searched = [json.loads(l) for l in (folder / "history.jsonl").read_text().splitlines() if l]
     assert all("valid_acc" in r and "test_acc" not in r for r in history + searched)
     assert "test-set evaluation while searching: never (as the original" in (folder / "log.txt").read_text()
+    for log in (folder / "log.txt", proj / "log.txt"):  # tests/conftest.py's one thread
+        assert "threads 1 (OMP_NUM_THREADS=1 in the environment; --threads N to change)" in log.read_text()
 
 
 def test_search_kill_and_resume_matches_uninterrupted(env):
