@@ -4,6 +4,8 @@
     python -m benchmarks.bench_threads --omp 1              # OMP_NUM_THREADS=1 in the runs' environment
     python -m benchmarks.bench_threads --threads 2 --load 0 # --threads 2, nothing else running
     python -m benchmarks.bench_threads --repo ../main       # another checkout's scripts (a "before")
+    python -m benchmarks.bench_threads --commands 1 --extra "--init_channels 16 --num_cells 5 --batch_size 64"
+                                                            # the first search at the default size
 
 Runs README "First run on a laptop" as written: a tiny CIFAR-10 of random images (512 training,
 128 test images, tests.fixtures.datasets), a 2-epoch NAS-Bench-201 supernet and its projection,
@@ -56,7 +58,7 @@ def run_commands(args: argparse.Namespace, data: Path, exp: Path) -> None:
     for i, command in enumerate(COMMANDS, 1):
         if i not in args.commands:
             continue
-        script, *rest = shlex.split(command.replace("$T", common))
+        script, *rest = shlex.split(command.replace("$T", common) + " " + args.extra)
         cpu, start = cpu_of_children(), time.perf_counter()
         proc = subprocess.run(["bash", str(args.repo / "exp_scripts" / script), *rest], env=env, cwd=args.repo,
                               capture_output=True, text=True)
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--commands", default="1,2,3,4,5", help="which of the five commands, e.g. 1 (later ones need "
                                                            "the earlier ones' results)")
     p.add_argument("--repo", type=Path, default=REPO, help="the checkout whose exp_scripts run")
+    p.add_argument("--extra", default="", help="flags added to every command (the last value of a flag wins)")
     args = p.parse_args(argv)
     args.commands = {int(c) for c in args.commands.split(",")}
     sys.path.insert(0, str(REPO))
