@@ -189,6 +189,9 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
                    help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
                         "processes, as one process; off: each process normalises its own shard")
     p.take_from_search_run("dataset", "epochs", "init_channels", "unrolled")
+    resume = next(a for a in p._actions if a.dest == "resume_epoch")
+    resume.help = ("search: the checkpoint epoch to continue from (-1: the latest); projection: the search checkpoint "
+                   "to project (-1: the latest; left out: the search run's last epoch)")
     return p
 
 
@@ -234,6 +237,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, seed: int, save: str,
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=seed)
     g.add_argument("--gpu", default="auto", help="auto (least-used GPU, else CPU) | cpu | GPU index")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of each process; 0: OMP_NUM_THREADS if set, else the cores this process may "
+                        "run on divided among the run's processes on this machine")
     g.add_argument("--save", default=save, help="run name; exp_scripts pass the script name")
     g.add_argument("--exp_root", default=str(REPO_ROOT / "experiments"), help="where experiment folders go")
     g.add_argument("--expid_tag", default="", help="suffix of the experiment folder name")
@@ -268,7 +274,7 @@ def run_config(args: argparse.Namespace) -> RunConfig:
                      expid_tag=args.expid_tag, resume_epoch=args.resume_epoch, overwrite=args.overwrite,
                      ckpt_interval=args.ckpt_interval, ckpt_keep_every=args.ckpt_keep_every,
                      report_freq=args.report_freq, report_secs=args.report_secs, fast=args.fast,
-                     deter=args.deter, tensorboard=not args.no_tensorboard)
+                     deter=args.deter, tensorboard=not args.no_tensorboard, threads=args.threads)
 
 
 def speed_config(args: argparse.Namespace, **extra: Any) -> SpeedConfig:

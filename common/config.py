@@ -57,6 +57,7 @@ PROXY_CRITERIA = ("nwot", "synflow", "grad_norm", "jacob_cov")  # zero-cost scor
 CRITERIA = EXACT_CRITERIA + PROXY_CRITERIA
 MIN_IMAGE_SIZE = 8  # two stride-2 reductions leave at least 2x2 pixels
 NOT_A_FLAG = {"flag": False}  # metadata of a field that says how the run was configured, not a setting
+IMAGENET16_SIDE = 16  # NAS-Bench-201's down-sampled ImageNet (--image_size is for image folders)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,12 @@ class DataConfig:
     def cutout_size(self) -> int:
         """Cutout's square side, 0 when cutout is off."""
         return self.cutout_length if self.cutout else 0
+
+    def activations(self, channels: int, processes: int = 1) -> int:
+        """batch x channels x pixels, of one process's share of a batch: the size of the feature
+        maps at full resolution, a measure of a step's work (common/threads.py)."""
+        side = IMAGENET16_SIDE if self.dataset == "imagenet16-120" else self.image_size
+        return self.batch_size // processes * channels * side * side
 
 
 @dataclass(frozen=True)
@@ -154,8 +161,10 @@ class RunConfig:
     fast: bool = False
     deter: bool = False
     tensorboard: bool = True
+    threads: int = 0  # CPU threads of each process (0: common/threads.py chooses)
 
     def __post_init__(self) -> None:
+        at_least("threads", self.threads, 0, " (0: OMP_NUM_THREADS, else a share of the cores)")
         check(self.resume_epoch >= -1, "resume_epoch", self.resume_epoch,
               "must be a checkpoint epoch, or -1 for the latest one")
         at_least("ckpt_interval", self.ckpt_interval, 1)

@@ -30,6 +30,7 @@ from torch.distributed.run import parse_args, run
 
 from .entry import mark_failed
 from .runstate import FOLDER_NOTE_ENV
+from .threads import USER_OMP_ENV
 
 USER_ERROR = 2  # common.entry.exit_code's code for a refused command
 
@@ -48,6 +49,7 @@ def torchrun_argv(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(torchrun_argv(sys.argv[1:] if argv is None else argv))
+    os.environ[USER_OMP_ENV] = os.environ.get("OMP_NUM_THREADS", "")  # before torchrun sets its own
     # torchrun logs every process that ends non-zero, and each one it stops after that; the
     # report printed below says it once.
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").setLevel(logging.CRITICAL)

@@ -49,7 +49,17 @@ from .experiment import (
 )
 from .methods import METHODS
 from .projection import run_projection
-from .runstate import continue_with, handling_signals, resume_projection, resume_run, tracked
+from .runstate import (
+    INTERRUPTED,
+    RUNNING,
+    STOPPED,
+    continue_with,
+    handling_signals,
+    observed_status,
+    resume_projection,
+    resume_run,
+    tracked,
+)
 from .search import (
     SUPERNET,
     check_resumable,
@@ -61,6 +71,7 @@ from .search import (
     scheduler_for,
 )
 from .space import SearchSpace, Space
+from .threads import use_threads
 from .trainer import SearchData, Trainer
 
 log = logging.getLogger(LOGGER)
@@ -103,13 +114,15 @@ def run(cfg: SearchConfig, space_def: SearchSpace, group: Group | None = None) -
 def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable[[], dict]:
     """Every check a bad command can fail, and the run set up; writes nothing. The run itself
     (which writes) is returned."""
-    device = group.device(cfg.run.gpu)
     defaults = space_def.config(space_def.parser().parse_args([]))  # what the log's config block leaves out
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
         space_def.check_projection(cfg, target.folder)
     else:
         target = search_target(cfg, space_def)
+    # before any torch work; the sizes a projection takes from its search run count
+    log.info("%s", use_threads(cfg.run.threads, cfg.data.activations(cfg.init_channels, cfg.nproc)).line())
+    device = group.device(cfg.run.gpu)
     # One seed for every process: each builds the same supernet and alpha, and draws what one
     # process draws (SDARTS' noise, which process 0 broadcasts all the same).
     seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)
@@ -263,6 +276,7 @@ class Projection:
     epoch: int                  # the epoch of the search checkpoint it projects
     taken: dict[str, Any]       # flag -> value taken from the search run (its result.json)
     folder: Path
+    epoch_from: str = "given"   # where `epoch` came from, for the first log line
 
 
 def projection_target(cfg: SearchConfig, space: SearchSpace) -> tuple[SearchConfig, Target]:
@@ -285,14 +299,98 @@ def _flags(cfg: SearchConfig, flags: Iterable[str]) -> str:
 
 def resolve_projection(cfg: SearchConfig, space: SearchSpace) -> Projection:
     """The search run and checkpoint a projection command projects, its configuration and its
-    folder (named after its settings, inside the search run's folder)."""
+    folder (named after its settings, inside the search run's folder). A search that has not
+    finished (still running, or stopped before its last epoch) is projected only as it is: the
+    projection would otherwise train the rest of the search itself, beside the search's own run."""
     search = search_folder(cfg, space)
-    if cfg.run.resume_epoch == 0:
-        raise ConfigError("resume_epoch", 0, "projection needs a supernet checkpoint: pass --resume_epoch N "
-                                             "(-1: the latest)")
-    epoch = resolve_epoch(search, cfg.run.resume_epoch)
-    cfg, taken = _from_search_run(cfg, space, search, epoch)
-    return Projection(cfg, search, epoch, taken, search / space.layout.projection_name(cfg, epoch))
+    result = read_result(search)
+    unfinished = _unfinished(search, result)
+    epoch, epoch_from = _supernet_epoch(cfg, search, result, unfinished)
+    cfg, taken = _from_search_run(cfg, space, search, epoch, result)
+    if cfg.epochs > epoch:  # the projection would train the supernet up to --epochs first
+        _check_trainable(cfg, search, result, epoch, unfinished)
+    return Projection(cfg, search, epoch, taken, search / space.layout.projection_name(cfg, epoch), epoch_from)
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A search run that has not finished: what it is doing, and what to do about it."""
+
+    state: str   # the end of a sentence that starts with the run's folder
+    todo: str
+
+
+def _unfinished(search: Path, result: dict[str, Any]) -> Unfinished | None:
+    """How the search run in `search` has not finished; None if it has, or if it records nothing
+    (a run of the original code)."""
+    status, process = observed_status(search, result)
+    if not result or status == "finished":
+        return None
+    wait = "project it once it has finished"
+    if status == RUNNING:
+        if process == "no process record":  # a run of a version that kept none
+            return Unfinished("says it is running and keeps no process record, so it may still run", wait)
+        return Unfinished(f"is still running ({process})", wait)
+    stopped = {STOPPED: f"stopped before its last epoch ({process})",
+               INTERRUPTED: f"was interrupted by {result.get('signal', 'a signal')} before its last epoch",
+               "failed": f"failed before its last epoch ({str(result.get('error', ''))[:120]})"}
+    return Unfinished(stopped.get(str(status), f"has not finished (status {status})"),
+                      f"continue it (its search command with --resume_epoch -1) and {wait}")
+
+
+def _supernet_epoch(cfg: SearchConfig, search: Path, result: dict[str, Any],
+                    unfinished: Unfinished | None) -> tuple[int, str]:
+    """The epoch of the search checkpoint to project, and where it came from: --resume_epoch, or
+    by default the search run's last epoch (its result.json), else its latest checkpoint."""
+    available = checkpoint_epochs(search)
+    if not available:
+        state = f"{unfinished.state} and" if unfinished else "holds no checkpoint_*.pth.tar:"
+        raise ConfigError("resume_expid", _expid(cfg, search), f"the search run {search} {state} has written no "
+                                                               f"search checkpoint; project it once it has one")
+    if cfg.run.resume_epoch == -1:
+        return available[-1], "the latest checkpoint (--resume_epoch -1)"
+    if cfg.run.resume_epoch > 0:
+        return resolve_epoch(search, cfg.run.resume_epoch), "given"
+    last = result.get("epochs_done", result.get("epochs")) if unfinished is None else None
+    if last is None:
+        return available[-1], ("the search run's latest checkpoint" if result else
+                               "the latest checkpoint, as the search run has no result.json")
+    if last not in available:
+        raise ConfigError("resume_expid", _expid(cfg, search),
+                          f"the search run's last epoch is {last} (its result.json), but {search} holds no "
+                          f"{checkpoint_path(search, last).name} (epochs: {_epoch_list(available)}); pass "
+                          f"--resume_epoch N to project another")
+    return last, "the search run's last, from its result.json"
+
+
+def _check_trainable(cfg: SearchConfig, search: Path, result: dict[str, Any], epoch: int,
+                     unfinished: Unfinished | None) -> None:
+    """A projection that first trains the supernet from `epoch` up to --epochs (the original's
+    behaviour) needs a search run known to have finished: an unfinished one is continued by its
+    own command, or projected as it is; one without result.json only when asked explicitly."""
+    as_is = f"--resume_epoch {epoch} --epochs {epoch} to project checkpoint {epoch} as it is"
+    epochs = _epoch_list(checkpoint_epochs(search))
+    if unfinished is not None:
+        raise ConfigError("resume_expid", _expid(cfg, search),
+                          f"the search run {search} {unfinished.state}: it has checkpoints of epochs {epochs} of its "
+                          f"{result.get('epochs', '?')}, and projecting checkpoint {epoch} would train the rest of "
+                          f"the search in the projection's folder; {unfinished.todo}, or pass {as_is}")
+    if not result and cfg.run.resume_epoch == 0 and "epochs" in cfg.from_search_run:
+        raise ConfigError("resume_expid", _expid(cfg, search),
+                          f"{search} has no result.json (a search of the original code?), so its last epoch is "
+                          f"not known: its latest checkpoint is epoch {epoch} (of {epochs}) and --epochs is "
+                          f"{cfg.epochs} (the default); pass {as_is}, or --resume_epoch {epoch} to train it up to "
+                          f"--epochs {cfg.epochs} first, as the original's projection")
+
+
+def _expid(cfg: SearchConfig, search: Path) -> str:
+    return cfg.projection.resume_expid or search.name
+
+
+def _epoch_list(epochs: list[int]) -> str:
+    """'10, 20, 30', or '1, 2, 3, ..., 39, 40' for a long list."""
+    shown = [*map(str, epochs[:3]), "...", *map(str, epochs[-2:])] if len(epochs) > 6 else map(str, epochs)
+    return ", ".join(shown) or "none"
 
 
 def search_folder(cfg: SearchConfig, space: SearchSpace) -> Path:
@@ -331,13 +429,12 @@ def _missing_search(expid: str, root: Path) -> ConfigError:
                                               f"(--resume_expid also takes the search folder's path)")
 
 
-def _from_search_run(cfg: SearchConfig, space: SearchSpace, search: Path,
-                     epoch: int) -> tuple[SearchConfig, dict[str, Any]]:
+def _from_search_run(cfg: SearchConfig, space: SearchSpace, search: Path, epoch: int,
+                     result: dict[str, Any]) -> tuple[SearchConfig, dict[str, Any]]:
     """`cfg` with each flag the search run records (its result.json) and the command left out
     set to the search run's value; a flag the command gives must agree with it, except --epochs,
     the search-epoch target. Runs that record none (older ones, the original code's) keep the
     flags' values: a checkpoint that does not fit them is refused when loaded."""
-    result = read_result(search)
     searched = result.get("space")
     if searched is not None and searched not in space.report.labels:
         raise ConfigError("resume_expid", cfg.projection.resume_expid or search.name,
@@ -365,13 +462,13 @@ def _plan_line(p: Projection, target: Target) -> str:
     checkpoint = checkpoint_path(p.search, p.epoch)
     if target.projection is not None:
         return f"continuing the projection {p.folder} of {checkpoint} from its {target.projection.name}"
-    epochs = p.cfg.epochs
+    epochs, took = p.cfg.epochs, f"search epoch {p.epoch}: {p.epoch_from}"
     source = ("the search run's" if "epochs" in p.taken else
               "the search run records none" if "epochs" in p.cfg.from_search_run else "given")
     if epochs <= p.epoch:
-        return f"projecting {checkpoint} as it is (search epoch {p.epoch}; --epochs {epochs}: {source})"
-    return (f"projecting {checkpoint} after training the supernet {epochs - p.epoch} more search epochs, up to "
-            f"--epochs {epochs} ({source}); pass --epochs {p.epoch} to project it as it is")
+        return f"projecting {checkpoint} as it is ({took}; --epochs {epochs}: {source})"
+    return (f"projecting {checkpoint} ({took}) after training the supernet {epochs - p.epoch} more search epochs, "
+            f"up to --epochs {epochs} ({source}); pass --epochs {p.epoch} to project it as it is")
 
 
 def _projection_resume(cfg: SearchConfig, folder: Path) -> Path | None:

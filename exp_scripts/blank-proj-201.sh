@@ -7,4 +7,4 @@ if has_flag --space "$@"; then
     exec bash "$ROOT/exp_scripts/blank-proj-sota.sh" "$@"
 fi
 run_distributed nasbench201.train_search --method blank-proj --dev proj --save blank-proj-201 --seed 1 --gpu auto \
-    --resume_epoch 100 --proj_crit acc --proj_intv 5 --edge_decision random "$@"
+    --proj_crit acc --proj_intv 5 --edge_decision random "$@"

@@ -5,4 +5,4 @@
 # dataset and --epochs left out are the search run's (docs/projection.md).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 run_distributed nasbench201.train_search --method darts-proj --dev proj --save darts-proj-201 --seed 1 --gpu auto \
-    --resume_epoch 100 --proj_crit acc --proj_intv 5 --edge_decision random "$@"
+    --proj_crit acc --proj_intv 5 --edge_decision random "$@"

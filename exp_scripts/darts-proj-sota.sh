@@ -3,4 +3,4 @@
 # --crit acc|loss: the criterion of all three stages, as the original script's flag.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 run_distributed sota.train_search --method darts-proj --dev proj --save darts-proj-sota --seed 2 --gpu auto \
-    --resume_epoch 50 --crit acc --proj_intv 5 --edge_decision random "$@"
+    --crit acc --proj_intv 5 --edge_decision random "$@"

@@ -2,7 +2,7 @@
 
     python -m nasbench201.train_search --method darts --save darts-201 --seed 1
     python -m nasbench201.train_search --method darts-proj --save darts-proj-201 \
-        --resume_expid search-darts-201-1 --resume_epoch 100
+        --resume_expid search-darts-201-1
 
 The exp_scripts/*-201.sh scripts wrap these commands.
 """

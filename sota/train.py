@@ -67,6 +67,7 @@ from common.experiment import (
 from common.metrics import Midway, Stats, check_finite
 from common.progress import Progress, run_progress
 from common.runstate import continue_with, deferred, handling_signals, resume_run, stop_point, stoppable, tracked
+from common.threads import use_threads
 
 from .genotypes import Genotype, genotype_to_dict, is_genotype_literal, registry, resolve_arch
 from .model_eval import NetworkCIFAR, count_parameters_mb
@@ -406,6 +407,8 @@ class Run:
 
 def prepare(cfg: EvalConfig, group: Group, run_class: type[Run]) -> tuple[Run, Path, str, Genotype, dict[str, Any]]:
     """Every check a bad command can fail, and the run set up to start or resume; writes nothing."""
+    threads = use_threads(cfg.run.threads, cfg.data.activations(cfg.init_channels, cfg.nproc))  # before torch work
+    log.info("%s", threads.line())
     device = group.device(cfg.run.gpu)
     seed_everything(group.seed(cfg.run.seed), cfg.run.deter, cfg.speed.tf32)
     try:

@@ -2,7 +2,7 @@
 
     python -m sota.train_search --method darts --save darts-sota --space s5 --seed 2
     python -m sota.train_search --method darts-proj --save darts-proj-sota --space s5 \
-        --resume_expid search-darts-sota-s5-2 --resume_epoch 50
+        --resume_expid search-darts-sota-s5-2
 
 The exp_scripts/*-sota.sh scripts wrap these commands.
 """

@@ -31,9 +31,23 @@ def offline():
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """One CPU thread per test process: in this one, and (OMP_NUM_THREADS, which the runs'
+    default follows: common/threads.py) in every script and subprocess it starts. The tiny test
+    networks gain nothing from threads, and on a busy machine threads that wait for cores made
+    them 10-100x slower. A test that wants more sets them itself (--threads N, or
+    torch.set_num_threads, restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+    torch.set_num_threads(threads)
+
+
 def _script_env(env: dict[str, str] | None) -> dict[str, str]:
-    # One thread: the tiny test networks run 10-100x slower with two on a busy 2-core machine.
-    return {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **(env or {})}
+    return {**os.environ, "PYTHON": sys.executable, **(env or {})}
 
 
 def run_script(script: str, *args: str, env: dict[str, str] | None = None,
@@ -46,9 +60,9 @@ def run_script(script: str, *args: str, env: dict[str, str] | None = None,
     return proc
 
 
-def fails(script: str, *args: str, env: dict[str, str] | None = None) -> str:
+def fails(script: str, *args: str, env: dict[str, str] | None = None, timeout: int = 600) -> str:
     """Run a script that must fail with one clear message (no traceback); its output."""
-    proc = run_script(script, *args, env=env, check=False)
+    proc = run_script(script, *args, env=env, check=False, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-2000:]
     assert "Traceback" not in out, out[-4000:]
@@ -169,17 +183,6 @@ cifar10_dir = _dataset_fixture("cifar10", 96, 32)
 svhn_dir = _dataset_fixture("svhn", 96, 32)
 small_cifar10 = _dataset_fixture("cifar10", 32, 16)  # one batch of 16 per half
 small_svhn = _dataset_fixture("svhn", 32, 16)
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """One torch thread for a test module (`pytestmark = pytest.mark.usefixtures("single_thread")`):
-    tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool's
-    waiting makes such tests many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,6 @@ SPACES = ["nb201", "s5", "s3", "s1"]
 CL = torch.channels_last
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def build(space: str) -> tuple[nn.Module, Architecture]:
     torch.manual_seed(0)

@@ -264,8 +264,8 @@ def test_the_first_lines_say_what_the_projection_will_do(tmp_path, log_lines):
                      "--resume_epoch", "1")
     cfg, target = projection_target(cfg, nb201.SEARCH_SPACE)
     assert cfg.epochs == 2 and target.folder.name.endswith("-ep1-to2")
-    assert "checkpoint_1.pth.tar after training the supernet 1 more search epochs, up to --epochs 2 " \
-           "(the search run's); pass --epochs 1 to project it as it is" in log_lines[0]
+    assert "checkpoint_1.pth.tar (search epoch 1: given) after training the supernet 1 more search epochs, up to " \
+           "--epochs 2 (the search run's); pass --epochs 1 to project it as it is" in log_lines[0]
     assert log_lines[1] == ("taken from the search run's result.json: --dataset cifar10 --epochs 2 "
                             "--init_channels 4 --num_cells 1")
 
@@ -302,7 +302,103 @@ def test_the_log_names_the_defaults_a_search_run_does_not_record(tmp_path, log_l
     cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(tmp_path),
                      "--resume_epoch", "2", "--num_cells", "3")
     projection_target(cfg, nb201.SEARCH_SPACE)
-    assert "as it is (search epoch 2; --epochs 2: the search run's)" in log_lines[0]
+    assert "as it is (search epoch 2: given; --epochs 2: the search run's)" in log_lines[0]
     assert log_lines[1:] == ["taken from the search run's result.json: --epochs 2",
                              "not recorded by the search run, so the defaults: --dataset cifar10 --init_channels 16 "
                              "--unrolled False"]
+
+
+# -- which checkpoint, of which search run: never a search that has not finished ----------------
+
+def live_search(folder: Path, checkpoints: list[int], alive: bool = True) -> Path:
+    """A search run at epoch max(checkpoints) of 40 whose result.json says `running`, with the process
+    record of this (live) process, or of one that is gone (`alive` False)."""
+    from common.runstate import PROCESS_FILE, process_record
+
+    search_run(folder, checkpoints, {**NB201_RUN, "status": "running", "epochs": 40, "epochs_done": None})
+    record = process_record() if alive else {**process_record(), "process_start": "another-boot:1"}
+    (folder / PROCESS_FILE).write_text(json.dumps(record))
+    return folder
+
+
+def test_resume_epoch_left_out_is_the_search_runs_last_epoch(tmp_path, log_lines):
+    """A finished search of any length projected with --resume_expid alone: its last epoch (from
+    its result.json), as it is, and the first log line says so."""
+    search = search_run(tmp_path / "nasbench201" / "search-short", [1, 2, 3], {**NB201_RUN, "epochs": 3,
+                                                                                "epochs_done": 3})
+    cfg = search_cfg("--method", "darts-proj", "--save", "darts-proj-201", "--exp_root", str(tmp_path),
+                     "--resume_expid", "search-short")
+    cfg, target = projection_target(cfg, nb201.SEARCH_SPACE)
+    assert target.supernet == search / "checkpoint_3.pth.tar" and cfg.epochs == 3
+    assert target.folder == search / "darts-proj-201-seed1-acc-intv5-ep3"
+    assert log_lines[0].endswith("checkpoint_3.pth.tar as it is (search epoch 3: the search run's last, from its "
+                                 "result.json; --epochs 3: the search run's)")
+    # an earlier checkpoint of a finished search, deliberately: trained up to its end first, as the original
+    assert nb201_projection(tmp_path, "--resume_expid", "search-short", "--resume_epoch", "1").folder.name \
+        .endswith("-ep1-to3")
+
+
+def test_the_default_epoch_without_its_checkpoint_names_where_it_came_from(tmp_path):
+    search_run(tmp_path / "nasbench201" / "search-x", [1], {**NB201_RUN, "epochs": 3, "epochs_done": 3})
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-x")
+    assert "the search run's last epoch is 3 (its result.json), but" in str(e.value)
+    assert "holds no checkpoint_3.pth.tar (epochs: 1)" in str(e.value) and "--resume_epoch 3" not in str(e.value)
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume_epoch", "-1"], ["--resume_epoch", "2"],
+                                   ["--resume_epoch", "2", "--epochs", "40"]])
+def test_a_live_search_is_refused(tmp_path, flags):
+    """A search whose process still runs: projecting it would train the rest of the search in the
+    projection folder, beside the search itself. Refused in one line that says what to do."""
+    live_search(tmp_path / "nasbench201" / "search-live", [1, 2])
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-live", *flags)
+    msg = str(e.value)
+    assert e.value.flag == "resume_expid" and "\n" not in msg
+    assert "is still running (process " in msg and "is alive" in msg
+    assert "checkpoints of epochs 1, 2 of its 40" in msg and "project it once it has finished" in msg
+    assert "or pass --resume_epoch 2 --epochs 2 to project checkpoint 2 as it is" in msg
+
+
+def test_a_checkpoint_of_a_live_search_can_be_projected_as_it_is(tmp_path):
+    search = live_search(tmp_path / "nasbench201" / "search-live", [1, 2])
+    p = nb201_projection(tmp_path, "--resume_expid", "search-live", "--resume_epoch", "1", "--epochs", "1")
+    assert (p.epoch, p.cfg.epochs) == (1, 1) and p.folder == search / "darts-proj-201-seed1-acc-intv5-ep1"
+
+
+@pytest.mark.parametrize("result,state,todo", [
+    ({"status": "interrupted", "signal": "SIGTERM"}, "was interrupted by SIGTERM before its last epoch", "continue it"),
+    ({"status": "failed", "error": "OSError: disk full"}, "failed before its last epoch (OSError: disk full)",
+     "continue it"),
+    (None, "stopped before its last epoch (process ", "continue it (its search command with --resume_epoch -1)"),
+])
+def test_a_search_that_stopped_before_its_last_epoch_is_refused(tmp_path, result, state, todo):
+    folder = live_search(tmp_path / "nasbench201" / "search-cut", [5, 10], alive=False)
+    if result:
+        (folder / "result.json").write_text(json.dumps({**NB201_RUN, "epochs": 40, **result}))
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-cut")
+    assert state in str(e.value) and todo in str(e.value)
+    assert "--resume_epoch 10 --epochs 10 to project checkpoint 10 as it is" in str(e.value)
+
+
+def test_a_search_without_checkpoints_yet_is_refused(tmp_path):
+    live_search(tmp_path / "nasbench201" / "search-young", [])
+    with pytest.raises(ConfigError, match="is still running .* has written no search checkpoint"):
+        nb201_projection(tmp_path, "--resume_expid", "search-young")
+
+
+def test_a_search_of_the_original_code_takes_its_latest_checkpoint_when_that_ends_the_search(tmp_path):
+    """No result.json: whether it finished is unknown. Its latest checkpoint is taken when it is the
+    end of --epochs (projected as it is); an earlier one only when asked for."""
+    search_run(tmp_path / "nasbench201" / "search-old", [20, 40, 100])
+    p = nb201_projection(tmp_path, "--resume_expid", "search-old")
+    assert (p.epoch, p.cfg.epochs) == (100, 100) and "no result.json" in p.epoch_from
+    search_run(tmp_path / "nasbench201" / "search-cut", [20, 40])
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-cut")
+    assert "has no result.json" in str(e.value) and "latest checkpoint is epoch 40 (of 20, 40)" in str(e.value)
+    assert "pass --resume_epoch 40 --epochs 40 to project checkpoint 40 as it is, or --resume_epoch 40 to train " \
+           "it up to --epochs 100 first" in str(e.value)
+    assert nb201_projection(tmp_path, "--resume_expid", "search-cut", "--resume_epoch", "40").cfg.epochs == 100

@@ -37,8 +37,6 @@ from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 TOL64 = dict(rtol=1e-10, atol=1e-12)
 BATCH = 7  # two processes: shards of 4 and 3 images
 

@@ -73,6 +73,7 @@ def test_published_genotype_trains_and_reports(published_run):
     log = (published_run / "log.txt").read_text()
     assert f"params {count_parameters_mb(net):.3f} M (without the auxiliary head)\n" in log  # millions, not MB
     assert "(torch.channels_last)" in log  # the faster CPU layout by default
+    assert "threads 1 (OMP_NUM_THREADS=1 in the environment; --threads N to change)" in log  # tests/conftest.py
     # the configuration: the script's and the command's settings in the log, all of it in config.json
     assert "  arch=darts_pt_s5_0 data=" in log and "EvalConfig(" not in log
     config = read_json(published_run / "config.json")

@@ -17,8 +17,6 @@ from sota.genotypes import get_genotype
 from sota.train import Run, build_parser, config
 from tests.conftest import FakeClock
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def make_run(data: Path, *flags: str) -> Run:
     args = build_parser().parse_args(["--data", str(data), "--init_channels", "4", "--layers", "3",

@@ -45,8 +45,6 @@ CUDA_TOL = dict(rtol=1e-4, atol=1e-5)
 TOL64 = dict(rtol=1e-10, atol=1e-12)
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def default_args(*flags: str) -> SearchConfig:
     """The search defaults (SGD 0.025, momentum 0.9, wd 3e-4, clip 5; Adam 3e-4, wd 1e-3)."""

@@ -79,11 +79,8 @@ def pause_python(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def in_process():
-    """In-process runs: one thread (as the scripts get), and no log handler left behind."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """In-process runs: no log handler left behind."""
     yield
-    torch.set_num_threads(threads)
     logger = logging.getLogger("darts_pt")
     for h in list(logger.handlers):
         logger.removeHandler(h)

@@ -164,29 +164,30 @@ PARSERS = {"nasbench201.train_search": nb201.build_parser, "sota.train_search": 
            "sota.train": sota_eval.build_parser, "sota.train_imagenet": train_imagenet.build_parser}
 
 SEARCH = dict(batch_size=64, init_channels=16, cutout=False, learning_rate=0.025)
+LAST = 0  # a projection's --resume_epoch left out: the search run's last epoch (the original's scripts: 100, 50)
 EVAL = dict(epochs=600, batch_size=96, auxiliary=True, cutout=True, seed=2, learning_rate=0.025)
 GDAS = dict(tau_max=10.0, tau_min=0.1, learning_rate=0.025, learning_rate_min=0.001, momentum=0.9, weight_decay=5e-4,
             nesterov=True, arch_learning_rate=3e-4, arch_weight_decay=1e-3, grad_clip=5.0)
 EXPECTED = {
     "darts-201.sh": dict(SEARCH, method="darts", seed=1, epochs=100, num_cells=5),
     "blank-201.sh": dict(SEARCH, method="blank", seed=1, epochs=100, num_cells=5),
-    "darts-proj-201.sh": dict(SEARCH, method="darts-proj", seed=1, epochs=100, resume_epoch=100, proj_intv=5),
-    "blank-proj-201.sh": dict(SEARCH, method="blank-proj", seed=1, epochs=100, resume_epoch=100, proj_intv=5),
+    "darts-proj-201.sh": dict(SEARCH, method="darts-proj", seed=1, epochs=100, resume_epoch=LAST, proj_intv=5),
+    "blank-proj-201.sh": dict(SEARCH, method="blank-proj", seed=1, epochs=100, resume_epoch=LAST, proj_intv=5),
     "darts-sota.sh": dict(SEARCH, method="darts", seed=2, epochs=50, layers=8, space="s5"),
     "blank-sota.sh": dict(SEARCH, method="blank", seed=2, epochs=50, layers=8, space="s5"),
     "sdarts-rs-sota.sh": dict(SEARCH, method="sdarts", seed=2, epochs=50, layers=8, perturb_alpha="random",
                               epsilon_alpha=0.3),
-    "darts-proj-sota.sh": dict(SEARCH, method="darts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5,
+    "darts-proj-sota.sh": dict(SEARCH, method="darts-proj", seed=2, epochs=50, resume_epoch=LAST, proj_intv=5,
                                crit="acc"),
-    "blank-proj-sota.sh": dict(SEARCH, method="blank-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5),
-    "sdarts-rs-proj-sota.sh": dict(SEARCH, method="sdarts-proj", seed=2, epochs=50, resume_epoch=50, proj_intv=5,
+    "blank-proj-sota.sh": dict(SEARCH, method="blank-proj", seed=2, epochs=50, resume_epoch=LAST, proj_intv=5),
+    "sdarts-rs-proj-sota.sh": dict(SEARCH, method="sdarts-proj", seed=2, epochs=50, resume_epoch=LAST, proj_intv=5,
                                    perturb_alpha="random", epsilon_alpha=0.3),
     # GDAS as AutoDL-Projects runs it (docs/gdas.md): its configs' optimiser, its temperatures
     "gdas-201.sh": dict(GDAS, method="gdas", seed=1, epochs=250, batch_size=64, init_channels=16, num_cells=5),
-    "gdas-proj-201.sh": dict(GDAS, method="gdas-proj", seed=1, batch_size=64, resume_epoch=250, proj_intv=5),
+    "gdas-proj-201.sh": dict(GDAS, method="gdas-proj", seed=1, batch_size=64, resume_epoch=LAST, proj_intv=5),
     "gdas-sota.sh": dict(GDAS, method="gdas", seed=2, epochs=250, batch_size=256, init_channels=16, layers=8,
                          space="s5"),
-    "gdas-proj-sota.sh": dict(GDAS, method="gdas-proj", seed=2, batch_size=256, resume_epoch=250, proj_intv=5),
+    "gdas-proj-sota.sh": dict(GDAS, method="gdas-proj", seed=2, batch_size=256, resume_epoch=LAST, proj_intv=5),
     "eval.sh": dict(EVAL, dataset="cifar10", init_channels=36, layers=20),
     "eval-c100.sh": dict(EVAL, dataset="cifar100", init_channels=16, layers=8),
     "eval-svhn.sh": dict(EVAL, dataset="svhn", init_channels=16, layers=8),

@@ -24,8 +24,6 @@ from tests.fixtures.autodl_nasnet import OPS, AutoDLNASNet
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import project_reference_file
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 TOL = 1e-12
 
 

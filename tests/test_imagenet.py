@@ -24,8 +24,6 @@ from sota.train_imagenet import ImageNetRun, build_parser, config
 from tests.conftest import REPO, _script_env, fails, kill_when, read_json, run_script
 from tests.fixtures.datasets import write_imagefolder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 CLASSES = ("n01", "n02", "n03")
 # 64x64 crops: a 2x2 final map, so no auxiliary head (it needs the 7x7 or 8x8 map of 224 or 256 px images)
 TINY = ["--image_size", "64", "--init_channels", "8", "--layers", "3", "--batch_size", "4", "--workers", "0",

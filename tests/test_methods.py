@@ -27,8 +27,6 @@ from nasbench201.model_search import NB201Supernet
 from tests.conftest import REPO
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def doc_example(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     """The first Python block of docs/adding-a-method.md, as a module."""

@@ -22,8 +22,6 @@ from sota.train_imagenet import ImageNetRun, build_parser, config
 from tests.conftest import kill_when, partial_after, run_script
 from tests.fixtures.datasets import write_imagefolder
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 TINY = ["--image_size", "64", "--init_channels", "8", "--layers", "3", "--batch_size", "4", "--workers", "0",
         "--report_freq", "100", "--gpu", "cpu", "--no_tensorboard"]
 SCRIPT = [*TINY, "--image_size", "224"]  # the script's auxiliary head needs the original's 224x224 crops

@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from nasbench201.genotypes import parse_arch
-from tests.conftest import TEST_GPU, fails, kill_when, read_json, run_script
+from tests.conftest import REPO, TEST_GPU, _script_env, fails, kill_when, read_json, run_script
 
 pytestmark = pytest.mark.slow  # end to end through the exp_scripts
 
@@ -63,6 +67,8 @@ def test_search_then_projection(env, bench, method):
     searched = [json.loads(l) for l in (folder / "history.jsonl").read_text().splitlines() if l]
     assert all("valid_acc" in r and "test_acc" not in r for r in history + searched)
     assert "test-set evaluation while searching: never (as the original" in (folder / "log.txt").read_text()
+    for log in (folder / "log.txt", proj / "log.txt"):  # tests/conftest.py's one thread
+        assert "threads 1 (OMP_NUM_THREADS=1 in the environment; --threads N to change)" in log.read_text()
 
 
 def test_search_kill_and_resume_matches_uninterrupted(env):
@@ -216,8 +222,53 @@ def test_projecting_an_early_checkpoint_first_trains_up_to_epochs(env):
     # --epochs equal to --resume_epoch projects the intermediate supernet as it is
     proc = run_script("darts-proj-201.sh", *args, "--resume_epoch", "1", "--epochs", "1", "--proj_intv", "1",
                       "--log_tag", "asis")
-    assert "checkpoint_1.pth.tar as it is (search epoch 1; --epochs 1: given)" in proc.stdout
+    assert "checkpoint_1.pth.tar as it is (search epoch 1: given; --epochs 1: given)" in proc.stdout
     as_is = search / "darts-proj-201-seed8-acc-intv1-ep1-asis"
     assert "more search epochs" not in proc.stdout and not list(as_is.glob("supernet_*"))
     result = read_json(as_is / "result.json")
     assert result["supernet_epoch"] == 1 and "supernet_trained_to" not in result
+
+
+def test_a_finished_search_is_projected_with_resume_expid_alone(env):
+    """--resume_epoch left out is the search run's last epoch (its result.json), whatever its length."""
+    run_script("darts-201.sh", *env, "--epochs", "3", "--seed", "13")
+    search = exp_dir(env) / "search-darts-201-13"
+    proc = run_script("darts-proj-201.sh", *env, "--resume_expid", "search-darts-201-13", "--proj_intv", "1")
+    proj = search / "darts-proj-201-seed1-acc-intv1-ep3"
+    assert read_json(proj / "result.json")["status"] == "finished"
+    first = (proj / "log.txt").read_text().splitlines()[0]
+    assert first.endswith("checkpoint_3.pth.tar as it is (search epoch 3: the search run's last, from its "
+                          "result.json; --epochs 3: the search run's)"), first
+    assert "more search epochs" not in proc.stdout and not list(proj.glob("supernet_*"))
+
+
+def test_a_live_or_interrupted_search_is_never_projected(env):
+    """A search still running in another process, then stopped by SIGTERM before its last epoch:
+    its projection is refused in one line each time, before anything is written (the original
+    took the latest checkpoint and trained the rest of the search itself, in the same folder)."""
+    args = [*env, "--seed", "12", "--ckpt_interval", "1"]
+    search = exp_dir(env) / "search-darts-201-12"
+    live = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args, "--epochs", "1000"], cwd="/",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_script_env(None),
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (search / "checkpoint_1.pth.tar").exists() and live.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        # a refusal takes seconds; the original's projection would train 1000 search epochs
+        out = fails("darts-proj-201.sh", *args, "--resume_epoch", "-1", "--proj_intv", "1", timeout=120)
+        assert live.poll() is None, "the search ended before its projection was refused"
+        errors = [line for line in out.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "is still running (process " in errors[0], out
+        assert "project it once it has finished" in errors[0] and "--epochs 1000" not in errors[0]
+        assert not [p for p in search.iterdir() if p.is_dir()]  # no projection folder in the live search's
+    finally:
+        os.killpg(live.pid, signal.SIGTERM)
+        live.wait()
+    assert read_json(search / "result.json")["status"] == "interrupted"
+    before = tree_digest(search)
+    out = fails("darts-proj-201.sh", *args, "--proj_intv", "1")
+    assert "was interrupted by SIGTERM before its last epoch" in out and "continue it" in out
+    last = max(int(p.name.split("_")[1].split(".")[0]) for p in search.glob("checkpoint_*.pth.tar"))
+    assert f"or pass --resume_epoch {last} --epochs {last} to project checkpoint {last} as it is" in out
+    assert tree_digest(search) == before

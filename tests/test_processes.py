@@ -31,8 +31,6 @@ from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 BATCH = 7
 TOL = dict(rtol=1e-12, atol=1e-13)
 TIMEOUT_S = 120  # a collective that waits forever fails the test instead

@@ -29,8 +29,6 @@ from common.trainer import SearchData, Trainer
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")  # tiny networks: threads would only contend
-
 
 class TinyNet(nn.Module):
     """conv -> BN -> ReLU (module) -> conv -> relu (functional) -> pool -> linear, scaled by the

@@ -57,12 +57,10 @@ def assert_png(path: Path) -> None:
 def study(tmp_path_factory, cifar10_dir, bench) -> Path:
     exp = tmp_path_factory.mktemp("exp")
     env = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *TINY, "--epochs", "2"]
-    one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the runs go side by side
 
     def pipeline(method: str, seed: str) -> None:
-        run_script(f"{method}-201.sh", *env, "--seed", seed, env=one_thread)
-        run_script(f"{method}-proj-201.sh", *env, "--seed", seed, "--resume_epoch", "2", "--proj_intv", "1",
-                   env=one_thread)
+        run_script(f"{method}-201.sh", *env, "--seed", seed)
+        run_script(f"{method}-proj-201.sh", *env, "--seed", seed, "--resume_epoch", "2", "--proj_intv", "1")
 
     with ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 1))) as pool:
         for f in [pool.submit(pipeline, m, s) for m in METHODS for s in SEEDS]:

@@ -199,7 +199,7 @@ def test_the_launcher_marks_a_run_failed_when_another_process_dies(tmp_path, how
     script.write_text(LAUNCHED)
     proc = subprocess.Popen([sys.executable, "-m", "common.launch", "--nproc_per_node", "2", str(script),
                              str(folder), how], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+                            text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     if how == "sigterm":
         deadline = time.time() + 60
         while not (folder / runstate.PROCESS_FILE).exists() and time.time() < deadline:

@@ -14,14 +14,6 @@ from sota.model_search import DartsSupernet
 from tests.fixtures.configs import search_cfg
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(space="s5"):
     torch.manual_seed(0)
     model = DartsSupernet(4, 10, 3, space)

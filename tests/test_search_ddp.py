@@ -38,8 +38,6 @@ from sota.operations import NoiseOp
 from tests.conftest import REPO, fails, read_json, run_script
 from tests.fixtures.configs import search_cfg
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 CASES = ("nb201", "s1", "s2", "s3", "s4", "s5", "s5-sdarts-rs")  # s4: noise drawn in each forward
 STEPS = 2  # the first alpha step backpropagates into the weights too (_full_backward), the second not
 BATCH = 7  # shards of 4 and 3 images: the loss weighting counts

@@ -20,8 +20,6 @@ from tests.fixtures.reference import read_reference, reference_file
 KINDS = ("normal", "reduce")
 
 
-pytestmark = pytest.mark.usefixtures("single_thread")
-
 
 def random_weights(model: DartsSupernet) -> dict[str, torch.Tensor]:
     return {k: torch.softmax(torch.randn(*shape), dim=-1).requires_grad_()

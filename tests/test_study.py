@@ -246,6 +246,43 @@ def test_kill_and_resume(grid, capsys):
     assert {k: v for k, v in snapshot(root, "grid").items() if k in before} == before
 
 
+def test_a_projection_stage_never_projects_an_unfinished_search(tmp_path, data):
+    """A study starts a projection only once its search has finished; the projection's command,
+    run anyway (by a Slurm job whose dependency let it through, by hand), refuses its search while
+    that runs and after the study's stop interrupted it, in one line, writing nothing."""
+    from study.flags import RunFlags
+    from study.plan import Context, Run, launch_command
+
+    flags = tiny(data)
+    flags[flags.index("--epochs") + 1] = "1000"  # a search that is still going when its projection is tried
+    args = ["--name", "cut", "--exp_root", str(tmp_path), *NB201_GRID, "--seed", "1", "--stages", "search,proj",
+            *flags]
+    search = tmp_path / "studies" / "cut" / "runs" / "nasbench201" / "search-darts-201-1"
+    argv = launch_command(Run("nb201", "cifar10", "darts", 1, "proj"), Context(tmp_path / "studies" / "cut",
+                                                                                RunFlags.parse(flags)))
+
+    def project() -> str:  # a refusal takes seconds; the original would train 1000 search epochs first
+        proc = subprocess.run(argv, cwd="/", env=_script_env(None), capture_output=True, text=True, timeout=120)
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("error:")]
+        assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert not [p for p in search.iterdir() if p.is_dir()]  # no projection folder
+        return errors[0]
+
+    study_proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "study.sh"), *args], cwd="/",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_script_env(None),
+                                  start_new_session=True)
+    try:
+        wait_for(study_proc, search / "checkpoint_1.pth.tar")
+        assert "--resume_expid search-darts-201-1 --resume_epoch -1" in shlex.join(argv)
+        assert "is still running (process " in project()
+        assert study_proc.poll() is None
+    finally:
+        study_proc.send_signal(signal.SIGTERM)  # the study stops its runs: the search is interrupted
+        study_proc.wait()
+    assert read_json(search / "result.json")["status"] == "interrupted"
+    assert "was interrupted by SIGTERM before its last epoch" in project()
+
+
 def test_retry_failed(tmp_path, data, capsys):
     """A failed run stays failed (and its projection blocked) until --retry_failed."""
     missing = tmp_path / "data"  # the data is not there yet: the search fails
