@@ -41,6 +41,9 @@ class Architecture:
         self.proj_weights = {k: torch.zeros(*shape, device=device, dtype=dtype) for k, shape in shapes.items()}
         self.decided = {k: [False] * shape[0] for k, shape in shapes.items()}
         self.decided_nodes: dict[str, list[int]] = {k: [] for k in shapes}
+        # Pruning (DrNAS's progressive learning): per kind, the ops each edge keeps (None: all).
+        self.kept: dict[str, Tensor] | None = None
+        self._kept_rows: dict[str, list[list[int]]] = {}
         self._row_cache: dict[str, dict[int, list[int]]] = {}
         self._mask_cache: dict[str, Tensor] = {}
 
@@ -68,10 +71,26 @@ class Architecture:
         """Ops that may carry a non-zero weight, known on the host without a device sync."""
         out = {}
         for k in self.kinds:
-            n_edges, n_ops = self.proj_weights[k].shape
+            n_edges = self.proj_weights[k].shape[0]
             rows = self._decided_rows(k)
-            out[k] = [rows[e] if self.decided[k][e] else list(range(n_ops)) for e in range(n_edges)]
+            out[k] = [rows[e] if self.decided[k][e] else self.live_ops(k, e) for e in range(n_edges)]
         return out
+
+    def live_ops(self, kind: str, edge: int) -> list[int]:
+        """The ops of an edge that pruning kept (all of them without pruning)."""
+        if self.kept is None:
+            return list(range(self.proj_weights[kind].shape[1]))
+        return list(self._kept_rows[kind][edge])
+
+    def prune(self, kept: dict[str, Tensor] | None) -> None:
+        """Keep only the ops `kept` marks (bool, per kind [edges, ops]; None: all): the others are
+        never computed again, whatever their mixing weights (DrNAS's progressive pruning zeroes
+        them), and projection does not choose them."""
+        if kept is None:
+            self.kept, self._kept_rows = None, {}
+        else:
+            self.kept = {k: kept[k].to(self.proj_weights[k].device, torch.bool) for k in self.kinds}
+            self._kept_rows = {k: [row.nonzero().flatten().tolist() for row in m.cpu()] for k, m in self.kept.items()}
 
     def _mask(self, kind: str) -> Tensor:
         """Decided-edge mask on the device, cached so a step copies nothing to the device."""

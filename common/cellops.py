@@ -15,6 +15,13 @@ no `w * op(x)` tensor, no separate sum, and alpha's gradient comes from the sums
 backward computes anyway. Elsewhere (NCHW, CUDA, float64, eval mode) the sum is accumulated in
 place with `addcmul_`. The math is the original's `sum_j sum_k w[e, k] * op_k(state_j)`; only
 the order of the float additions differs (one running sum per node instead of one per edge).
+
+Partial channels (PC-DARTS, DrNAS: `NodeSum` with k > 1): each mixed edge computes its ops on the
+first C/k channels of its input, lets the other channels pass by (through a 2x2 max pool on a
+stride-2 edge), concatenates the two and shuffles the channels into k groups. Concatenation and
+shuffle are a fixed permutation, so a node sums its edges' op outputs (the same running sum, fused
+as above) and their passed channels separately and shuffles once, which is what the original's
+per-edge shuffles add up to.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .batchnorm import BatchNorm2d
+from .net2wider import Draw, Widened
 
 SharedStep = Callable[[Tensor], Tensor]  # hashable: equal steps of one state are computed once
 
@@ -112,6 +120,13 @@ class CellOp(nn.Module):
     def final_bn(self) -> BatchNorm2d | None:
         return None
 
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """Grow the op to C_in input and C_out output channels (DrNAS's progressive widening,
+        common/net2wider.py); the parameters it replaced. An op without state has nothing to grow."""
+        if next(self.parameters(), None) is not None or next(self.buffers(), None) is not None:
+            raise NotImplementedError(f"{type(self).__name__} cannot be widened")
+        return []
+
 
 class StateInputs:
     """A cell state and the shared first steps of the ops that read it, each computed on first use."""
@@ -119,6 +134,7 @@ class StateInputs:
     def __init__(self, x: Tensor) -> None:
         self.x = x
         self._steps: dict[SharedStep, Tensor] = {}
+        self._partial: dict[tuple[str, int], tuple[StateInputs, StateInputs]] = {}
 
     def get(self, step: SharedStep | None) -> Tensor:
         if step is None:
@@ -127,6 +143,15 @@ class StateInputs:
         if out is None:
             out = self._steps[step] = step(self.x)
         return out
+
+    def partial(self, k: int) -> tuple[StateInputs, StateInputs]:
+        """Partial channels 1/k: the state's first C/k channels, which the ops of the edges leaving
+        it read, and the other channels, which pass those edges by; made once per state."""
+        key = ("partial", k)
+        if key not in self._partial:
+            c = self.x.shape[1] // k
+            self._partial[key] = (StateInputs(self.x[:, :c]), StateInputs(self.x[:, c:]))
+        return self._partial[key]
 
 
 def mix_into(acc: Tensor | None, op: CellOp, inputs: StateInputs, w: Tensor) -> Tensor:
@@ -157,3 +182,59 @@ def op_weights(weights: Tensor) -> list[Sequence[Tensor]]:
     """The [edges, ops] mixing weights as 0-d tensors per edge and op: one autograd node for all
     of them, instead of one indexing node per op computed."""
     return [row.unbind(0) for row in weights.unbind(0)]
+
+
+class NodeSum:
+    """One node's sum of the mixed edges into it, with partial channels 1/k (k = 1: none).
+
+    k = 1: `acc + sum_e sum_o w[e, o] * op_o(state_e)`, the running sum of `mix_edge`.
+    k > 1 (PC-DARTS, DrNAS): each edge's ops read the first C/k channels of its state and the other
+    channels pass by (`passed`: the shared step they take first, e.g. a stride-2 edge's 2x2 max
+    pool); the edge's output is `channel_shuffle(cat([ops' sum, passed channels]), k)`. The node
+    keeps the two sums apart and joins them once (`channel_shuffle` and `cat` are a permutation).
+    An edge with no op to compute (projection dropped it) adds nothing, its passed channels
+    neither; an edge whose active ops add nothing (`none`) still passes its channels.
+    (PC-DARTS' edge weight beta scales an edge: its op weights times beta, and its passed
+    channels times beta.)"""
+
+    def __init__(self, k: int = 1) -> None:
+        self.k = k
+        self.ops: Tensor | None = None
+        self.passed: Tensor | None = None
+
+    def add(self, ops: Sequence[CellOp], inputs: StateInputs, weights: Sequence[Tensor], active: Sequence[int],
+            passed: SharedStep | None = None) -> None:
+        """Add the edge whose ops `ops` read the state `inputs` (`weights`, `active`: as `mix_edge`)."""
+        if self.k == 1:
+            self.ops = mix_edge(self.ops, ops, inputs, weights, active)
+            return
+        if not active:
+            return
+        part, rest = inputs.partial(self.k)
+        self.ops = mix_edge(self.ops, ops, part, weights, active)
+        through = rest.get(passed)
+        self.passed = through if self.passed is None else self.passed + through
+
+    def result(self) -> Tensor | None:
+        """The node (None: nothing flowed into it)."""
+        if self.k == 1 or self.passed is None:
+            return self.ops
+        rest = self.passed
+        ops = self.ops if self.ops is not None else rest.new_zeros(rest.shape[0], rest.shape[1] // (self.k - 1),
+                                                                   *rest.shape[2:])
+        return shuffle_join(ops, rest, self.k)
+
+
+def shuffle_join(ops: Tensor, rest: Tensor, k: int) -> Tensor:
+    """`channel_shuffle(cat([ops, rest], 1), k)` of PC-DARTS and DrNAS (view as [B, k, C/k, H, W],
+    swap the two channel axes, flatten): channel j*k of the result is ops' channel j, channel
+    j*k + g (g >= 1) is rest's channel (g-1)*C/k + j. Written into a tensor of ops' memory format
+    (the original's transpose and view would leave a channels-last run with an NCHW node)."""
+    b, m, h, w = ops.shape
+    channels_last = ops.dim() == 4 and ops.is_contiguous(memory_format=torch.channels_last) and not ops.is_contiguous()
+    out = ops.new_empty(b, m * k, h, w).contiguous(memory_format=torch.channels_last if channels_last
+                                                   else torch.contiguous_format)
+    groups = out.unflatten(1, (m, k))
+    groups[:, :, 0] = ops
+    groups[:, :, 1:] = rest.unflatten(1, (k - 1, m)).transpose(1, 2)
+    return out

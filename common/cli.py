@@ -28,7 +28,7 @@ from .config import (
 )
 from .data import DATASETS
 from .experiment import REPO_ROOT
-from .methods import add_method_flags, method_options
+from .methods import add_method_flags, method_options, search_run_flags
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -188,7 +188,7 @@ def search_parser(description: str, *, epochs: int, ckpt_interval: int, seed: in
     g.add_argument("--sync_bn", action="store_true", default=False,
                    help="under torchrun (--nproc N of the exp_scripts): batch norm over the whole batch of all "
                         "processes, as one process; off: each process normalises its own shard")
-    p.take_from_search_run("dataset", "epochs", "init_channels", "unrolled")
+    p.take_from_search_run("dataset", "epochs", "init_channels", "unrolled", *search_run_flags(methods))
     resume = next(a for a in p._actions if a.dest == "resume_epoch")
     resume.help = ("search: the checkpoint epoch to continue from (-1: the latest); projection: the search checkpoint "
                    "to project (-1: the latest; left out: the search run's last epoch)")
@@ -286,6 +286,8 @@ def search_config(args: argparse.Namespace, space: Any = None, methods: Sequence
     space's own options, `methods` names those it offers. Raises ConfigError (one line naming
     the flag) on a bad value."""
     method = args.method.removesuffix("-proj")
+    # the flags of the methods not run (their defaults) say nothing of this run's supernet
+    foreign = set(search_run_flags(methods or [method])) - set(search_run_flags([method]))
     return SearchConfig(
         method=method, project=args.method.endswith("-proj") or args.dev == "proj",
         epochs=args.epochs, init_channels=args.init_channels, data=data_config(args), run=run_config(args),
@@ -303,7 +305,8 @@ def search_config(args: argparse.Namespace, space: Any = None, methods: Sequence
                                     proj_pool=args.proj_pool, proj_pool_batches=args.proj_pool_batches),
         train_portion=args.train_portion, sampling=args.sampling, eval_freq=args.eval_freq,
         alpha_heatmaps=args.alpha_heatmaps, cutout_ramp=args.cutout_ramp, space=space, sync_bn=args.sync_bn,
-        search_run_flags=tuple(args.search_run_flags), from_search_run=frozenset(args.from_search_run))
+        search_run_flags=tuple(f for f in args.search_run_flags if f not in foreign),
+        from_search_run=frozenset(args.from_search_run) - foreign)
 
 
 def parse_config(parser: argparse.ArgumentParser, to_config: Any, argv: Sequence[str] | None = None,

@@ -21,14 +21,19 @@ What a method decides, and where:
 - the architecture step (`alpha_step`): first order, or second order (it gets the step's weight
   batch for the virtual step); its regulariser, if any, goes into the loss it descends; the ops
   its forward computes (GDAS: the sampled ones); whether it comes after the weight step
-  (`alpha_step_last`), and whether the weight step's clipping counts alpha's gradient
-  (`clips_alpha`).
+  (`alpha_step_last`).
 - the schedule (`start_epoch`): SDARTS' perturbation radius, GDAS' temperature, DrNAS' stages,
   PC-DARTS' first alpha epoch (`trains_alpha`), logged on each epoch's first line.
 - architecture parameters besides alpha (`parameters`: PC-DARTS' beta), trained by alpha's Adam,
   and what a checkpoint holds of the method besides alpha and the optimisers (`state`).
 - what result.json says of it (`identity`), from which the reports name its rows
   (`MethodDef.label`).
+- the supernet it trains (`MethodDef.supernet`: partial channels, DrNAS' stages), which the space
+  builds, and how its schedule changes it between stages (DrNAS prunes ops and widens the
+  partial channels through the space: `attach` gives the method the trainer, `Space.widen`);
+- what the weight step's gradient clipping counts besides the weights (`clipped_parameters`: the
+  original code of DrNAS registered NAS-Bench-201's alpha in the model and clipped it along), and
+  how many mixing weights a scoring pass averages its score over (`scoring_weights`).
 
 A method that needs another supernet (partial channels, sampled ops) asks it of the space through
 the space contract (common/space.py), never by importing a space. To add a method, see
@@ -46,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 from .arch import Active, Architecture
+from .space import SupernetRequest
 
 if TYPE_CHECKING:
     from .config import SearchConfig
@@ -63,10 +69,10 @@ class Method(ABC):
 
     trains_alpha: bool = True   # whether epochs take alpha steps (fix-alpha: never)
     alpha_step_last: bool = False  # a step's alpha step after its weight step (GDAS), not before (DARTS)
-    # The weight step's mixing weights carry alpha's gradient, and its gradient clipping counts
-    # alpha's: the gradient alpha holds from the last alpha step plus the weight batch's (GDAS, whose
-    # authors clip `model.parameters()`, alphas among them); the weights alone are stepped.
-    clips_alpha: bool = False
+    # Whether the weight step adds its gradient of `clipped_parameters` to the one they hold from
+    # the last alpha step (GDAS, whose authors clip `model.parameters()`, alphas among them, without
+    # zeroing alpha's gradient first; checkpoints keep it), instead of replacing it (DrNAS).
+    accumulates_alpha_grad: bool = False
 
     def weights(self, arch: Architecture, phase: Phase) -> Weights:
         """The mixing weights of `phase` (TRAIN: an alpha or weight step; EVAL: an evaluation
@@ -76,8 +82,8 @@ class Method(ABC):
 
     def weight_step_weights(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[Weights, Active | None]:
         """The mixing weights a weight step on (x, y) trains under, without gradient (unless
-        `clips_alpha`), and the ops to compute (None: those whose weight is not exactly 0, which
-        the model then reads from the device)."""
+        `clipped_parameters` are clipped along), and the ops to compute (None: those whose weight
+        is not exactly 0, which the model then reads from the device)."""
         return detached(self.weights(trainer.arch, TRAIN)), trainer.arch.active()
 
     @abstractmethod
@@ -106,6 +112,22 @@ class Method(ABC):
         """What result.json says of the method besides its name (SDARTS: its perturbation)."""
         return {}
 
+    def attach(self, trainer: Trainer) -> None:  # noqa: B027 (most methods need nothing of it)
+        """The trainer this method trains with, once it is built (its model, optimisers, space): a
+        method whose schedule changes the supernet (DrNAS' stages) keeps it."""
+
+    def clipped_parameters(self, trainer: Trainer) -> list[nn.Parameter]:
+        """Architecture parameters whose gradient of the weight step's loss counts in that step's
+        gradient-norm clipping, besides the weights (they are not stepped); `weight_step_weights`
+        then keeps their graph."""
+        return []
+
+    def scoring_weights(self, arch: Architecture, epoch: int) -> list[Weights]:
+        """The mixing weights of the projection scoring passes of the round at tuning epoch
+        `epoch`: each pass scores the supernet under each of them (one op or edge removed) and
+        averages."""
+        return [self.weights(arch, EVAL)]
+
 
 @dataclass(frozen=True)
 class MethodDef:
@@ -121,6 +143,9 @@ class MethodDef:
     saves: --save prefixes that name such runs (exp_scripts, studies) -> what their folder name
         says of them (the identity fields), for runs whose result.json is unreadable.
     script: which exp_scripts run it (the command a finished search prints to project it).
+    supernet: the run's configuration -> the supernet the space builds for it (common/space.py).
+    search_run_flags: the method's flags a projection takes from its search run (result.json
+        records them), as it does --init_channels.
     """
 
     name: str
@@ -132,6 +157,8 @@ class MethodDef:
     # the run's configuration -> the stem of the exp_scripts that run it ("darts": darts-201.sh,
     # darts-proj-sota.sh, ...) and the flags they need besides (None: the name, no flags)
     script: Callable[[SearchConfig], tuple[str, ...]] | None = None
+    supernet: Callable[[SearchConfig], SupernetRequest] = lambda cfg: SupernetRequest()
+    search_run_flags: tuple[str, ...] = ()
 
     def script_of(self, cfg: SearchConfig) -> tuple[str, ...]:
         return self.script(cfg) if self.script else (self.name,)

@@ -54,6 +54,7 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         check_resumable(trainer, state, path)
     sd, inner_alpha = split_model_state(state, ("_arch_parameters", "alphas_normal", "alphas_reduce"))
     try:
+        trainer.method.load_state(state.get("method_state", {}))  # first: it may change the supernet (DrNAS' stages)
         trainer.model.load_state_dict(sd)
         alpha = state.get("alpha", inner_alpha)
         if alpha is None:
@@ -62,9 +63,8 @@ def load_search_checkpoint(trainer: Trainer, path: Path, scheduler: Scheduler | 
         if with_optimizers:  # the run continues: its weights' gradient tensors too
             trainer.w_opt.load_state_dict(state["optimizer"])
             trainer.restore_grads(state.get("grads", []))
-            if "alpha_grads" in state and trainer.method.clips_alpha:
+            if "alpha_grads" in state and trainer.method.accumulates_alpha_grad:
                 trainer.restore_alpha_grads(state["alpha_grads"])
-        trainer.method.load_state(state.get("method_state", {}))
         if "arch_optimizer" in state:
             trainer.a_opt.load_state_dict(state["arch_optimizer"])
         if scheduler is not None and "scheduler" in state:
@@ -145,9 +145,9 @@ def search_epochs(trainer: Trainer, scheduler: Scheduler, start: int, timer: Tim
     progress = trainer.progress(cfg.epochs, start + (first.step / len(trainer.data.train) if first.step else 0))
     with deferred():
         for epoch in range(start, cfg.epochs):
-            lr = scheduler.get_last_lr()[0]
-            cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
             schedule = method.start_epoch(epoch, cfg.epochs, tuning=False)
+            lr = trainer.w_opt.param_groups[0]["lr"]  # the scheduler's, unless the method's schedule set it (DrNAS)
+            cutout_prob = cfg.cutout_prob(epoch) if cfg.cutout_length else 0.0
             log.info("epoch %d lr %e%s%s", epoch, lr, f" cutout_prob {cutout_prob:e}" if cfg.cutout_length else "",
                      schedule)
             at = first if epoch == start else Midway(Stats(device))

@@ -33,9 +33,24 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from .arch import Architecture
-from .config import EXACT_CRITERIA, SearchConfig
+from .config import EXACT_CRITERIA, ConfigError, SearchConfig
+from .net2wider import Draw, Widened
 
 Weights = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class SupernetRequest:
+    """The supernet a method trains (`MethodDef.supernet`), which the space builds.
+
+    partial_channels: the k of each stage of the run (PC-DARTS, DrNAS: each mixed op computes on
+        C/k of its channels, the rest pass by; 1: all channels). The supernet is built with the
+        first; a method moves it to the next through `Space.widen`. The space refuses, naming
+        `flag`, a k that does not divide the channels of one of its cells.
+    """
+
+    partial_channels: tuple[int, ...] = (1,)
+    flag: str = "k"
 
 
 @dataclass
@@ -53,6 +68,12 @@ class Space:
     finalize: Callable[[Path, Any, dict], None] | None = None   # after projection: (folder, genotype, result)
     tests_each_search_epoch: bool = True         # the original's per-search-epoch test-set pass
     edge_ops: dict[str, list[list[str]]] | None = None  # per kind and edge its ops' names (None: op_names)
+    # The original code of some methods registers alpha among the model's parameters here
+    # (NAS-Bench-201's TinyNetwork), so clipping `model.parameters()` clipped alpha's gradient too.
+    alpha_in_model: bool = False
+    # Partial channels 1/k from now on, the mixed ops widened by copying channels (common/net2wider.py):
+    # (k, draw) -> the parameters replaced. None: the supernet has no partial channels to change.
+    widen: Callable[[int, Draw], list[Widened]] | None = None
 
     def op_name(self, kind: str, edge: int, op: int) -> str:
         """The name of op `op` of edge `edge` (as logs name it)."""
@@ -68,6 +89,24 @@ class Layout:
     search_name: Callable[[SearchConfig], str]
     projection_name: Callable[[SearchConfig, int], str]      # (config, supernet epoch)
     scripts: str = ""  # the exp_scripts' suffix: a method's are {stem}-{suffix}.sh, {stem}-proj-{suffix}.sh
+
+
+def check_partial_channels(request: SupernetRequest, widths: Collection[int], even: Collection[int] = ()) -> None:
+    """Refuse, naming the request's flag, a k that does not divide every width of `widths` (the
+    channel shuffle splits them into k groups), or leaves one of `even` odd per group (a stride-2
+    skip_connect, FactorizedReduce, halves it)."""
+    for k in request.partial_channels:
+        values = ",".join(map(str, request.partial_channels))
+        if k < 1:
+            raise ConfigError(request.flag, values, f"partial channels 1/{k}: k must be at least 1")
+        if bad := [c for c in widths if c % k]:
+            raise ConfigError(request.flag, values, f"partial channels 1/{k} split cells of {bad[0]} channels "
+                                                    f"(the supernet's cells have {sorted(set(widths))}); choose a k "
+                                                    f"dividing them, or change --init_channels")
+        if bad := [c for c in even if (c // k) % 2]:
+            raise ConfigError(request.flag, values, f"partial channels 1/{k} leave {bad[0] // k} of the {bad[0]} "
+                                                    f"channels of a reduction cell to its ops, and FactorizedReduce "
+                                                    f"(skip_connect at stride 2) needs an even number")
 
 
 def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:

@@ -89,6 +89,7 @@ class Trainer:
         self._weight_grads_exist = False
         if cfg.speed.compile:
             self.forward = compile_model(self.model, cfg.speed.compile_mode)
+        self.method.attach(self)
 
     @property
     def data(self) -> SearchData:
@@ -182,17 +183,15 @@ class Trainer:
         with self._autocast(), self.group.computing(batch or len(y)):
             weights, active = self.method.weight_step_weights(self, x, y)
         self.w_opt.zero_grad(set_to_none=False)  # see _full_backward
-        clipped = list(self.model.parameters())
-        held: list[Tensor | None] = []
-        if self.method.clips_alpha:  # alpha's gradient of the last alpha step, set aside while this one averages
-            clipped += self.alpha_parameters
-            held = [p.grad for p in self.alpha_parameters]
-            for p in self.alpha_parameters:
-                p.grad = None
+        extra = self.method.clipped_parameters(self)
+        held = [p.grad for p in extra] if self.method.accumulates_alpha_grad else []
+        for p in extra:
+            p.grad = None  # this loss's gradient alone is averaged across processes
+        clipped = [*self.model.parameters(), *extra]
         logits, loss = self.forward_loss(x, y, weights, active, batch)
         self.group.weighted(loss, len(y), batch or len(y)).backward()
         self.group.average_gradients(clipped)
-        for p, g in zip(self.alpha_parameters, held):  # accumulated, as the original's backward into alpha
+        for p, g in zip(extra, held):  # accumulated, as the original's backward into alpha
             if g is not None:
                 p.grad = g if p.grad is None else p.grad.add_(g)
         nn.utils.clip_grad_norm_(clipped, self.cfg.optim.grad_clip)
@@ -297,11 +296,13 @@ class Trainer:
                 **({"method_state": method} if method else {}), **self._held_alpha_grads()}
 
     def _held_alpha_grads(self) -> dict[str, Any]:
-        """With `clips_alpha`, the next weight step's clipping counts the gradient alpha holds: a
-        checkpoint keeps it (`alpha_grads`), so that a resumed run clips as an uninterrupted one."""
-        if not self.method.clips_alpha:
+        """With `accumulates_alpha_grad`, the next weight step's clipping counts the gradient alpha
+        holds: a checkpoint keeps it (`alpha_grads`), so that a resumed run clips as an
+        uninterrupted one."""
+        if not self.method.accumulates_alpha_grad:
             return {}
-        return {"alpha_grads": [None if p.grad is None else p.grad.detach().clone() for p in self.alpha_parameters]}
+        return {"alpha_grads": [None if p.grad is None else p.grad.detach().clone()
+                                for p in self.method.clipped_parameters(self)]}
 
     def synchronise(self) -> None:
         """Process 0's weights, batch-norm buffers and alpha on every process, as a run of
@@ -323,7 +324,7 @@ class Trainer:
 
     def restore_alpha_grads(self, grads: list[Tensor | None]) -> None:
         """alpha's held gradient from a checkpoint (`_held_alpha_grads`)."""
-        for p, g in zip(self.alpha_parameters, grads, strict=True):
+        for p, g in zip(self.method.clipped_parameters(self), grads, strict=True):
             p.grad = None if g is None else g.to(p.device, p.dtype)
 
 

@@ -11,8 +11,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from common import net2wider
 from common.batchnorm import BatchNorm2d
 from common.cellops import CellOp, Pool, Relu
+from common.net2wider import Draw, Widened
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -40,6 +42,13 @@ class ReLUConvBN(CellOp):
     def final_bn(self) -> BatchNorm2d:
         return self.op[2]
 
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """DrNAS's ReLUConvBN.wider: the conv's inputs, its outputs, the batch norm as the outputs."""
+        _, inputs = net2wider.conv_in(self.op[1], C_in, draw)
+        index, outputs = net2wider.conv_out(self.op[1], C_out, draw)
+        _, bn = net2wider.batch_norm(self.op[2], C_out, draw, index)
+        return inputs + outputs + bn
+
 
 class Identity(CellOp):
     """skip_connect (same shape): the cell adds w * x."""
@@ -64,6 +73,10 @@ class Zero(CellOp):
         n, _, h, w = x.shape
         s = self.stride
         return x.new_zeros(n, self.C_out, -(-h // s), -(-w // s))
+
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        self.C_out = C_out
+        return []
 
 
 class FactorizedReduce(CellOp):
@@ -129,6 +142,9 @@ class AvgPool(CellOp):
 
     def body(self, x: Tensor) -> Tensor:
         return x if self.preprocess is None else self.forward(x)
+
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        return [] if self.preprocess is None else self.preprocess.widen(C_in, C_out, draw)
 
 
 def _skip(C_in: int, C_out: int, stride: int, affine: bool, track: bool) -> nn.Module:

@@ -19,9 +19,10 @@ from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, SearchConfig, check
 from common.experiment import LOGGER, REPO_ROOT
+from common.methods import supernet_request
 from common.projection import random_choice, select_op, selection_suffix
 from common.run import main
-from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
+from common.space import Layout, Plan, Score, SearchSpace, Space, check_partial_channels, supernet_epochs
 
 from .benchmark import Benchmark
 from .genotypes import genotype_from_weights
@@ -31,7 +32,7 @@ from .report_hooks import LABEL, REPORT_HOOKS
 
 log = logging.getLogger(LOGGER)
 
-METHODS = ("darts", "blank", "gdas")  # --method choices (common/methods); the original has no SDARTS on NAS-Bench-201
+METHODS = ("darts", "blank", "gdas", "drnas")  # --method choices (common/methods); the original has no SDARTS here
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 
@@ -89,7 +90,10 @@ LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / "nasbench201",
 
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
-    model = NB201Supernet(cfg.init_channels, cfg.space.num_cells, num_classes).to(device)
+    request = supernet_request(cfg)
+    check_partial_channels(request, NB201Supernet.partial_channel_widths(cfg.init_channels))
+    model = NB201Supernet(cfg.init_channels, cfg.space.num_cells, num_classes,
+                          k=request.partial_channels[0]).to(device)
     arch = Architecture(model.arch_shapes(), device)
     bench = None
     if cfg.run.fast:
@@ -108,7 +112,7 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
 
     return Space(label=LABEL, model=model, arch=arch, op_names={"cell": list(NB201_OPS)},
                  edge_names=list(EDGE_KEYS), genotype=lambda w: genotype_from_weights(w["cell"]), query=query,
-                 tests_each_search_epoch=False)
+                 tests_each_search_epoch=False, alpha_in_model=True, widen=model.widen)
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:

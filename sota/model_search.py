@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
-from common.cellops import StateInputs, mix_edge, op_weights
+from common.cellops import NodeSum, Pool, StateInputs, mix_edge, op_weights
+from common.net2wider import Draw, Widened
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES
@@ -30,16 +31,18 @@ from sota.spaces import space as get_space
 
 
 class MixedOp(nn.Module):
-    """One edge: sum_k w_k * op_k(x) over the edge's candidate ops."""
+    """One edge: sum_k w_k * op_k(x) over the edge's candidate ops, built for C/k channels under
+    partial channels 1/k (DrNAS)."""
 
-    def __init__(self, C: int, stride: int, primitives: list[str]) -> None:
+    def __init__(self, C: int, stride: int, primitives: list[str], k: int = 1) -> None:
         super().__init__()
         self.primitives = list(primitives)
+        self.C = C
         self._ops = nn.ModuleList()
         for name in primitives:
-            op = OPS[name](C, stride, False)
+            op = OPS[name](C // k, stride, False)
             if "pool" in name:  # parameter-free pools get a BN so their scale matches the convs
-                op = PoolBN(op, C)
+                op = PoolBN(op, C // k)
             self._ops.append(op)
 
     def mix_into(self, acc: Tensor | None, inputs: StateInputs, weights: Sequence[Tensor],
@@ -53,17 +56,27 @@ class MixedOp(nn.Module):
         """The edge alone: sum_k weights[k] * op_k(x) over `active`, None if nothing is computed."""
         return self.mix_into(None, StateInputs(x), weights.unbind(0), active)
 
+    def widen(self, k: int, draw: Draw) -> list[Widened]:
+        """Every op grown to C/k channels (DrNAS's MixedOp.wider, op by op)."""
+        return [w for op in self._ops for w in op.widen(self.C // k, self.C // k, draw)]
+
+
+# What partial channels pass by on a stride-2 edge: DrNAS's MixedOp.mp, MaxPool2d(2, 2).
+PASSED_AT_STRIDE_2 = Pool(max=True, kernel=2, stride=2, padding=0)
+
 
 class SearchCell(nn.Module):
     """Node i is the sum, over the states j before it, of the mixed edge j -> i, computed as one
     running sum per node (common/cellops.py): what the ops leaving a state share (its ReLU, its
     pools at each stride) is computed once for all of them, and each op's final batch norm takes
-    its mixing weight."""
+    its mixing weight. With partial channels 1/k (DrNAS, `k` > 1) the ops compute on the first C/k
+    channels of state j and the other channels pass the edge by (`NodeSum`)."""
 
     def __init__(self, primitives: list[list[str]], steps: int, multiplier: int, C_prev_prev: int,
-                 C_prev: int, C: int, reduction: bool, reduction_prev: bool) -> None:
+                 C_prev: int, C: int, reduction: bool, reduction_prev: bool, k: int = 1) -> None:
         super().__init__()
         self.reduction = reduction
+        self.k = k
         self._steps = steps
         self._multiplier = multiplier
         if reduction_prev:
@@ -75,7 +88,7 @@ class SearchCell(nn.Module):
         for i in range(steps):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
-                self._ops.append(MixedOp(C, stride, primitives[len(self._ops)]))
+                self._ops.append(MixedOp(C, stride, primitives[len(self._ops)], k))
 
     def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
         w = op_weights(weights)
@@ -83,19 +96,26 @@ class SearchCell(nn.Module):
         stride = 2 if self.reduction else 1
         edge = 0
         for _ in range(self._steps):
-            acc = None
-            for inputs in states:
-                acc = self._ops[edge].mix_into(acc, inputs, w[edge], active[edge])
+            node = NodeSum(self.k)
+            for j, inputs in enumerate(states):
+                passed = PASSED_AT_STRIDE_2 if self.reduction and j < 2 else None
+                node.add(self._ops[edge]._ops, inputs, w[edge], active[edge], passed)
                 edge += 1
+            acc = node.result()
             if acc is None:  # every incoming edge was dropped: the node is zero
                 acc = torch.zeros_like(states[0].x[:, :, ::stride, ::stride])
             states.append(StateInputs(acc))
         return torch.cat([s.x for s in states[-self._multiplier:]], dim=1)
 
+    def widen(self, k: int, draw: Draw) -> list[Widened]:
+        """Partial channels 1/k from now on (DrNAS's Cell.wider, mixed op by mixed op)."""
+        self.k = k
+        return [w for op in self._ops for w in op.widen(k, draw)]
+
 
 class DartsSupernet(nn.Module):
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, space: str = "s5",
-                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3) -> None:
+                 steps: int = 4, multiplier: int = 4, stem_multiplier: int = 3, k: int = 1) -> None:
         super().__init__()
         if sum(2 + i for i in range(steps)) != NUM_EDGES:
             raise ValueError(f"the search spaces define {NUM_EDGES} edges, i.e. steps=4; got steps={steps}")
@@ -114,11 +134,26 @@ class DartsSupernet(nn.Module):
                 C_curr *= 2
             kind = "reduce" if reduction else "normal"
             self.cells.append(SearchCell(self.edge_ops(kind), steps, multiplier, C_prev_prev, C_prev,
-                                         C_curr, reduction, reduction_prev))
+                                         C_curr, reduction, reduction_prev, k))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        self.partial_channels = k  # partial channels 1/k in the mixed ops (DrNAS; 1: none)
+
+    @staticmethod
+    def partial_channel_widths(C: int) -> list[int]:
+        """The channels of the cells' mixed ops (normal, after the first and the second reduction),
+        which partial channels 1/k must divide."""
+        return [C, 2 * C, 4 * C]
+
+    def widen(self, k: int, draw: Draw) -> list[Widened]:
+        """Partial channels 1/k in every cell, its ops widened (common/net2wider.py); nothing if they
+        are 1/k already."""
+        if k == self.partial_channels:
+            return []
+        self.partial_channels = k
+        return [w for cell in self.cells for w in cell.widen(k, draw)]
 
     def edge_ops(self, kind: str) -> list[list[str]]:
         """Candidate op names of each edge for kind "normal" or "reduce"."""

@@ -16,8 +16,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from common import net2wider
 from common.batchnorm import BatchNorm2d
 from common.cellops import CellOp, Pool, Relu
+from common.net2wider import Draw, Widened
 from common.sharding import randn_rows
 
 
@@ -53,6 +55,25 @@ class ReLUConvBN(_ReLUThenBN):
             BatchNorm2d(C_out, affine=affine),
         )
 
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """DrNAS's ReLUConvBN.wider: the conv's inputs, its outputs, the batch norm as the outputs."""
+        _, inputs = net2wider.conv_in(self.op[1], C_in, draw)
+        index, outputs = net2wider.conv_out(self.op[1], C_out, draw)
+        _, bn = net2wider.batch_norm(self.op[2], C_out, draw, index)
+        return inputs + outputs + bn
+
+
+def _widen_separable(depthwise: nn.Conv2d, pointwise: nn.Conv2d, bn: nn.BatchNorm2d, C_in: int, C_out: int,
+                     draw: Draw) -> list[Widened]:
+    """DrNAS's widening of a depthwise-pointwise-BN block (DilConv, each half of SepConv): the
+    depthwise conv's channels (drawn), the pointwise conv's inputs as those, its outputs (drawn), the
+    batch norm as the outputs."""
+    index, dw = net2wider.conv_out(depthwise, C_out, draw, depthwise=True)
+    _, pw_in = net2wider.conv_in(pointwise, C_in, draw, index)
+    index, pw_out = net2wider.conv_out(pointwise, C_out, draw)
+    _, norm = net2wider.batch_norm(bn, C_out, draw, index)
+    return dw + pw_in + pw_out + norm
+
 
 class DilConv(_ReLUThenBN):
     """ReLU -> dilated depthwise conv -> pointwise conv -> BN."""
@@ -67,6 +88,9 @@ class DilConv(_ReLUThenBN):
             nn.Conv2d(C_in, C_out, kernel_size=1, padding=0, bias=False),
             BatchNorm2d(C_out, affine=affine),
         )
+
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        return _widen_separable(self.op[1], self.op[2], self.op[3], C_in, C_out, draw)
 
 
 class SepConv(_ReLUThenBN):
@@ -86,6 +110,11 @@ class SepConv(_ReLUThenBN):
             BatchNorm2d(C_out, affine=affine),
         )
 
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """DrNAS's SepConv.wider: each half as a DilConv (the first half's batch norm to C_out)."""
+        first = _widen_separable(self.op[1], self.op[2], self.op[3], C_in, C_out, draw)
+        return first + _widen_separable(self.op[5], self.op[6], self.op[7], C_in, C_out, draw)
+
 
 class PoolBN(CellOp, nn.Sequential):
     """A supernet pool op: the pool, then a BatchNorm (affine=False) so that its scale matches
@@ -98,6 +127,10 @@ class PoolBN(CellOp, nn.Sequential):
 
     def final_bn(self) -> BatchNorm2d:
         return self[1]
+
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """DrNAS's AvgPoolBN/MaxPoolBN.wider: the batch norm, its channels drawn."""
+        return net2wider.batch_norm(self[1], C_out, draw)[1]
 
 
 class Identity(CellOp, nn.Identity):
@@ -164,6 +197,21 @@ class FactorizedReduce(CellOp):
 
     def body(self, relu_x: Tensor) -> Tensor:
         return torch.cat([self.conv_1(relu_x[:, :, ::2, ::2]), self.conv_2(relu_x[:, :, 1::2, 1::2])], dim=1)
+
+    def widen(self, C_in: int, C_out: int, draw: Draw) -> list[Widened]:
+        """DrNAS's FactorizedReduce.wider: each conv's inputs then outputs (to C_out / 2), all drawn;
+        the batch norm copies, after the old channels, the channels of the two output indices
+        together (both index the first half: DrNAS's `cat([index1, index2])`)."""
+        if C_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+        widened = []
+        indices = []
+        for conv in (self.conv_1, self.conv_2):
+            widened += net2wider.conv_in(conv, C_in, draw)[1]
+            index, out = net2wider.conv_out(conv, C_out // 2, draw)
+            indices.append(index)
+            widened += out
+        return widened + net2wider.batch_norm(self.bn, C_out, draw, torch.cat(indices))[1]
 
     def final_bn(self) -> BatchNorm2d:
         return self.bn

@@ -21,21 +21,22 @@ from common.arch import Architecture
 from common.cli import Parser, search_config, search_parser
 from common.config import CRITERIA, ConfigError, SearchConfig, check
 from common.experiment import LOGGER, write_json
+from common.methods import supernet_request
 from common.projection import random_choice, select_edges, select_edges_passes, select_op, selection_suffix
 from common.run import main
-from common.space import Layout, Plan, Score, SearchSpace, Space, supernet_epochs
+from common.space import Layout, Plan, Score, SearchSpace, Space, check_partial_channels, supernet_epochs
 
 from .genotypes import Genotype, check_genotype_name, genotype_to_dict, register_genotype, registry
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .report_hooks import FOLDER, REPORT_HOOKS
-from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
+from .spaces import KIND_KEYS, NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
 from .train import AUX_IMAGE_SIZE
 
 log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
-METHODS = ("darts", "blank", "sdarts", "gdas")  # --method choices (common/methods); --unrolled: second order
+METHODS = ("darts", "blank", "sdarts", "gdas", "drnas")  # --method choices (common/methods); --unrolled: second order
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,18 @@ LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / FOLDER / cfg.data.datas
 
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
     o = cfg.space
-    model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space).to(device)
+    request = supernet_request(cfg)
+    reduce_skips = any("skip_connect" in ops for ops in SPACES[o.space][KIND_KEYS["reduce"]])
+    widths = DartsSupernet.partial_channel_widths(cfg.init_channels)
+    check_partial_channels(request, widths, even=widths[1:] if reduce_skips else ())
+    model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space, k=request.partial_channels[0]).to(device)
     arch = Architecture(model.arch_shapes(), device)
     op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
     names = [f"{e}: {name}" for e, name in enumerate(edge_names(PLAIN_STATE_NAMES))]  # logs: no LaTeX
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=names,
                  genotype=model.genotype,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),
-                 edge_ops={k: model.edge_ops(k) for k in KINDS})
+                 edge_ops={k: model.edge_ops(k) for k in KINDS}, widen=model.widen)
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:

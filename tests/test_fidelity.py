@@ -64,7 +64,8 @@ def test_search_epochs_train_with_the_cutout_schedule(tmp_path, monkeypatch, fla
                               train_epoch=lambda epoch, **kw: (seen.append(kw["cutout_prob"]), (0.0, 0.0))[1])
     monkeypatch.setattr(search, "epoch_report", lambda trainer, epoch, board, row: row)
     model = torch.nn.Linear(1, 1)
-    scheduler = search.Scheduler(torch.optim.SGD(model.parameters(), 0.1), 3.0)
+    trainer.w_opt = torch.optim.SGD(model.parameters(), 0.1)
+    scheduler = search.Scheduler(trainer.w_opt, 3.0)
     search.search_epochs(trainer, scheduler, 0, Timer(), tmp_path, Board(tmp_path, enabled=False))
     assert seen == pytest.approx(probs)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..config import SearchConfig, check
 from ..method import Method, MethodDef
-from . import sdarts
+from ..space import SupernetRequest
+from . import drnas, sdarts
 from .blank import FixAlpha
 from .darts import DARTS
 from .darts2 import DARTS2
@@ -59,12 +60,25 @@ METHODS: dict[str, MethodDef] = {
                                "sdarts-adv": {"perturb_alpha": "pgd_linf"}},
                         script=_sdarts_script),
     "gdas": GDAS_DEF,
+    "drnas": MethodDef("drnas", build=drnas.build, label=lambda identity: "DrNAS" + _order(identity),
+                       add_flags=drnas.add_flags, options=drnas.options, saves={"drnas": {}},
+                       supernet=drnas.supernet, search_run_flags=("k", "stages", "begin", "reg_type", "reg_scale")),
 }
 
 
 def build_method(cfg: SearchConfig) -> Method:
     """The Method of a run's configuration."""
     return METHODS[cfg.method].build(cfg)
+
+
+def supernet_request(cfg: SearchConfig) -> SupernetRequest:
+    """The supernet the run's method trains, which its space builds."""
+    return METHODS[cfg.method].supernet(cfg)
+
+
+def search_run_flags(names: Iterable[str]) -> list[str]:
+    """The flags of the methods `names` that a projection takes from its search run."""
+    return [flag for name in names for flag in METHODS[name].search_run_flags]
 
 
 def add_method_flags(group: argparse._ArgumentGroup, names: Iterable[str]) -> None:

@@ -16,12 +16,13 @@ no gradient: it counts as zero, where the original's `autograd.grad` would have 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
 
+from ..arch import Architecture
 from ..method import TRAIN, Batch, Method, detached
 from .darts import DARTS
 
@@ -31,16 +32,18 @@ if TYPE_CHECKING:
 FINITE_DIFFERENCE = 0.01  # eps * ||dL_val/dw'||: the original's r
 
 
-def second_order_step(t: Trainer, method: Method, alpha: Batch, train: Batch | None) -> None:
+def second_order_step(t: Trainer, method: Method, alpha: Batch, train: Batch | None,
+                      regulariser: Callable[[Architecture], Tensor | None] = lambda arch: None) -> None:
     """One Adam step of the architecture parameters on the second-order gradient above; `train`
-    is the step's weight batch. The weights end as they were; their `.grad` (zero-filled by the
-    weight step that follows) serve as scratch."""
+    is the step's weight batch; `regulariser` (DrNAS' kl) is added to the loss on the alpha batch.
+    The weights end as they were; their `.grad` (zero-filled by the weight step that follows)
+    serve as scratch."""
     if train is None:
         raise ValueError("a second-order alpha step needs the step's weight batch (train=)")
     xi = t.w_opt.param_groups[0]["lr"]
     live, theta = _virtual_step(t, method, train, xi)
     with _own_running_statistics(t.model):  # the original's w' lived in a copy of the model
-        dalpha = _backward(t, method, alpha, t.alpha_parameters)
+        dalpha = _backward(t, method, alpha, t.alpha_parameters, regulariser)
     t.group.average_gradients(live)
     vector = cast(list[Tensor], [p.grad for p in live])  # dL_val/dw', averaged over the processes
     with torch.no_grad():
@@ -80,15 +83,19 @@ def _virtual_step(t: Trainer, method: Method, train: Batch, xi: float) -> tuple[
     return live, theta
 
 
-def _backward(t: Trainer, method: Method, batch: Batch, alphas: list[nn.Parameter]) -> list[Tensor | None]:
-    """This process's gradients of the loss on `batch` (weighted by its share of the batch): the
-    weights' in their `.grad` (zeroed first), the architecture parameters' returned."""
+def _backward(t: Trainer, method: Method, batch: Batch, alphas: list[nn.Parameter],
+              regulariser: Callable[[Architecture], Tensor | None]) -> list[Tensor | None]:
+    """This process's gradients of the loss on `batch` (weighted by its share of the batch), plus
+    the regulariser's: the weights' in their `.grad` (zeroed first), the architecture parameters'
+    returned."""
     t.w_opt.zero_grad(set_to_none=False)
     for a in alphas:
         a.grad = None
     x, y, n = batch
     _, loss = t.forward_loss(x, y, method.weights(t.arch, TRAIN), t.arch.active(), n)
-    t.group.weighted(loss, len(y), n).backward()
+    loss = t.group.weighted(loss, len(y), n)
+    reg = regulariser(t.arch)
+    (loss if reg is None else loss + reg).backward()
     grads = [a.grad for a in alphas]
     for a in alphas:
         a.grad = None

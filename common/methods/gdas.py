@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..arch import Active
 from ..config import check, finite
@@ -74,7 +74,7 @@ class GDAS(Method):
     """Hard Gumbel-softmax sampling with the straight-through gradient; weight step, then arch step."""
 
     alpha_step_last = True
-    clips_alpha = True
+    accumulates_alpha_grad = True
 
     def __init__(self, tau_max: float = TAU_MAX, tau_min: float = TAU_MIN, seed: int = 0) -> None:
         self.tau_max, self.tau_min = tau_max, tau_min
@@ -106,8 +106,11 @@ class GDAS(Method):
         return arch.apply_projection({k: hard for k, (hard, _) in sampled.items()}), active
 
     def weight_step_weights(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[Weights, Active | None]:
-        """A sample whose gradient reaches alpha (`clips_alpha`)."""
+        """A sample whose gradient reaches alpha (`clipped_parameters`)."""
         return self.sample(trainer)
+
+    def clipped_parameters(self, trainer: Trainer) -> list[nn.Parameter]:
+        return trainer.alpha_parameters
 
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
         """Adam on the loss of the alpha batch under a new sample (GDAS.py:50-55). Its backward gives
