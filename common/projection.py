@@ -72,8 +72,10 @@ class Scorer:
         batches, key = t.data.score, (SCORE, self.epoch, self.passes)
         if self.limit:  # the same first batches for every op of the round
             batches, key = batches.with_limit(self.limit), (SCORE, self.epoch, 0)
-        acc, loss = t.evaluate(batches, key, self._without(kind, edge, op), t.arch.masked_active(kind, edge, op),
-                               train_mode=True, cutout_prob=self._cutout_prob())
+        active = t.arch.masked_active(kind, edge, op)
+        scores = [t.evaluate(batches, key, w, active, train_mode=True, cutout_prob=self._cutout_prob())
+                  for w in self._without(kind, edge, op)]
+        acc, loss = (sum(v) / len(scores) for v in zip(*scores))
         self._record(kind, edge, op, "valid_acc/loss", f"{acc:.2f}/{loss:.4f}",
                      f"valid_acc {acc:.4f} valid_loss {loss:.4f}")
         return acc, loss
@@ -85,8 +87,9 @@ class Scorer:
         if self._proxy_batches is None:  # drawn once: every op of the round sees the same images
             batches = t.data.score.with_limit(self.limit or 1)
             self._proxy_batches = list(batches((SCORE, self.epoch, 0), self._cutout_prob()))
-        value = proxy_score(name, t.model, self._without(kind, edge, op), t.arch.masked_active(kind, edge, op),
-                            self._proxy_batches)
+        values = [proxy_score(name, t.model, w, t.arch.masked_active(kind, edge, op), self._proxy_batches)
+                  for w in self._without(kind, edge, op)]
+        value = sum(values) / len(values)
         self._record(kind, edge, op, name, f"{value:.6g}", f"{name} {value:.6g}")
         return value
 
@@ -125,10 +128,12 @@ class Scorer:
         log.info("  %s: %s without each %s: %s (%s)", where, self._measure, each, values, self._pace)
         self._decision, self._values = None, []
 
-    def _without(self, kind: str, edge: int, op: int | None) -> dict[str, Tensor]:
-        """The method's evaluation mixing weights with that op (edge) removed."""
+    def _without(self, kind: str, edge: int, op: int | None) -> list[dict[str, Tensor]]:
+        """The method's scoring mixing weights (one set, or several whose scores a pass averages:
+        common/method.py `scoring_weights`) with that op (edge) removed."""
+        t = self.trainer
         with torch.no_grad():
-            return self.trainer.arch.masked(kind, edge, op, self.trainer.weights(EVAL))
+            return [t.arch.masked(kind, edge, op, w) for w in t.method.scoring_weights(t.arch, self.epoch)]
 
     def _count(self) -> str:
         return f"{self.passes} of {self.total}" if self.total else str(self.passes)
@@ -162,11 +167,13 @@ def _value(score: Score, crit: str, kind: str, edge: int, op: int | None) -> flo
     return acc if crit == "acc" else -loss
 
 
-def select_op(score: Score, kind: str, edge: int, n_ops: int, crit: str) -> int:
-    """The op whose removal hurts the supernet most (first one on ties; a nan score, which a
-    zero-cost proxy may give, never wins over a number)."""
-    best, extreme = 0, math.nan
-    for op in range(n_ops):
+def select_op(score: Score, kind: str, edge: int, ops: int | Sequence[int], crit: str) -> int:
+    """The op whose removal hurts the supernet most, among `ops` (a number: the first that many;
+    a pruned op is no candidate), the first one on ties; a nan score, which a zero-cost proxy may
+    give, never wins over a number."""
+    candidates = range(ops) if isinstance(ops, int) else ops
+    best, extreme = candidates[0], math.nan
+    for op in candidates:
         c = _value(score, crit, kind, edge, op)
         if not math.isnan(c) and (math.isnan(extreme) or c < extreme):
             best, extreme = op, c

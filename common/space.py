@@ -91,22 +91,16 @@ class Layout:
     scripts: str = ""  # the exp_scripts' suffix: a method's are {stem}-{suffix}.sh, {stem}-proj-{suffix}.sh
 
 
-def check_partial_channels(request: SupernetRequest, widths: Collection[int], even: Collection[int] = ()) -> None:
-    """Refuse, naming the request's flag, a k that does not divide every width of `widths` (the
-    channel shuffle splits them into k groups), or leaves one of `even` odd per group (a stride-2
-    skip_connect, FactorizedReduce, halves it)."""
+def check_partial_channels(request: SupernetRequest, widths: Collection[int]) -> None:
+    """Refuse, naming the request's flag, a k that does not divide every width of `widths`: the
+    channel shuffle splits a cell's channels into k groups. (A stride-2 skip_connect halves C/k of
+    a reduction cell, 2C/k or 4C/k: even whenever k divides C.)"""
+    values = ",".join(map(str, request.partial_channels))
     for k in request.partial_channels:
-        values = ",".join(map(str, request.partial_channels))
-        if k < 1:
-            raise ConfigError(request.flag, values, f"partial channels 1/{k}: k must be at least 1")
         if bad := [c for c in widths if c % k]:
-            raise ConfigError(request.flag, values, f"partial channels 1/{k} split cells of {bad[0]} channels "
-                                                    f"(the supernet's cells have {sorted(set(widths))}); choose a k "
-                                                    f"dividing them, or change --init_channels")
-        if bad := [c for c in even if (c // k) % 2]:
-            raise ConfigError(request.flag, values, f"partial channels 1/{k} leave {bad[0] // k} of the {bad[0]} "
-                                                    f"channels of a reduction cell to its ops, and FactorizedReduce "
-                                                    f"(skip_connect at stride 2) needs an even number")
+            raise ConfigError(request.flag, values, f"partial channels 1/{k} cannot split cells of {bad[0]} channels "
+                                                    f"(the supernet's have {', '.join(map(str, widths))}); choose "
+                                                    f"a k that divides them all, or change --init_channels")
 
 
 def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:

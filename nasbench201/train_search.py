@@ -117,7 +117,7 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:
     """One edge per projection round: at tuning epochs 0, intv, 2*intv, ... and the last one."""
-    n_edges, n_ops = space.arch.proj_weights["cell"].shape
+    n_edges = space.arch.proj_weights["cell"].shape[0]
     intv, seed = cfg.projection.proj_intv, cfg.run.seed
     # proj_intv * (edges - 1) epochs as the original; at least one epoch per edge.
     tune_epochs = max(intv * (n_edges - 1), n_edges)
@@ -128,12 +128,16 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
             return
         edge = random_choice(seed, score.epoch, 0, undecided)
         log.info("projection %d: edge %d (%s)", round_index + 1, edge, EDGE_KEYS[edge])
-        op = select_op(score, "cell", edge, n_ops, cfg.space.proj_crit)
+        op = select_op(score, "cell", edge, space.arch.live_ops("cell", edge), cfg.space.proj_crit)
         log.info("edge %s -> %s", EDGE_KEYS[edge], NB201_OPS[op])
         space.arch.project_op("cell", edge, op)
 
-    return Plan(tune_epochs, intv, ("op",) * n_edges, project, criteria={"op": cfg.space.proj_crit},
-                passes=lambda stage, epoch: n_ops if space.arch.undecided_edges("cell") else 0)
+    def passes(stage: str, epoch: int) -> int:
+        """The ops of the round's edge that pruning kept (all of them without pruning)."""
+        undecided = space.arch.undecided_edges("cell")
+        return len(space.arch.live_ops("cell", random_choice(seed, epoch, 0, undecided))) if undecided else 0
+
+    return Plan(tune_epochs, intv, ("op",) * n_edges, project, passes, criteria={"op": cfg.space.proj_crit})
 
 
 SEARCH_SPACE = SearchSpace(name="nasbench201", parser=build_parser, config=config, layout=LAYOUT,

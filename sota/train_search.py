@@ -30,7 +30,7 @@ from .genotypes import Genotype, check_genotype_name, genotype_to_dict, register
 from .model_eval import NetworkCIFAR, count_parameters_mb, eval_size
 from .model_search import DartsSupernet
 from .report_hooks import FOLDER, REPORT_HOOKS
-from .spaces import KIND_KEYS, NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
+from .spaces import NODE_EDGES, NUM_EDGES, PLAIN_STATE_NAMES, SPACES, check_layers, column_names, edge_names
 from .train import AUX_IMAGE_SIZE
 
 log = logging.getLogger(LOGGER)
@@ -107,9 +107,7 @@ LAYOUT = Layout(space_dir=lambda cfg: cfg.run.exp_root / FOLDER / cfg.data.datas
 def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Space:
     o = cfg.space
     request = supernet_request(cfg)
-    reduce_skips = any("skip_connect" in ops for ops in SPACES[o.space][KIND_KEYS["reduce"]])
-    widths = DartsSupernet.partial_channel_widths(cfg.init_channels)
-    check_partial_channels(request, widths, even=widths[1:] if reduce_skips else ())
+    check_partial_channels(request, DartsSupernet.partial_channel_widths(cfg.init_channels))
     model = DartsSupernet(cfg.init_channels, num_classes, o.layers, o.space, k=request.partial_channels[0]).to(device)
     arch = Architecture(model.arch_shapes(), device)
     op_names = {k: column_names(model.edge_ops(k)) for k in KINDS}
@@ -123,7 +121,6 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:
     """14 op rounds (one random undecided edge per cell kind each), then 3 topology rounds
     (one random undecided node per cell kind keeps its two best inputs)."""
-    n_ops = space.arch.proj_weights["normal"].shape[1]
     intv, seed, o = cfg.projection.proj_intv, cfg.run.seed, cfg.space
     crit = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce}
     arch = space.arch
@@ -141,7 +138,7 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
             if chosen is None:
                 continue
             if stage == "op":
-                op = select_op(score, kind, chosen, n_ops, crit[kind])
+                op = select_op(score, kind, chosen, arch.live_ops(kind, chosen), crit[kind])
                 log.info("projection %d (%s): edge %d -> op %d (%s)", round_index + 1, kind, chosen, op,
                          space.model.edge_ops(kind)[chosen][op])
                 arch.project_op(kind, chosen, op)
@@ -152,8 +149,8 @@ def build_plan(cfg: SearchConfig, space: Space) -> Plan:
 
     def passes(stage: str, epoch: int) -> int:
         chosen = [target(kind, stage, epoch, salt) for salt, kind in enumerate(KINDS)]
-        return sum(n_ops if stage == "op" else select_edges_passes(len(NODE_EDGES[c]))
-                   for c in chosen if c is not None)
+        return sum(len(arch.live_ops(kind, c)) if stage == "op" else select_edges_passes(len(NODE_EDGES[c]))
+                   for kind, c in zip(KINDS, chosen) if c is not None)
 
     stages = ("op",) * NUM_EDGES + ("topology",) * len(NODE_EDGES)
     criteria = {"normal": o.proj_crit_normal, "reduce": o.proj_crit_reduce, "edge": o.proj_crit_edge}

@@ -10,14 +10,22 @@ widened state_dict and the carried-over momentum buffers too.
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 
 import pytest
 import torch
 
 from common.arch import Architecture
-from common.methods import build_method
+from common.batchnorm import SyncBatchNorm2d
+from common.checkpoint import save_checkpoint
+from common.data import shard_slice
+from common.distributed import Group
+from common.method import EVAL, GENOTYPE, TRAIN
+from common.methods import build_method, supernet_request
 from common.methods.drnas import DrNAS
+from common.search import load_search_checkpoint
 from common.space import Space
 from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
@@ -187,3 +195,214 @@ FILES = ["steps_nb201_drnas_C8.pt", "steps_nb201_drnas_kl_C2.pt", "steps_nb201_d
 @pytest.mark.parametrize("name", FILES)
 def test_steps_match_the_authors(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     run_steps(name, monkeypatch)
+
+
+# -- the method on its own ------------------------------------------------------------------------------
+
+def tiny(space: str, flags: tuple[str, ...] = (), dtype: torch.dtype = torch.float32,
+         sync_bn: bool = False, group: Group | None = None) -> Trainer:
+    """A Trainer with DrNAS on a tiny supernet of `space` (nb201, s5), alpha far from uniform."""
+    cfg = search_cfg("--method", "drnas", "--init_channels", "4", *flags,
+                     *(("--num_cells", "1") if space == "nb201" else ("--layers", "3")),
+                     space="nb201" if space == "nb201" else "sota")
+    request = supernet_request(cfg)
+    torch.manual_seed(0)
+    k = request.partial_channels[0]
+    model = (NB201Supernet(4, 1, 10, k=k) if space == "nb201" else DartsSupernet(4, 10, 3, "s5", k=k)).to(dtype)
+    if sync_bn:
+        model = SyncBatchNorm2d.convert(model)
+    arch = Architecture(model.arch_shapes(), dtype=dtype)
+    with torch.no_grad():
+        for a in arch.parameters():
+            a.normal_()
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+               alpha_in_model=space == "nb201", widen=model.widen)
+    return Trainer(sp, None, cfg, torch.device("cpu"), group=group)
+
+
+def batches(steps: int, dtype: torch.dtype = torch.float32, n: int = 8) -> list[tuple]:
+    """(x, y, x_alpha, y_alpha) per step."""
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 10, (n,), generator=g),
+             torch.randn(n, 3, 8, 8, generator=g, dtype=dtype), torch.randint(0, 10, (n,), generator=g))
+            for _ in range(steps)]
+
+
+def step(trainer: Trainer, x, y, xa, ya, n: int | None = None) -> None:
+    if trainer.method.trains_alpha:
+        trainer.alpha_step(xa, ya, n, train=(x, y, n or len(y)))
+    trainer.weight_step(x, y, n)
+
+
+PROGRESSIVE = ("--stages", "4:7:1,2:3:2", "--epochs", "3")  # every op, then 3 per edge
+
+
+def test_mixing_weights_of_each_phase():
+    """Training: a fresh Dirichlet sample per call, rows summing to 1; evaluation: the Dirichlet mean
+    ELU(alpha)+1 normalised, the same every call; genotype: softmax(alpha). After pruning the pruned
+    ops weigh exactly 0 in every phase, the others renormalised; decided edges are their projected rows."""
+    t = tiny("nb201", PROGRESSIVE)
+    arch, method = t.arch, t.method
+    one, two = method.weights(arch, TRAIN)["cell"], method.weights(arch, TRAIN)["cell"]
+    assert not torch.equal(one, two) and torch.allclose(one.sum(-1), torch.ones(6))
+    c = torch.nn.functional.elu(arch.alphas["cell"]) + 1
+    assert torch.equal(method.weights(arch, EVAL)["cell"], c / c.sum(-1, keepdim=True))
+    assert torch.equal(method.weights(arch, GENOTYPE)["cell"], arch.softmax()["cell"])
+    method.start_epoch(0, 3, tuning=False)
+    method.start_epoch(1, 3, tuning=False)  # stage 2: pruned to 3 ops per edge
+    kept = arch.kept["cell"]
+    assert kept.sum(-1).tolist() == [3] * 6
+    arch.project_op("cell", 2, int(kept[2].nonzero()[0]))
+    for phase in (TRAIN, EVAL, GENOTYPE):
+        w = method.weights(arch, phase)["cell"]
+        assert not w[~kept].any() and torch.allclose(w.sum(-1), torch.ones(6)), phase
+        assert torch.equal(w[2], arch.proj_weights["cell"][2])
+    assert arch.active()["cell"][0] == kept[0].nonzero().flatten().tolist()
+
+
+def test_scoring_weights_are_the_mean_or_samples_fixed_per_round():
+    """Default: one set, the Dirichlet mean. --score_samples S: S samples, the same for every pass of
+    the round at a tuning epoch (and on resuming), others at another epoch."""
+    t = tiny("nb201")
+    assert len(t.method.scoring_weights(t.arch, 0)) == 1
+    assert torch.equal(t.method.scoring_weights(t.arch, 0)[0]["cell"], t.method.weights(t.arch, EVAL)["cell"])
+    s = tiny("nb201", ("--method", "drnas-proj", "--score_samples", "3"))
+    first, again, later = (s.method.scoring_weights(s.arch, e) for e in (5, 5, 6))
+    assert len(first) == 3 and not torch.equal(first[0]["cell"], first[1]["cell"])
+    assert all(torch.equal(a["cell"], b["cell"]) for a, b in zip(first, again))
+    assert not torch.equal(first[0]["cell"], later[0]["cell"])
+
+
+def test_the_regulariser_and_the_clipping():
+    """l2: Adam's weight decay is --reg_scale; kl: no decay, the KL term's gradient joins alpha's
+    (exactly reg_scale times that of the KL divergence). NAS-Bench-201 clips alpha's gradient with the
+    weights', the DARTS space not."""
+    assert tiny("nb201", ("--reg_scale", "0.01")).a_opt.param_groups[0]["weight_decay"] == 0.01
+    kl = tiny("nb201", ("--reg_type", "kl"))
+    assert kl.a_opt.param_groups[0]["weight_decay"] == 0.0
+    assert kl.method.clipped_parameters(kl) == kl.arch.parameters()
+    assert tiny("s5").method.clipped_parameters(tiny("s5")) == []
+    x, y, xa, ya = batches(1)[0]
+    grads = []
+    for flags in (("--reg_type", "kl", "--reg_scale", "0.5"), ("--reg_type", "kl", "--reg_scale", "0")):
+        t = tiny("nb201", flags)
+        with recorded_samples(list(torch.full((6, 5), 0.2))):  # the same sample in both
+            t.alpha_step(xa, ya, train=(x, y, len(y)))
+        grads.append(t.arch.alphas["cell"].grad)
+    alpha = tiny("nb201").arch.alphas["cell"]
+    c = torch.nn.functional.elu(alpha) + 1
+    kl = torch.distributions.kl_divergence(torch.distributions.Dirichlet(c), torch.distributions.Dirichlet(
+        torch.ones_like(c))).sum()
+    torch.testing.assert_close(grads[0] - grads[1], 0.5 * torch.autograd.grad(kl, alpha)[0])
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_a_transition_widens_prunes_and_restarts_the_learning_rate(space):
+    """Entering stage 2: each edge keeps its 3 largest alphas (the others zeroed, masked, never
+    computed: their new parameters get no gradient), the mixed ops are widened to C/2 channels with
+    the old channels first, SGD points at the new parameters with widened momentum buffers, and its
+    learning rate is --learning_rate again; Adam's state is left as it was."""
+    t = tiny(space, PROGRESSIVE + ("--learning_rate", "0.1"))
+    method = t.method
+    method.start_epoch(0, 3, tuning=False)
+    for b in batches(2):
+        step(t, *b)
+    t.w_opt.param_groups[0]["lr"] = 0.05  # as the cosine schedule left it
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    adam = {k: v.clone() for k, v in t.a_opt.state[t.arch.parameters()[0]].items()}
+    order = [a.detach().clone() for a in t.arch.parameters()]
+    method.start_epoch(1, 3, tuning=False)
+    for a, old in zip(t.arch.parameters(), order):
+        top = old.topk(3, dim=-1)
+        assert torch.equal(a.detach().gather(1, top.indices), top.values)
+        assert int((a != 0).sum()) == 3 * a.shape[0]
+    params = dict(t.model.named_parameters())
+    widened = [n for n in params if params[n].shape != before[n].shape]
+    assert widened and all(torch.equal(params[n][:before[n].shape[0], :before[n].shape[1]], before[n]) for n in widened)
+    assert t.w_opt.param_groups[0]["params"] == list(t.model.parameters())
+    assert t.w_opt.param_groups[0]["lr"] == 0.1
+    for n in widened:
+        assert t.w_opt.state[params[n]]["momentum_buffer"].shape == params[n].shape
+    assert all(torch.equal(v, adam[k]) for k, v in t.a_opt.state[t.arch.parameters()[0]].items())
+    after = {n: p.detach().clone() for n, p in params.items()}
+    for b in batches(2):
+        step(t, *b)
+    pruned = [n for n in widened if params[n].grad is None]
+    assert pruned and all(torch.equal(params[n], after[n]) for n in pruned)  # frozen, as the authors'
+    assert all(not torch.equal(params[n], after[n]) for n in widened if n not in pruned)
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_resumed_across_a_transition_continues_to_the_bit(space, tmp_path):
+    """A run cut at the end of stage 1 (the transition still to come) and one cut in stage 2 (the
+    supernet widened, ops pruned) continue, from their checkpoints, to the same alphas, weights and
+    Dirichlet samples as the uninterrupted run."""
+    data = batches(4)
+    schedule = [0, 1, 1, 2]  # the epoch of each step
+
+    def run(trainer: Trainer, steps: range) -> None:
+        for i in steps:
+            trainer.method.start_epoch(schedule[i], 3, tuning=False)
+            step(trainer, *data[i])
+
+    full = tiny(space, PROGRESSIVE)
+    run(full, range(4))
+    for cut in (1, 3):
+        part = tiny(space, PROGRESSIVE)
+        run(part, range(cut))
+        path = tmp_path / f"checkpoint_{cut}.pth.tar"
+        save_checkpoint({"epoch": cut, **part.state(), **part.group.rng_states(part.device)}, path)
+        resumed = tiny(space, PROGRESSIVE)
+        load_search_checkpoint(resumed, path, resume=True)
+        run(resumed, range(cut, 4))
+        for a, b in zip(full.arch.parameters(), resumed.arch.parameters(), strict=True):
+            assert torch.equal(a, b), cut
+        theirs = resumed.model.state_dict()
+        for k, v in full.model.state_dict().items():
+            assert torch.equal(v, theirs[k]), (cut, k)
+
+
+# -- two processes (torch.multiprocessing, gloo) --------------------------------------------------------
+
+BATCH = 7  # two processes: shards of 4 and 3 images
+
+
+def _progressive_steps(space: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
+    """This process's steps on its shards of float64 batches of BATCH images: two of stage 1, the
+    transition, two of stage 2 (each drawing its Dirichlet samples)."""
+    t = tiny(space, PROGRESSIVE, dtype=torch.float64, sync_bn=sync_bn, group=group)
+    part = shard_slice(BATCH, group.rank, group.size)
+    for i, (x, y, xa, ya) in enumerate(batches(4, torch.float64, n=BATCH)):
+        t.method.start_epoch(0 if i < 2 else 1, 3, tuning=False)
+        step(t, x[part], y[part], xa[part], ya[part], BATCH)
+    return {"alpha": [a.detach() for a in t.arch.parameters()], "state": list(t.model.state_dict().values())}
+
+
+def _process(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    group = Group(rank, 2)
+    torch.save({space: _progressive_steps(space, group, sync_bn=True) for space in ("nb201", "s5")}, f"{out}.{rank}")
+    group.close()
+
+
+@pytest.mark.slow
+def test_two_processes_take_one_process_steps(tmp_path):
+    """With --sync_bn, two processes mix with the same Dirichlet samples (each draws them from the
+    same seeded generator) and widen the same channels: their alphas and state_dicts equal one
+    process's to float64 rounding, across a transition, and each other's exactly."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "steps.pt")
+    torch.multiprocessing.spawn(_process, args=(port, out), nprocs=2)
+    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
+    for space in ("nb201", "s5"):
+        one = _progressive_steps(space, Group(), sync_bn=False)
+        for key in ("alpha", "state"):
+            for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
+                torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
+                assert torch.equal(a, b)
