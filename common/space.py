@@ -46,11 +46,12 @@ class SupernetRequest:
     partial_channels: the k of each stage of the run (PC-DARTS, DrNAS: each mixed op computes on
         C/k of its channels, the rest pass by; 1: all channels). The supernet is built with the
         first; a method moves it to the next through `Space.widen`. The space refuses, naming
-        `flag`, a k that does not divide the channels of one of its cells.
+        `flag` and its value `given`, a k that does not divide the channels of one of its cells.
     """
 
     partial_channels: tuple[int, ...] = (1,)
     flag: str = "k"
+    given: str = "1"
 
 
 @dataclass
@@ -95,12 +96,12 @@ def check_partial_channels(request: SupernetRequest, widths: Collection[int]) ->
     """Refuse, naming the request's flag, a k that does not divide every width of `widths`: the
     channel shuffle splits a cell's channels into k groups. (A stride-2 skip_connect halves C/k of
     a reduction cell, 2C/k or 4C/k: even whenever k divides C.)"""
-    values = ",".join(map(str, request.partial_channels))
     for k in request.partial_channels:
         if bad := [c for c in widths if c % k]:
-            raise ConfigError(request.flag, values, f"partial channels 1/{k} cannot split cells of {bad[0]} channels "
-                                                    f"(the supernet's have {', '.join(map(str, widths))}); choose "
-                                                    f"a k that divides them all, or change --init_channels")
+            raise ConfigError(request.flag, request.given,
+                              f"partial channels 1/{k} cannot split cells of {bad[0]} channels (the supernet's have "
+                              f"{', '.join(map(str, widths))}); choose a k that divides them all, or change "
+                              f"--init_channels")
 
 
 def supernet_epochs(cfg: SearchConfig, epoch: int) -> str:

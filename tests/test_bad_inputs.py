@@ -71,6 +71,17 @@ CASES = [
     ("darts-proj-sota.sh", ["--init_channels", "8"], "init_channels"),  # the search run says 4
     ("darts-proj-sota.sh", ["--genotype_name", "DARTS_V2"], "genotype_name"),   # a built-in genotype's
     ("darts-proj-sota.sh", ["--genotype_name", "taken"], "genotype_name"),      # another run's
+    ("darts-201.sh", ["--reg_type", "kl"], "reg_type"),                 # the KL regulariser is DrNAS'
+    ("darts-sota.sh", ["--reg_type", "kl"], "reg_type"),
+    ("darts-201.sh", ["--k", "2"], "k"),                                # partial channels are DrNAS'
+    ("drnas-201.sh", ["--stages", "4:5:1,2:3:1"], "stages"),            # 2 epochs of stages, --epochs 1
+    ("drnas-sota.sh", ["--stages", "2:7:1,1:4:1"], "stages"),
+    ("drnas-201.sh", ["--stages", "4:5"], "stages"),
+    ("drnas-201.sh", ["--k", "3"], "k"),                                # 3 does not divide 4 channels
+    ("drnas-201.sh", ["--stages", "1:5:1,8:3:1", "--epochs", "2"], "stages"),  # nor 8 (the second stage)
+    ("drnas-sota.sh", ["--stages", "3:7:1"], "stages"),
+    ("drnas-201.sh", ["--k", "2", "--stages", "4:5:1"], "k"),
+    ("drnas-201.sh", ["--arch_weight_decay", "0.01"], "arch_weight_decay"),  # DrNAS' is --reg_scale
     ("eval.sh", ["--arch", "no_such_genotype"], "arch"),
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),
@@ -104,7 +115,7 @@ def world(tmp_path_factory, cifar10_dir) -> dict[str, Path]:
 @pytest.mark.parametrize("script,args,flag", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
 def test_bad_input_is_refused_before_anything_is_written(world, script: str, args: list[str], flag: str):
     sizes = {"eval.sh": EVAL, "darts-sota.sh": DARTS, "sdarts-rs-sota.sh": DARTS, "darts-proj-sota.sh": DARTS,
-             "blank-sota.sh": DARTS}
+             "blank-sota.sh": DARTS, "drnas-sota.sh": DARTS}
     base = ["--data", str(world["data"]), "--exp_root", str(world["exp"]), "--gpu", TEST_GPU, "--epochs", "1",
             *sizes.get(script, NB)]
     if "-proj-" in script:

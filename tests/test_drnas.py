@@ -13,6 +13,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +29,12 @@ from common.methods.drnas import DrNAS
 from common.search import load_search_checkpoint
 from common.space import Space
 from common.trainer import Trainer
-from nasbench201.model_search import NB201Supernet
+from nasbench201.genotypes import parse_arch
+from nasbench201.model_search import EDGE_KEYS, NB201Supernet
+from nasbench201.operations import NB201_OPS
+from sota.genotypes import get_genotype, registry
 from sota.model_search import DartsSupernet
+from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import project_reference_file, reference_file
 
@@ -37,6 +42,7 @@ TOL = 1e-12
 # Relative 1e-10 besides: the untrained tiny supernets' features reach 1e8 (no normalisation between a
 # node's inputs), so float64 rounding in another summation order alone reaches 5e-12 of a statistic.
 RTOL = 1e-10
+RTOL_CHANNELS_LAST = 1e-8  # channels-last convolutions sum in yet another order
 ALPHA_KEYS = ("_arch_parameters",)
 
 
@@ -115,12 +121,12 @@ def setup(ref: dict, memory_format: str = "contiguous") -> tuple[Trainer, dict]:
     return trainer, {"space": space_name}
 
 
-def check_state(trainer: Trainer, space: str, expected: dict, what: str) -> None:
+def check_state(trainer: Trainer, space: str, expected: dict, what: str, rtol: float = RTOL) -> None:
     state = trainer.model.state_dict()
     theirs = project_state(space, expected)
     assert state.keys() == theirs.keys(), what
     for key, value in theirs.items():
-        torch.testing.assert_close(state[key].to(value.dtype), value, rtol=RTOL, atol=TOL,
+        torch.testing.assert_close(state[key].to(value.dtype), value, rtol=rtol, atol=TOL,
                                    msg=lambda m: f"{what} {key}: {m}")
 
 
@@ -137,33 +143,34 @@ def replayed_draws(transition: dict):
     return (lambda generator: draw), drawn
 
 
-def check_transition(trainer: Trainer, space: str, transition: dict, left: list) -> None:
+def check_transition(trainer: Trainer, space: str, transition: dict, left: list, rtol: float) -> None:
     """After the transition: pruned alphas and masks, the widened state_dict, the momentum buffers
     carried over, Adam untouched."""
     assert not left, f"{len(left)} recorded widening draws were not made"
     for a, b in zip(trainer.arch.parameters(), transition["alphas_pruned"], strict=True):
-        torch.testing.assert_close(a.detach(), b, rtol=RTOL, atol=TOL)
+        torch.testing.assert_close(a.detach(), b, rtol=rtol, atol=TOL)
     kept = trainer.arch.kept
     assert kept is not None
     for kind, mask in zip(trainer.arch.kinds, transition["masks"], strict=True):
         assert torch.equal(kept[kind].cpu(), mask)
-    check_state(trainer, space, transition["state_dict"], "transition")
+    check_state(trainer, space, transition["state_dict"], "transition", rtol)
     params = dict(trainer.model.named_parameters())
     buffers = {n: trainer.w_opt.state[p]["momentum_buffer"] for n, p in params.items()
                if "momentum_buffer" in trainer.w_opt.state.get(p, {})}
     assert buffers.keys() == transition["momentum_buffers"].keys()
     for name, value in transition["momentum_buffers"].items():
-        torch.testing.assert_close(buffers[name], value, rtol=RTOL, atol=TOL, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(buffers[name], value, rtol=rtol, atol=TOL, msg=lambda m: f"{name}: {m}")
     assert list(trainer.w_opt.param_groups[0]["params"]) == list(params.values())
     for a, state in zip(trainer.arch.parameters(), transition["adam_state"], strict=True):
         mine = trainer.a_opt.state[a]
         assert float(mine["step"]) == float(state["step"])
         for key in ("exp_avg", "exp_avg_sq"):
-            torch.testing.assert_close(mine[key], state[key], rtol=RTOL, atol=TOL)
+            torch.testing.assert_close(mine[key], state[key], rtol=rtol, atol=TOL)
 
 
 def run_steps(name: str, monkeypatch: pytest.MonkeyPatch, memory_format: str = "contiguous") -> None:
     ref = load(name)
+    rtol = RTOL if memory_format == "contiguous" else RTOL_CHANNELS_LAST
     trainer, info = setup(ref, memory_format)
     method = trainer.method
     method.start_epoch(0, 1, tuning=False)
@@ -177,24 +184,29 @@ def run_steps(name: str, monkeypatch: pytest.MonkeyPatch, memory_format: str = "
             draw, left = replayed_draws(transition)
             monkeypatch.setattr("common.methods.drnas.random_draw", draw)
             method.start_epoch(stage, len(ref["stages"]), tuning=False)
-            check_transition(trainer, info["space"], transition, left)
+            check_transition(trainer, info["space"], transition, left, rtol)
         with recorded_samples(step["samples_alpha_step"]):
             trainer.alpha_step(step["x_alpha"].double(), step["y_alpha"], train=(step["x"].double(), step["y"], 16))
         for a, b in zip(trainer.arch.parameters(), step["alphas"], strict=True):
-            torch.testing.assert_close(a.detach(), b, rtol=RTOL, atol=TOL, msg=lambda m: f"step {i} alpha: {m}")
+            torch.testing.assert_close(a.detach(), b, rtol=rtol, atol=TOL, msg=lambda m: f"step {i} alpha: {m}")
         with recorded_samples(step["samples_weight_step"]):
             _, loss = trainer.weight_step(step["x"].double(), step["y"])
-        assert loss.item() == pytest.approx(step["loss"], rel=RTOL, abs=TOL), f"step {i}"
-        check_state(trainer, info["space"], step["state_dict"], f"step {i}")
+        assert loss.item() == pytest.approx(step["loss"], rel=rtol, abs=TOL), f"step {i}"
+        check_state(trainer, info["space"], step["state_dict"], f"step {i}", rtol)
 
 
 FILES = ["steps_nb201_drnas_C8.pt", "steps_nb201_drnas_kl_C2.pt", "steps_nb201_drnas_progressive_C4.pt",
          "steps_darts_drnas_kl_C6_L5.pt", "steps_darts_drnas_progressive_C12_L5.pt"]
 
 
-@pytest.mark.parametrize("name", FILES)
-def test_steps_match_the_authors(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_steps(name, monkeypatch)
+SLOW = {"steps_darts_drnas_progressive_C12_L5.pt"}  # 25 s on a busy CPU
+
+
+@pytest.mark.parametrize("memory_format", ["contiguous", pytest.param("channels_last", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else []) for n in FILES])
+def test_steps_match_the_authors(name: str, memory_format: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every step, and every transition, of the authors' code: see the module docstring."""
+    run_steps(name, monkeypatch, memory_format)
 
 
 # -- the method on its own ------------------------------------------------------------------------------
@@ -406,3 +418,103 @@ def test_two_processes_take_one_process_steps(tmp_path):
             for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
                 torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
                 assert torch.equal(a, b)
+
+
+# -- end to end, through the exp_scripts ---------------------------------------------------------------
+
+NB = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
+      "--gpu", TEST_GPU, "--no_tensorboard"]
+SOTA = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
+        "--gpu", TEST_GPU, "--no_tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def nb201_search(tmp_path_factory, cifar10_dir, bench) -> tuple[list[str], Path]:
+    """drnas-201.sh with two stages (partial channels 1/2 for an epoch, then pruned to 3 ops per edge
+    and widened to all channels): its flags and folder."""
+    exp = tmp_path_factory.mktemp("exp")
+    common = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *NB]
+    run_script("drnas-201.sh", *common, "--stages", "2:5:1,1:3:1", "--epochs", "2", "--ckpt_interval", "1")
+    return common, exp / "nasbench201" / "search-drnas-201-1"
+
+
+def decisions(log: str) -> list[str]:
+    return [line.split("AM ")[-1].split("PM ")[-1] for line in log.splitlines() if "-> " in line]
+
+
+@pytest.mark.slow
+def test_nb201_search_and_projection_through_the_scripts(nb201_search, bench):
+    """The search records its stages; its checkpoints hold the stage, the masks and the generator;
+    the projection takes --stages from result.json, scores only the ops pruning kept, ends with a
+    genotype of them, queried in the benchmark; a zero-cost criterion projects it too."""
+    common, folder = nb201_search
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["method"], result["stages"]) == ("finished", "drnas", "2:5:1,1:3:1")
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    first, last = (torch.load(folder / f"checkpoint_{e}.pth.tar", weights_only=True) for e in (1, 2))
+    assert first["method_state"]["stage"] == 0 and first["method_state"]["kept"] is None
+    kept = last["method_state"]["kept"]["cell"]
+    assert last["method_state"]["stage"] == 1 and kept.sum(-1).tolist() == [3] * 6
+    conv = "cells.0.edges.1<-0.2.op.1.weight"  # nor_conv_1x1 of the first cell: 4 channels
+    assert (first["state_dict"][conv].shape[:2], last["state_dict"][conv].shape[:2]) == ((2, 2), (4, 4))
+    log = (folder / "log.txt").read_text()
+    assert "DrNAS stage 2 of 2: partial channels 1/1, at most 3 ops per edge, learning rate back to 0.025" in log
+
+    out = run_script("drnas-proj-201.sh", *common, "--resume_epoch", "2", "--proj_intv", "1").stdout
+    assert "--stages 2:5:1,1:3:1" in out.split("taken from the search run's result.json:")[1].splitlines()[0]
+    proj = folder / "drnas-proj-201-seed1-acc-intv1-ep2"
+    result = read_json(proj / "result.json")
+    assert (result["status"], result["method"]) == ("finished", "drnas-proj")
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    for i, node in enumerate(parse_arch(result["genotype"]), start=1):
+        for op, j in node:
+            assert kept[EDGE_KEYS.index(f"{i}<-{j}")][NB201_OPS.index(op)], (i, j, op)
+    passes = [line for line in (proj / "log.txt").read_text().splitlines() if "  scoring pass " in line]
+    assert len(passes) == 6 * 3  # three live ops per edge
+
+    run_script("drnas-proj-201.sh", *common, "--resume_epoch", "2", "--proj_crit", "nwot")
+    assert read_json(folder / "drnas-proj-201-seed1-nwot-intv5-ep2" / "result.json")["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_projection_in_two_processes_decides_as_one(nb201_search):
+    """Two processes (--sync_bn) mix with the same samples and project as one process does."""
+    common, folder = nb201_search
+    args = [*common, "--resume_epoch", "2", "--proj_intv", "1", "--fast", "--score_samples", "2"]
+    run_script("drnas-proj-201.sh", *args, "--log_tag", "one")
+    run_script("drnas-proj-201.sh", *args, "--log_tag", "two", "--nproc", "2", "--sync_bn")
+    one, two = (folder / f"drnas-proj-201-seed1-acc-intv1-ep2-{tag}" for tag in ("one", "two"))
+    order = decisions((one / "log.txt").read_text())
+    assert len(order) == 6 and decisions((two / "log.txt").read_text()) == order
+    assert read_json(two / "result.json")["genotype"] == read_json(one / "result.json")["genotype"]
+
+
+@pytest.mark.slow
+def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_path, small_cifar10):
+    """drnas-sota.sh with two stages, drnas-proj-sota.sh registering the genotype by name, and
+    eval.sh training it by that name."""
+    common = ["--data", str(small_cifar10), "--exp_root", str(tmp_path), "--space", "s5", *SOTA]
+    run_script("drnas-sota.sh", *common, "--stages", "2:7:1,1:4:1", "--epochs", "2", "--begin", "0")
+    folder = tmp_path / "sota" / "cifar10" / "search-drnas-sota-s5-2"
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["method"], result["stages"]) == ("finished", "drnas", "2:7:1,1:4:1")
+    kept = torch.load(folder / "checkpoint_2.pth.tar", weights_only=True)["method_state"]["kept"]
+    assert all(m.sum(-1).tolist() == [4] * 14 for m in kept.values())
+
+    run_script("drnas-proj-sota.sh", *common, "--resume_epoch", "2", "--proj_intv", "1", "--fast",
+               "--genotype_name", "drnas_tiny")
+    result = read_json(folder / "drnas-proj-sota-seed2-acc-intv1-ep2" / "result.json")
+    assert (result["status"], result["method"], result["genotype_name"]) == ("finished", "drnas-proj", "drnas_tiny")
+    genotype = get_genotype("drnas_tiny", registry(tmp_path))
+    ops = DartsSupernet(4, 10, 3, "s5").edge_ops("normal")[0]
+    for kind, cell in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        assert len(cell) == 8
+        for n, (op, j) in enumerate(cell):  # two inputs per node; edge of (node, input j)
+            node = n // 2
+            assert kept[kind][sum(2 + m for m in range(node)) + j][ops.index(op)], (kind, node, j, op)
+
+    run_script("eval.sh", "--arch", "drnas_tiny", "--data", str(small_cifar10), "--exp_root", str(tmp_path),
+               "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1", "--gpu", TEST_GPU,
+               "--no_tensorboard", "--report_freq", "100")
+    evaluated = read_json(tmp_path / "sota" / "cifar10" / "eval" / "eval-drnas_tiny-2" / "result.json")
+    assert evaluated["status"] == "finished" and evaluated["arch"] == "drnas_tiny"

@@ -387,5 +387,5 @@ def supernet(cfg: SearchConfig) -> SupernetRequest:
     """Partial channels of every stage, which the space checks against its cells."""
     o = cfg.method_options
     if o.schedule:
-        return SupernetRequest(tuple(s.k for s in o.schedule), flag="stages")
-    return SupernetRequest((o.k,), flag="k")
+        return SupernetRequest(tuple(s.k for s in o.schedule), flag="stages", given=o.stages)
+    return SupernetRequest((o.k,), flag="k", given=str(o.k))
