@@ -21,7 +21,7 @@ from .runs import STATUS_TEXT, STATUSES, Run, is_number
 Table = tuple[list[str], list[list[str]], list[dict[str, Any]]]  # header, Markdown rows, CSV rows
 
 METHOD_ORDER = ["DARTS", "DARTS+PT", "DARTS (2nd order)", "DARTS (2nd order)+PT", "fix-alpha", "fix-alpha+PT",
-                "SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV+PT", "GDAS", "GDAS+PT"]
+                "SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV+PT", "GDAS", "GDAS+PT", "DrNAS", "DrNAS+PT"]
 
 # NAS-Bench-201 test-accuracy keys, and the one of each search dataset.
 BENCH_TEST = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
@@ -32,17 +32,19 @@ DATASET_TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN",
 # Evaluated on a dataset that is never searched: a genotype searched elsewhere, transferred.
 TRANSFER = ("imagenet",)
 
-# The paper's numbers (SPEC section 7): NAS-Bench-201 CIFAR-10 test accuracy (100 - error),
-# DARTS-space test error after evaluation (S5 is the DARTS space; SDARTS+PT is SDARTS-RS+PT; DARTS
-# 2nd order: the DARTS paper's, Liu et al. 2019, Table 1; GDAS on NAS-Bench-201: the NAS-Bench-201
-# paper's, Dong & Yang 2020, Table 5, test accuracy on each dataset).
+# The paper's numbers (SPEC section 7): NAS-Bench-201 test accuracy (100 - error) on the search
+# dataset, DARTS-space test error after evaluation (S5 is the DARTS space; SDARTS+PT is
+# SDARTS-RS+PT; DARTS 2nd order: the DARTS paper's, Liu et al. 2019, Table 1; GDAS on
+# NAS-Bench-201: the NAS-Bench-201 paper's, Dong & Yang 2020, Table 5, test accuracy on each
+# dataset; DrNAS: its paper's, Chen et al. 2021, as xiangning-chen/DrNAS README.MD:21-28 and 37-45
+# give them).
 PAPER: dict[tuple[str, str], dict[str, str]] = {
     ("nasbench201", "cifar10"): {"DARTS": "54.30", "DARTS+PT": "88.11", "fix-alpha+PT": "93.80",
-                                 "GDAS": "93.61 ± 0.09"},
-    ("nasbench201", "cifar100"): {"GDAS": "70.70 ± 0.30"},
-    ("nasbench201", "imagenet16-120"): {"GDAS": "41.71 ± 0.98"},
+                                 "GDAS": "93.61 ± 0.09", "DrNAS": "94.36"},
+    ("nasbench201", "cifar100"): {"GDAS": "70.70 ± 0.30", "DrNAS": "73.51"},
+    ("nasbench201", "imagenet16-120"): {"GDAS": "41.71 ± 0.98", "DrNAS": "46.34"},
     ("s5", "cifar10"): {"DARTS": "3.00 ± 0.14", "DARTS+PT": "2.61 ± 0.08", "SDARTS+PT": "2.54 ± 0.10",
-                        "fix-alpha+PT": "2.87", "DARTS (2nd order)": "2.76 ± 0.09"},
+                        "fix-alpha+PT": "2.87", "DARTS (2nd order)": "2.76 ± 0.09", "DrNAS": "2.46 ± 0.03"},
 }
 # The paper's evaluation protocol (exp_scripts/eval.sh, eval-c100.sh, eval-svhn.sh): dataset ->
 # (init_channels, cells, epochs, batch size).

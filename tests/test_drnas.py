@@ -518,3 +518,57 @@ def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_pa
                "--no_tensorboard", "--report_freq", "100")
     evaluated = read_json(tmp_path / "sota" / "cifar10" / "eval" / "eval-drnas_tiny-2" / "result.json")
     assert evaluated["status"] == "finished" and evaluated["arch"] == "drnas_tiny"
+
+
+# -- studies and reports --------------------------------------------------------------------------------
+
+def test_a_study_runs_drnas_through_its_scripts(tmp_path):
+    """--method drnas: the DrNAS scripts of each space, the seed scripts' folder names; the projection
+    finds its search run and takes DrNAS' flags from it."""
+    from study.flags import RunFlags
+    from study.plan import Context, Run, command, run_folder
+
+    ctx = Context(tmp_path, RunFlags())
+    for space, script, folder in (("nb201", "drnas-201.sh", "nasbench201/search-drnas-201-1"),
+                                  ("s5", "drnas-sota.sh", "sota/cifar10/search-drnas-sota-s5-1")):
+        search, proj = (Run(space, "cifar10", "drnas", 1, stage) for stage in ("search", "proj"))
+        line = " ".join(command(search, ctx))
+        assert f"exp_scripts/{script} " in line and "--seed 1" in line
+        assert run_folder(search, ctx) == tmp_path / "runs" / folder
+        line = " ".join(command(proj, ctx))
+        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
+
+
+def test_reports_give_drnas_rows_next_to_the_published_numbers(tmp_path):
+    """DrNAS and DrNAS+PT rows (also for a run folder named drnas-* without result.json), with the
+    DrNAS paper's numbers: NAS-Bench-201 94.36 / 73.51 / 46.34 by search dataset, the DARTS space
+    2.46 ± 0.03."""
+    import csv
+    import json
+    import subprocess
+    import sys
+
+    from analysis.runs import discover
+    from analysis.tables import PAPER
+    from sota.genotypes import DARTS_V2
+    from tests.conftest import REPO
+
+    assert [PAPER[("nasbench201", d)]["DrNAS"] for d in ("cifar10", "cifar100", "imagenet16-120")] == \
+        ["94.36", "73.51", "46.34"]
+    c10 = tmp_path / "sota" / "cifar10"
+    search = c10 / "search-drnas-sota-s5-1"
+    result = {"status": "finished", "space": "s5", "method": "drnas", "dataset": "cifar10", "seed": 1, "epochs": 50,
+              "stages": "6:7:25,4:4:25", "genotype": str(DARTS_V2)}
+    (search / "proj").mkdir(parents=True)
+    (search / "result.json").write_text(json.dumps(result))
+    (search / "proj" / "result.json").write_text(json.dumps({**result, "method": "drnas-proj"}))
+    (c10 / "search-drnas-sota-s5-2").mkdir()
+    (c10 / "search-drnas-sota-s5-2" / "log.txt").write_text("")  # no result.json: its name says DrNAS
+    assert sorted(r.label for r in discover(tmp_path)) == ["DrNAS", "DrNAS", "DrNAS+PT"]
+    proc = subprocess.run([sys.executable, "-m", "analysis", str(tmp_path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "report" / "s5-cifar10.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["DrNAS", "DrNAS+PT"]
+    assert rows["DrNAS"]["paper"] == "2.46 ± 0.03"
