@@ -26,6 +26,10 @@ Paths ("variants"):
   reference_gdas  AutoDL-Projects' GDAS step (benchmarks/reference.py GDASReferenceStep): its
              sampler, its cells' forward_gdas (the sampled index read back per edge), full
              backward in both steps, on the reference's data pipeline
+  drnas / reference_drnas  DrNAS (--method drnas) and xiangning-chen/DrNAS' steps (its cells, a
+             Dirichlet sample per row, full backward), on DrNAS' default supernets: NAS-Bench-201
+             C=16, N=5, no partial channels (201-space/train_search.py); the DARTS space C=36,
+             20 layers, partial channels 1/6 (DARTS-space/train_search.py, its first stage)
 
 Each figure is the median over the measured steps after warm-up; the paths of one space
 are measured interleaved (fast, reference, fast, reference, ...) so that a change of
@@ -67,6 +71,7 @@ from common.config import SearchConfig  # noqa: E402
 from common.data import CIFAR10_MEAN, CIFAR10_STD, SCORE, TRAIN, Batches, ImageSet  # noqa: E402
 from common.device import memory_format, tf32  # noqa: E402
 from common.entry import seed_everything  # noqa: E402
+from common.method import EVAL  # noqa: E402
 from common.metrics import Stats  # noqa: E402
 from common.run import search_data  # noqa: E402
 from common.space import Space  # noqa: E402
@@ -74,11 +79,12 @@ from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference", "darts2",
-            "reference2", "gdas", "reference_gdas")
+            "reference2", "gdas", "reference_gdas", "drnas", "reference_drnas")
 # the reference each path's speed-up is taken against (else "reference")
-BASELINE = {"darts2": "reference2", "gdas": "reference_gdas"}
-REFERENCES = ("reference", "reference2", "reference_gdas")
+BASELINE = {"darts2": "reference2", "gdas": "reference_gdas", "drnas": "reference_drnas"}
+REFERENCES = ("reference", "reference2", "reference_gdas", "reference_drnas")
 COSTS = ("darts2", "gdas")  # paths whose step is also compared with first-order DARTS' (fast)
+DRNAS = ("drnas", "reference_drnas")  # paths on DrNAS' default supernets
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 COMPILED = {"compile", "compile_cg"}  # variants whose first steps compile
 
@@ -220,13 +226,15 @@ def synthetic_set(n: int, seed: int = 0, size: int = 32) -> ImageSet:
     return ImageSet(images, labels, 10, CIFAR10_MEAN, CIFAR10_STD, padding=4)
 
 
-def build_supernet(space: str) -> nn.Module:
+def build_supernet(space: str, drnas: bool = False) -> nn.Module:
     if space == "nb201":
         from nasbench201.model_search import NB201Supernet
 
         return NB201Supernet(C=16, N=5, num_classes=10)
     from sota.model_search import DartsSupernet
 
+    if drnas:  # DrNAS searches at the evaluation network's size, on 1/6 of the channels (its stage 1)
+        return DartsSupernet(C=36, num_classes=10, layers=20, space="s5", k=6)
     return DartsSupernet(C=16, num_classes=10, layers=8, space="s5")
 
 
@@ -248,23 +256,32 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
         argv += ["--unrolled"]
     elif variant in ("gdas", "reference_gdas"):
         argv += ["--method", "gdas"]
-    return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=("darts", "gdas"))
-                         .parse_args(argv))
+    elif variant in DRNAS:
+        argv += ["--method", "drnas", "--arch_learning_rate", "6e-4"]
+    methods = ("darts", "gdas", "drnas")
+    return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=methods)
+                         .parse_args(argv), methods=methods)
 
 
 # --------------------------------------------------------------------------- search + projection
 
 def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Namespace) -> Runner:
     torch.manual_seed(0)
-    model = build_supernet(space).to(device)
+    model = build_supernet(space, drnas=variant in DRNAS).to(device)
     arch = Architecture(model.arch_shapes(), device)
     kind, edge = arch.kinds[0], 0
     n_steps = max(cfg.warmup, 1) + cfg.steps
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
     if variant in REFERENCES:
-        step: Any = (ref.ReferenceStep(model, arch, search_args(cfg, "fast")) if variant == "reference" else
-                     ref.GDASReferenceStep(model, arch, search_args(cfg, variant)) if variant == "reference_gdas" else
-                     ref.UnrolledReferenceStep(model, arch, search_args(cfg, "fast"), lambda: build_supernet(space)))
+        step: Any
+        if variant == "reference_drnas":
+            step = ref.DrNASReferenceStep(model, arch, search_args(cfg, variant), clip_alpha=space == "nb201")
+        elif variant == "reference_gdas":
+            step = ref.GDASReferenceStep(model, arch, search_args(cfg, variant))
+        elif variant == "reference":
+            step = ref.ReferenceStep(model, arch, search_args(cfg, "fast"))
+        else:
+            step = ref.UnrolledReferenceStep(model, arch, search_args(cfg, "fast"), lambda: build_supernet(space))
         images, labels = data_set.images.numpy(), data_set.labels.numpy()
         train_q, valid_q = ref.search_queues(images, labels, CIFAR10_MEAN, CIFAR10_STD, cfg.batch_size,
                                              pin_memory=device.type == "cuda")
@@ -284,14 +301,15 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
                 logits, loss = step.weight_step(x, y)
             loss.item(), ref.accuracy(logits, y)  # the original logs (and syncs) every step
 
-        masked = arch.masked(kind, edge, 1)
+        masked = arch.masked(kind, edge, 1, _mean(arch) if variant in DRNAS else None)
 
         def score_pass() -> None:
             ref.scoring_pass(model, itertools.islice(valid_q, cfg.proj_batches), masked, device)
         return Runner(variant, one_step, score_pass)
 
     args = search_args(cfg, variant)
-    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None)
+    sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
+               alpha_in_model=space == "nb201", widen=getattr(model, "widen", None))
     data = search_data(args, data_set, data_set, device)
     trainer = Trainer(sp, data, args, device)
     pairs = trainer._pairs(0, 0.0, tuning=False)
@@ -310,11 +328,18 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
 
     score = data.score.with_batch_size(data.score.batch_size)
     score.limit = cfg.proj_batches
-    masked, masked_active = arch.masked(kind, edge, 1), arch.masked_active(kind, edge, 1)
+    with torch.no_grad():
+        masked, masked_active = arch.masked(kind, edge, 1, trainer.weights(EVAL)), arch.masked_active(kind, edge, 1)
 
     def fast_score() -> None:
         trainer.evaluate(score, (SCORE, 0, 1), masked, masked_active, train_mode=True)
     return with_tf32(Runner(variant, fast_step, fast_score))
+
+
+def _mean(arch: Architecture) -> dict[str, torch.Tensor]:
+    """The Dirichlet mean DrNAS' scoring passes mix with (the original has no projection)."""
+    with torch.no_grad():
+        return {k: (c := nn.functional.elu(a) + 1) / c.sum(-1, keepdim=True) for k, a in arch.alphas.items()}
 
 
 def search_results(space: str, paths: list[Runner], device: torch.device, cfg: argparse.Namespace) -> list[Result]:

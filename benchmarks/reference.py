@@ -1,7 +1,8 @@
 """The straightforward path: what a search step of the original DARTS-PT code costs.
 
 This is the baseline of `benchmarks/bench_search.py` and of `tests/test_fast_path.py` (and,
-for second-order DARTS, `UnrolledReferenceStep`: quark0/darts' architect, of `tests/test_darts2.py`);
+for second-order DARTS, `UnrolledReferenceStep`: quark0/darts' architect, of `tests/test_darts2.py`;
+for DrNAS, `DrNASReferenceStep`: the authors' partial-channel cells and Dirichlet steps);
 it is not used by the library. It drives the *same* model modules the way the original code
 did. Shared with the project: the supernets' parameters and their op modules
 (`nasbench201.operations`, `sota.operations`, `common.batchnorm.BatchNorm2d`, which is
@@ -93,8 +94,62 @@ def _darts_forward(model: DartsSupernet, x: Tensor, weights: Weights) -> Tensor:
     return model.classifier(out.flatten(1))
 
 
+def _channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, -1, h, w)
+
+
+def _drnas_mixed(ops: Iterable[nn.Module], x: Tensor, weights: Tensor, k: int, pool: nn.Module | None) -> Tensor:
+    """DrNAS' partial-channel mixed op (201-space/search_cells.py:157-166, DARTS-space/model_search.py:
+    41-56): the ops on the first C/k channels, skipping zero weights (a host sync per op), the rest
+    passed by (through a 2x2 max pool when the ops halve the size), concatenated and shuffled."""
+    c = x.shape[1] // k
+    out = sum(w * op(x[:, :c]) for w, op in zip(weights, ops) if not w == 0)
+    if k == 1:
+        return out
+    rest = x[:, c:]
+    if pool is not None and out.shape[2] != x.shape[2]:
+        rest = pool(rest)
+    return _channel_shuffle(torch.cat([out, rest], dim=1), k)
+
+
+_DRNAS_POOL = nn.MaxPool2d(2, 2)
+
+
+def _drnas_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
+    """DrNAS' TinyNetwork and Network forward passes (the project's modules, the authors' cells)."""
+    k = model.partial_channels
+    if isinstance(model, NB201Supernet):
+        feature = model.stem(x)
+        for cell in model.cells:
+            if not isinstance(cell, NB201Cell):
+                feature = cell(feature)
+                continue
+            nodes, w = [feature], weights["cell"]
+            for i in range(1, NUM_NODES):
+                keys = [f"{i}<-{j}" for j in range(i)]
+                nodes.append(sum(_drnas_mixed(cell.edges[key], nodes[j], w[EDGE_INDEX[key]], k, None)
+                                 for j, key in enumerate(keys)))
+            feature = nodes[-1]
+        return model.classifier(model.global_pooling(model.lastact(feature)).flatten(1))
+    s0 = s1 = model.stem(x)
+    for cell in model.cells:
+        w = weights["reduce" if cell.reduction else "normal"]
+        states, offset = [cell.preprocess0(s0), cell.preprocess1(s1)], 0
+        for _ in range(cell._steps):
+            node = sum(_drnas_mixed(cell._ops[offset + j]._ops, h, w[offset + j], k, _DRNAS_POOL)
+                       for j, h in enumerate(states))
+            offset += len(states)
+            states.append(node)
+        s0, s1 = s1, torch.cat(states[-cell._multiplier:], dim=1)
+    return model.classifier(model.global_pooling(s1).flatten(1))
+
+
 def reference_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
-    """Logits of `model` computed as the original code computed them."""
+    """Logits of `model` computed as the original code computed them (with partial channels:
+    DrNAS' cells, the only original code of such supernets)."""
+    if getattr(model, "partial_channels", 1) > 1:
+        return _drnas_forward(model, x, weights)
     if isinstance(model, NB201Supernet):
         return _nb201_forward(model, x, weights)
     if isinstance(model, DartsSupernet):
@@ -307,6 +362,60 @@ class UnrolledReferenceStep(ReferenceStep):
         for p, v in zip(self.model.parameters(), vector):
             p.data.add_(v, alpha=R)
         return [(a - b).div_(2 * R) for a, b in zip(grads_p, grads_n)]
+
+
+class DrNASReferenceStep(ReferenceStep):
+    """DrNAS' steps as xiangning-chen/DrNAS runs them (201-space/train_search.py:252-276,
+    DARTS-space/train_search.py:171-194, root architect.py first order, utils.py:167-194): every
+    forward draws one `Dirichlet(ELU(alpha_row) + 1).rsample()` per row (from the global RNG) and
+    renormalises the rows of pruned ops; the alpha step backpropagates the full graph, its loss with
+    the KL term for --reg_type kl, Adam's weight decay --reg_scale for l2; the weight step clips the
+    norm of `model.parameters()`, alpha included where the authors registered it (NAS-Bench-201)."""
+
+    def __init__(self, model: nn.Module, arch: Any, cfg: SearchConfig, clip_alpha: bool) -> None:
+        super().__init__(model, arch, cfg)
+        o = cfg.method_options
+        self.reg_type, self.reg_scale, self.clip_alpha = o.reg_type, o.reg_scale, clip_alpha
+        for group in self.a_opt.param_groups:
+            group["weight_decay"] = o.reg_scale if o.reg_type == "l2" else 0.0
+
+    def _weights(self) -> Weights:
+        out = {}
+        for kind, alpha in self.arch.alphas.items():
+            kept = None if self.arch.kept is None else self.arch.kept[kind]
+            rows = []
+            for i, line in enumerate(alpha):
+                sample = torch.distributions.Dirichlet(F.elu(line) + 1).rsample()
+                if kept is not None:
+                    pruned = torch.zeros_like(sample)
+                    pruned[kept[i]] = sample[kept[i]]
+                    sample = pruned / pruned.sum()
+                rows.append(sample)
+            out[kind] = torch.stack(rows)
+        return self.arch.apply_projection(out)
+
+    def alpha_step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.a_opt.zero_grad()
+        loss = self.criterion(_drnas_forward(self.model, x, self._weights()), y)
+        if self.reg_type == "kl":
+            for alpha in self.arch.alphas.values():
+                c = F.elu(alpha) + 1
+                loss = loss + self.reg_scale * torch.distributions.kl_divergence(
+                    torch.distributions.Dirichlet(c), torch.distributions.Dirichlet(torch.ones_like(c))).sum()
+        loss.backward()
+        self.a_opt.step()
+        return loss
+
+    def weight_step(self, x: Tensor, y: Tensor, epsilon: float = 0.0) -> tuple[Tensor, Tensor]:
+        self.w_opt.zero_grad(set_to_none=False)
+        self.a_opt.zero_grad(set_to_none=False)
+        logits = _drnas_forward(self.model, x, self._weights())
+        loss = self.criterion(logits, y)
+        loss.backward()
+        clipped = [*self.model.parameters(), *(self.arch.parameters() if self.clip_alpha else [])]
+        nn.utils.clip_grad_norm_(clipped, self.cfg.optim.grad_clip)
+        self.w_opt.step()
+        return logits, loss
 
 
 def accuracy(logits: Tensor, y: Tensor) -> float:

@@ -150,7 +150,10 @@ class StateInputs:
         key = ("partial", k)
         if key not in self._partial:
             c = self.x.shape[1] // k
-            self._partial[key] = (StateInputs(self.x[:, :c]), StateInputs(self.x[:, c:]))
+            # A channel slice of a channels-last state is dense in no layout: ops on it would run
+            # their NCHW (or slow) kernels and produce NCHW outputs. One copy keeps the layout.
+            fmt = torch.channels_last if _channels_last(self.x) else torch.contiguous_format
+            self._partial[key] = (StateInputs(self.x[:, :c].contiguous(memory_format=fmt)), StateInputs(self.x[:, c:]))
         return self._partial[key]
 
 
@@ -231,10 +234,14 @@ def shuffle_join(ops: Tensor, rest: Tensor, k: int) -> Tensor:
     j*k + g (g >= 1) is rest's channel (g-1)*C/k + j. Written into a tensor of ops' memory format
     (the original's transpose and view would leave a channels-last run with an NCHW node)."""
     b, m, h, w = ops.shape
-    channels_last = ops.dim() == 4 and ops.is_contiguous(memory_format=torch.channels_last) and not ops.is_contiguous()
-    out = ops.new_empty(b, m * k, h, w).contiguous(memory_format=torch.channels_last if channels_last
+    out = ops.new_empty(b, m * k, h, w).contiguous(memory_format=torch.channels_last if _channels_last(ops)
                                                    else torch.contiguous_format)
     groups = out.unflatten(1, (m, k))
     groups[:, :, 0] = ops
     groups[:, :, 1:] = rest.unflatten(1, (k - 1, m)).transpose(1, 2)
     return out
+
+
+def _channels_last(x: Tensor) -> bool:
+    """Whether a 4-d tensor is laid out channels-last (and not also NCHW, as a 1x1 image is)."""
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

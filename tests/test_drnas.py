@@ -10,6 +10,7 @@ widened state_dict and the carried-over momentum buffers too.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 from collections.abc import Iterator
@@ -59,10 +60,9 @@ def recorded_samples(rows: list[torch.Tensor]) -> Iterator[None]:
     real = torch._sample_dirichlet
 
     def sample(concentration: torch.Tensor, generator=None) -> torch.Tensor:
-        n = concentration.shape[0]
+        n = concentration.shape[0] if concentration.dim() == 2 else 1  # a kind's rows, or one row
         assert len(queue) >= n, "more Dirichlet samples drawn than recorded"
-        out = torch.stack([queue.pop(0) for _ in range(n)])
-        assert out.shape == concentration.shape
+        out = torch.stack([queue.pop(0) for _ in range(n)]).reshape(concentration.shape)
         return out.to(concentration.dtype)
 
     torch._sample_dirichlet = sample
@@ -306,6 +306,39 @@ def test_the_regulariser_and_the_clipping():
     kl = torch.distributions.kl_divergence(torch.distributions.Dirichlet(c), torch.distributions.Dirichlet(
         torch.ones_like(c))).sum()
     torch.testing.assert_close(grads[0] - grads[1], 0.5 * torch.autograd.grad(kl, alpha)[0])
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_the_benchmarks_reference_is_the_same_computation(space):
+    """benchmarks/reference.py's DrNASReferenceStep (the authors' cells and steps, which
+    bench_search times) and the Trainer's DrNAS steps agree in float64 from the same state and
+    samples, with partial channels and pruned ops."""
+    from benchmarks.reference import DrNASReferenceStep
+
+    t = tiny(space, PROGRESSIVE, dtype=torch.float64)
+    t.method.start_epoch(0, 3, tuning=False)
+    t.method.start_epoch(1, 3, tuning=False)  # stage 2: 1/2 of the channels, 3 ops per edge
+    ref_model, ref_arch = copy.deepcopy(t.model), copy.deepcopy(t.arch)
+    ref = DrNASReferenceStep(ref_model, ref_arch, t.cfg, clip_alpha=space == "nb201")
+    rows = sum(a.shape[0] for a in t.arch.alphas.values())
+    n_ops = t.arch.alphas[t.arch.kinds[0]].shape[1]
+    torch.manual_seed(3)
+    for x, y, xa, ya in batches(2, torch.float64):
+        samples = list(torch.distributions.Dirichlet(torch.ones(2 * rows, n_ops, dtype=torch.float64)).sample())
+        for trainer_step in (True, False):
+            with recorded_samples(samples):
+                if trainer_step:
+                    step(t, x, y, xa, ya)
+                else:
+                    ref.alpha_step(xa, ya)
+                    ref.weight_step(x, y)
+        for a, b in zip(t.arch.parameters(), ref_arch.parameters(), strict=True):
+            # Adam turns a gradient's rounding into a step of up to lr / eps (6e4) times it where
+            # the gradient is tiny (the pruned alphas')
+            torch.testing.assert_close(a, b, rtol=RTOL, atol=1e-11)
+        theirs = ref_model.state_dict()
+        for key, value in t.model.state_dict().items():
+            torch.testing.assert_close(value, theirs[key], rtol=RTOL, atol=TOL, msg=lambda m: f"{key}: {m}")
 
 
 @pytest.mark.parametrize("space", ["nb201", "s5"])
@@ -572,3 +605,15 @@ def test_reports_give_drnas_rows_next_to_the_published_numbers(tmp_path):
         rows = {r["method"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["DrNAS", "DrNAS+PT"]
     assert rows["DrNAS"]["paper"] == "2.46 ± 0.03"
+
+
+@pytest.mark.slow
+def test_benchmark_times_drnas_against_the_authors_steps(capsys):
+    from benchmarks import bench_search
+
+    assert bench_search.main(["--device", "cpu", "--variants", "drnas,reference_drnas", "--batch_size", "2",
+                              "--steps", "1", "--warmup", "0", "--proj_batches", "1", "--no_eval"]) == 0
+    out = capsys.readouterr().out
+    for space in ("nb201", "darts"):
+        assert f"{space} cpu drnas search_step_s=" in out and f"{space} cpu reference_drnas search_step_s=" in out
+        assert f"{space} cpu speedup drnas_vs_reference_drnas search_step=" in out
