@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(LOGGER)
 
 REG_TYPES = ("l2", "kl")
+EVERY_OP = 1 << 30  # a stage's `keep` that prunes nothing
 _STREAM = 0x44724E4153  # "DrNAS": keys of the method's random streams (common.data.stream_seed)
 SAMPLES, WIDEN, SCORING = 0, 1, 2
 
@@ -116,7 +117,7 @@ class Options:
         """The run's stages: --stages, or one stage of --epochs epochs at --k with every op. Refuses
         stages whose epochs do not add up to --epochs."""
         if not self.schedule:
-            return (Stage(self.k, 1 << 30, epochs),)
+            return (Stage(self.k, EVERY_OP, epochs),)
         total = sum(s.epochs for s in self.schedule)
         check(total == epochs, "stages", self.stages,
               f"its stages train {total} epochs, and --epochs is {epochs}; make them agree (pass --epochs {total})")
@@ -166,7 +167,8 @@ class DrNAS(Method):
     # -- mixing weights ---------------------------------------------------------------------
     def weights(self, arch: Architecture, phase: Phase) -> Weights:
         if phase == TRAIN:
-            raw = _sample(arch, self._samples(arch))
+            assert self._generator is not None, "DrNAS samples from its trainer's generator (Method.attach)"
+            raw = _sample(arch, self._generator)
         elif phase == EVAL:
             raw = {k: _mean(a) for k, a in arch.alphas.items()}
         else:  # GENOTYPE: the authors read the genotype from softmax(alpha)
@@ -189,11 +191,6 @@ class DrNAS(Method):
 
     def clipped_parameters(self, trainer: Trainer) -> list[torch.nn.Parameter]:
         return trainer.arch.parameters() if trainer.space.alpha_in_model else []
-
-    def _samples(self, arch: Architecture) -> torch.Generator:
-        if self._generator is None:  # a method driven without a trainer (tests): the seed's stream
-            self._generator = _generator(arch, stream_seed(self.seed, (_STREAM, SAMPLES)))
-        return self._generator
 
     # -- the architecture step ----------------------------------------------------------------
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
@@ -266,8 +263,11 @@ class DrNAS(Method):
             for group in t.w_opt.param_groups:
                 group["lr"] = t.cfg.optim.learning_rate
         self.stage = stage
-        log.info("DrNAS stage %d of %d: partial channels 1/%d, at most %d ops per edge%s", stage + 1, len(self.stages),
-                 s.k, s.keep, f", learning rate back to {t.cfg.optim.learning_rate:g}" if stage > 0 else "")
+        if len(self.stages) > 1 or s.k > 1:
+            ops = "every op" if s.keep >= t.arch.proj_weights[t.arch.kinds[0]].shape[1] else f"at most {s.keep} ops"
+            restart = f", learning rate back to {t.cfg.optim.learning_rate:g}" if stage > 0 else ""
+            log.info("DrNAS stage %d of %d: partial channels 1/%d, %s per edge%s", stage + 1, len(self.stages), s.k,
+                     ops, restart)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -297,9 +297,6 @@ class DrNAS(Method):
         elif "generator" in state:
             log.info("DrNAS: the checkpoint's Dirichlet samples came from a %s generator; this run's %s one "
                      "starts its own stream", state.get("generator_device"), t.device.type)
-
-    def identity(self) -> dict[str, Any]:
-        return {"unrolled": True} if self.second_order else {}
 
 
 def _generator(arch: Architecture, seed: int) -> torch.Generator:
