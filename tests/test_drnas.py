@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import math
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,6 +312,35 @@ def test_the_regulariser_and_the_clipping():
 
 
 @pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_every_criterion_scores_a_pruned_partial_channel_supernet(space):
+    """A scoring pass (acc, loss) and every zero-cost proxy score the stage-2 supernet (1/2 of the
+    channels, pruned ops) under the Dirichlet mean with one kept op removed: finite, the same again
+    (--proj_batches 1: the same images), and a proxy another value without the removal."""
+    from common.config import PROXY_CRITERIA
+    from common.data import Batches, ImageSet
+    from common.projection import Scorer
+    from common.trainer import SearchData
+
+    t = tiny(space, (*PROGRESSIVE, "--method", "drnas-proj", "--proj_batches", "1"))
+    t.method.start_epoch(0, 3, tuning=False)
+    t.method.start_epoch(1, 3, tuning=False)
+    images = ImageSet(torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8), torch.arange(16) % 10, 10,
+                      (0.5,) * 3, (0.5,) * 3, 1)
+    t.data = SearchData(Batches(images, torch.arange(8), 8, augment=True, seed=0),
+                        Batches(images, torch.arange(8, 16), 8, augment=True, seed=0), None)
+    kind = t.arch.kinds[-1]
+    op = t.arch.live_ops(kind, 0)[0]
+    for crit in ("acc", "loss", *PROXY_CRITERIA):
+        scorer = Scorer(t, 0)
+        score = (lambda o, c=crit: scorer(kind, 0, o)[c == "loss"]) if crit in ("acc", "loss") else \
+            (lambda o, c=crit: scorer.proxy(c, kind, 0, o))
+        masked, again = score(op), score(op)
+        assert math.isfinite(masked) and masked == again, crit
+        if crit not in ("acc", "loss"):
+            assert masked != score(None), crit
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
 def test_the_benchmarks_reference_is_the_same_computation(space):
     """benchmarks/reference.py's DrNASReferenceStep (the authors' cells and steps, which
     bench_search times) and the Trainer's DrNAS steps agree in float64 from the same state and
@@ -520,6 +552,31 @@ def test_projection_in_two_processes_decides_as_one(nb201_search):
     order = decisions((one / "log.txt").read_text())
     assert len(order) == 6 and decisions((two / "log.txt").read_text()) == order
     assert read_json(two / "result.json")["genotype"] == read_json(one / "result.json")["genotype"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_projection_continues_as_if_never_stopped(nb201_search, tmp_path):
+    """A projection cut after tuning epoch 2 (its later checkpoints and result never written)
+    continues, from the checkpoint's samples generator, projection state and optimisers, to the
+    uninterrupted run's history, genotype and final supernet, bit for bit."""
+    common, folder = nb201_search
+    args = [*common, "--resume_epoch", "2", "--proj_intv", "1", "--fast", "--log_tag", "cut"]
+    run_script("drnas-proj-201.sh", *args)
+    proj = folder / "drnas-proj-201-seed1-acc-intv1-ep2-cut"
+    full = tmp_path / "full"
+    shutil.copytree(proj, full)
+    result = read_json(proj / "result.json")
+    (proj / "result.json").write_text(json.dumps({**result, "status": "running"}))
+    for later in proj.glob("checkpoint_*.pth.tar"):
+        if int(later.name.split("_")[1].split(".")[0]) > 2:
+            later.unlink()
+    assert "resumed projection at tuning epoch 2" in run_script("drnas-proj-201.sh", *args).stdout
+    assert read_json(proj / "result.json")["genotype"] == result["genotype"]
+    assert (proj / "history.jsonl").read_text() == (full / "history.jsonl").read_text()
+    a, b = (torch.load(f / "checkpoint_6.pth.tar", weights_only=True) for f in (proj, full))
+    assert torch.equal(a["alpha"][0], b["alpha"][0]) and torch.equal(a["method_state"]["generator"],
+                                                                      b["method_state"]["generator"])
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
 
 
 @pytest.mark.slow
