@@ -10,9 +10,7 @@ method from the search run's result.json, evaluation of the genotype by name.
 from __future__ import annotations
 
 import copy
-import os
 import re
-import socket
 
 import pytest
 import torch
@@ -36,6 +34,7 @@ from nasbench201.model_search import NB201Supernet
 from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.processes import assert_two_processes_step_as_one
 
 TOL64 = dict(rtol=1e-10, atol=1e-12)
 BATCH = 7  # two processes: shards of 4 and 3 images
@@ -259,12 +258,6 @@ def test_benchmark_times_second_order_against_quark0_and_first_order(capsys):
 
 # -- two processes (torch.multiprocessing, gloo) --------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_steps(space: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
     """Two steps of this process on its shards of float64 batches of BATCH images, an edge decided
     (its dead ops' zero-filled gradients are averaged like the others)."""
@@ -278,30 +271,11 @@ def _two_steps(space: str, group: Group, sync_bn: bool) -> dict[str, list[torch.
     return {"alpha": [a.detach() for a in sp.arch.parameters()], "state": list(sp.model.state_dict().values())}
 
 
-def _process(rank: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    group = Group(rank, 2)
-    torch.save({space: _two_steps(space, group, sync_bn=True) for space in ("nb201", "s5")}, f"{out}.{rank}")
-    group.close()
-
-
 @pytest.mark.slow
 def test_two_processes_take_one_process_steps(tmp_path):
     """With --sync_bn, two processes' second-order steps give one process's alphas and state_dict
     (running statistics included) to float64 rounding, and both processes hold the same supernet."""
-    out = str(tmp_path / "steps.pt")
-    torch.multiprocessing.spawn(_process, args=(_free_port(), out), nprocs=2)
-    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
-    for space in ("nb201", "s5"):
-        one = _two_steps(space, Group(), sync_bn=False)
-        for key in ("alpha", "state"):
-            for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
-                torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
-                assert torch.equal(a, b)
+    assert_two_processes_step_as_one(_two_steps, tmp_path)
 
 
 # -- end to end -------------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ import contextlib
 import copy
 import json
 import math
-import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from sota.genotypes import get_genotype, registry
 from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.processes import assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file, reference_file
 
 TOL = 1e-12
@@ -455,34 +454,12 @@ def _progressive_steps(space: str, group: Group, sync_bn: bool) -> dict[str, lis
     return {"alpha": [a.detach() for a in t.arch.parameters()], "state": list(t.model.state_dict().values())}
 
 
-def _process(rank: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    group = Group(rank, 2)
-    torch.save({space: _progressive_steps(space, group, sync_bn=True) for space in ("nb201", "s5")}, f"{out}.{rank}")
-    group.close()
-
-
 @pytest.mark.slow
 def test_two_processes_take_one_process_steps(tmp_path):
     """With --sync_bn, two processes mix with the same Dirichlet samples (each draws them from the
     same seeded generator) and widen the same channels: their alphas and state_dicts equal one
     process's to float64 rounding, across a transition, and each other's exactly."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path / "steps.pt")
-    torch.multiprocessing.spawn(_process, args=(port, out), nprocs=2)
-    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
-    for space in ("nb201", "s5"):
-        one = _progressive_steps(space, Group(), sync_bn=False)
-        for key in ("alpha", "state"):
-            for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
-                torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
-                assert torch.equal(a, b)
+    assert_two_processes_step_as_one(_progressive_steps, tmp_path)
 
 
 # -- end to end, through the exp_scripts ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from tests.fixtures.autodl_nasnet import OPS, AutoDLNASNet
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.processes import assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file
 
 TOL = 1e-12
@@ -321,38 +322,12 @@ def _gdas_steps(space: str, group, sync_bn: bool) -> dict[str, list[torch.Tensor
     return {"alpha": [a.detach() for a in sp.arch.parameters()], "state": list(sp.model.state_dict().values())}
 
 
-def _process(rank: int, port: int, out: str) -> None:
-    import os
-
-    import torch.distributed as dist
-
-    from common.distributed import Group
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    group = Group(rank, 2)
-    torch.save({space: _gdas_steps(space, group, sync_bn=True) for space in ("nb201", "s5")}, f"{out}.{rank}")
-    group.close()
-
-
 @pytest.mark.slow
 def test_two_processes_take_one_process_steps(tmp_path):
     """With --sync_bn, two processes' GDAS steps (process 0's samples; alpha's gradient in the
     clipping averaged) give one process's alphas and state_dict to float64 rounding, and both
     processes hold the same supernet."""
-    from common.distributed import Group
-    from tests.test_darts2 import _free_port
-
-    out = str(tmp_path / "steps.pt")
-    torch.multiprocessing.spawn(_process, args=(_free_port(), out), nprocs=2)
-    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
-    for space in ("nb201", "s5"):
-        one = _gdas_steps(space, Group(), sync_bn=False)
-        for key in ("alpha", "state"):
-            for a, b, c in zip(zero[space][key], first[space][key], one[key], strict=True):
-                torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
-                assert torch.equal(a, b)
+    assert_two_processes_step_as_one(_gdas_steps, tmp_path)
 
 
 # -- end to end, through the scripts ---------------------------------------------------------------
