@@ -12,8 +12,12 @@ to 1e-12, and after the last the whole state_dict.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +38,7 @@ from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from sota import spaces
 from sota.model_search import DartsSupernet
+from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.reference import project_reference_file
 
@@ -341,3 +346,170 @@ def test_two_processes_take_one_process_steps(tmp_path):
         for a, b, c in zip(zero[space], first[space], one, strict=True):
             torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
             assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("space", ["nb201", "s5"])
+def test_every_criterion_scores_the_partial_channel_supernet(space):
+    """A scoring pass (acc, loss) and every zero-cost proxy score the supernet with one op removed
+    under the method's weights (beta beside them): finite, the same again (--proj_batches 1: the
+    same images), and a proxy another value without the removal; removing an edge keeps beta's entry."""
+    from common.config import PROXY_CRITERIA
+    from common.data import Batches, ImageSet
+    from common.projection import Scorer
+    from common.trainer import SearchData
+
+    t = tiny(space, ("--method", "pcdarts-proj", "--proj_batches", "1"))
+    images = ImageSet(torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8), torch.arange(16) % 10, 10,
+                      (0.5,) * 3, (0.5,) * 3, 1)
+    t.data = SearchData(Batches(images, torch.arange(8), 8, augment=True, seed=0),
+                        Batches(images, torch.arange(8, 16), 8, augment=True, seed=0), None)
+    kind = t.arch.kinds[-1]
+    for crit in ("acc", "loss", *PROXY_CRITERIA):
+        scorer = Scorer(t, 0)
+        score = (lambda o, c=crit: scorer(kind, 0, o)[c == "loss"]) if crit in ("acc", "loss") else \
+            (lambda o, c=crit: scorer.proxy(c, kind, 0, o))
+        masked, again = score(2), score(2)
+        assert math.isfinite(masked) and masked == again, crit
+        if crit not in ("acc", "loss"):
+            assert masked != score(None), crit
+    without = t.arch.masked(kind, 3, None, t.method.weights(t.arch, EVAL))
+    assert without[kind][3].abs().sum() == 0 and (edge_weights_key(kind) in without) == (space == "s5")
+
+
+# -- end to end, through the exp_scripts ---------------------------------------------------------------
+
+NB = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--report_freq", "100",
+      "--gpu", TEST_GPU, "--no_tensorboard"]
+SOTA = ["--batch_size", "16", "--init_channels", "4", "--layers", "3", "--report_freq", "100",
+        "--gpu", TEST_GPU, "--no_tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def nb201_search(tmp_path_factory, cifar10_dir, bench) -> tuple[list[str], Path]:
+    """pcdarts-201.sh (partial channels 1/4, no betas), two epochs: its flags and folder."""
+    exp = tmp_path_factory.mktemp("exp")
+    common = ["--data", str(cifar10_dir), "--exp_root", str(exp), "--api_path", str(bench[0]), *NB]
+    run_script("pcdarts-201.sh", *common, "--epochs", "2", "--ckpt_interval", "1")
+    return common, exp / "nasbench201" / "search-pcdarts-201-1"
+
+
+def decisions(log: str) -> list[str]:
+    return [line.split("AM ")[-1].split("PM ")[-1] for line in log.splitlines() if "-> " in line]
+
+
+@pytest.mark.slow
+def test_nb201_search_and_projection_through_the_scripts(nb201_search, bench):
+    """The search records k and its warm-up, has no betas; the projection (its --resume_epoch left out:
+    the search's last epoch) takes them from result.json and ends with a genotype queried in the
+    benchmark; a zero-cost criterion projects it too."""
+    common, folder = nb201_search
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["method"], result["k"], result["arch_start_epoch"]) == \
+        ("finished", "pcdarts", 4, 0)
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    assert "method_state" not in torch.load(folder / "checkpoint_2.pth.tar", weights_only=True)
+    assert "no edge normalisation" in (folder / "log.txt").read_text()
+
+    out = run_script("pcdarts-proj-201.sh", *common, "--proj_intv", "1").stdout
+    assert "--k 4" in out.split("taken from the search run's result.json:")[1].splitlines()[0]
+    result = read_json(folder / "pcdarts-proj-201-seed1-acc-intv1-ep2" / "result.json")
+    assert (result["status"], result["method"]) == ("finished", "pcdarts-proj")
+    assert result["benchmark"] == bench[1][result["genotype"]]
+    run_script("pcdarts-proj-201.sh", *common, "--proj_crit", "nwot")
+    assert read_json(folder / "pcdarts-proj-201-seed1-nwot-intv5-ep2" / "result.json")["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_projection_in_two_processes_decides_as_one(nb201_search):
+    """Two processes (--sync_bn) project as one process does."""
+    common, folder = nb201_search
+    args = [*common, "--proj_intv", "1", "--fast"]
+    run_script("pcdarts-proj-201.sh", *args, "--log_tag", "one")
+    run_script("pcdarts-proj-201.sh", *args, "--log_tag", "two", "--nproc", "2", "--sync_bn")
+    one, two = (folder / f"pcdarts-proj-201-seed1-acc-intv1-ep2-{tag}" for tag in ("one", "two"))
+    order = decisions((one / "log.txt").read_text())
+    assert len(order) == 6 and decisions((two / "log.txt").read_text()) == order
+    assert read_json(two / "result.json")["genotype"] == read_json(one / "result.json")["genotype"]
+
+
+@pytest.mark.slow
+def test_darts_space_search_projection_interruption_and_evaluation_through_the_scripts(tmp_path, small_cifar10):
+    """pcdarts-sota.sh (weights only in epoch 0, alpha and beta from epoch 1; checkpoints hold the
+    betas), pcdarts-proj-sota.sh registering the genotype by name (cut after tuning epoch 2, it
+    continues to the uninterrupted run's history, betas and supernet), and eval.sh training it."""
+    common = ["--data", str(small_cifar10), "--exp_root", str(tmp_path), "--space", "s5", *SOTA]
+    run_script("pcdarts-sota.sh", *common, "--epochs", "2", "--arch_start_epoch", "1", "--k", "2")
+    folder = tmp_path / "sota" / "cifar10" / "search-pcdarts-sota-s5-2"
+    result = read_json(folder / "result.json")
+    assert (result["status"], result["method"], result["k"], result["arch_start_epoch"]) == \
+        ("finished", "pcdarts", 2, 1)
+    assert " alpha from epoch 1" in (folder / "log.txt").read_text()
+    betas = torch.load(folder / "checkpoint_2.pth.tar", weights_only=True)["method_state"]["betas"]
+    assert [b.shape for b in betas.values()] == [(14,), (14,)]
+
+    args = [*common, "--proj_intv", "1", "--fast", "--genotype_name", "pcdarts_tiny"]
+    run_script("pcdarts-proj-sota.sh", *args)
+    proj = folder / "pcdarts-proj-sota-seed2-acc-intv1-ep2"
+    result = read_json(proj / "result.json")
+    assert (result["status"], result["method"], result["genotype_name"]) == ("finished", "pcdarts-proj", "pcdarts_tiny")
+    full = tmp_path / "full"
+    shutil.copytree(proj, full)
+    (proj / "result.json").write_text(json.dumps({**result, "status": "running"}))
+    last = max(int(p.name.split("_")[1].split(".")[0]) for p in proj.glob("checkpoint_*.pth.tar"))
+    for later in proj.glob("checkpoint_*.pth.tar"):
+        if int(later.name.split("_")[1].split(".")[0]) > 2:
+            later.unlink()
+    assert "resumed projection at tuning epoch 2" in run_script("pcdarts-proj-sota.sh", *args).stdout
+    assert read_json(proj / "result.json")["genotype"] == result["genotype"]
+    assert (proj / "history.jsonl").read_text() == (full / "history.jsonl").read_text()
+    a, b = (torch.load(f / f"checkpoint_{last}.pth.tar", weights_only=True) for f in (proj, full))
+    assert all(torch.equal(v, b["method_state"]["betas"][k]) for k, v in a["method_state"]["betas"].items())
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+
+    run_script("eval.sh", "--arch", "pcdarts_tiny", "--data", str(small_cifar10), "--exp_root", str(tmp_path),
+               "--init_channels", "4", "--layers", "3", "--batch_size", "16", "--epochs", "1", "--gpu", TEST_GPU,
+               "--no_tensorboard", "--report_freq", "100")
+    evaluated = read_json(tmp_path / "sota" / "cifar10" / "eval" / "eval-pcdarts_tiny-2" / "result.json")
+    assert evaluated["status"] == "finished" and evaluated["arch"] == "pcdarts_tiny"
+
+
+# -- studies and reports --------------------------------------------------------------------------------
+
+def test_a_study_runs_pcdarts_through_its_scripts(tmp_path):
+    """--method pcdarts: the PC-DARTS scripts of each space, the seed scripts' folder names; the
+    projection finds its search run."""
+    from study.flags import RunFlags
+    from study.plan import Context, Run, command, run_folder
+
+    ctx = Context(tmp_path, RunFlags())
+    for space, script, folder in (("nb201", "pcdarts-201.sh", "nasbench201/search-pcdarts-201-1"),
+                                  ("s5", "pcdarts-sota.sh", "sota/cifar10/search-pcdarts-sota-s5-1")):
+        search, proj = (Run(space, "cifar10", "pcdarts", 1, stage) for stage in ("search", "proj"))
+        line = " ".join(command(search, ctx))
+        assert f"exp_scripts/{script} " in line and "--seed 1" in line
+        assert run_folder(search, ctx) == tmp_path / "runs" / folder
+        line = " ".join(command(proj, ctx))
+        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
+
+
+def test_reports_give_pcdarts_rows_next_to_the_published_numbers(tmp_path):
+    """PC-DARTS and PC-DARTS+PT rows (also for a run folder named pcdarts-* without result.json), after
+    DrNAS', with the published numbers: the DARTS space 2.57 ± 0.07, NAS-Bench-201 DrNAS' README's."""
+    from analysis.runs import discover
+    from analysis.tables import METHOD_ORDER, PAPER
+    from sota.genotypes import DARTS_V2
+
+    assert PAPER[("s5", "cifar10")]["PC-DARTS"] == "2.57 ± 0.07"
+    assert [PAPER[("nasbench201", d)]["PC-DARTS"] for d in ("cifar10", "cifar100", "imagenet16-120")] == \
+        ["93.41 ± 0.30", "67.48 ± 0.89", "41.31 ± 0.22"]
+    assert METHOD_ORDER[-2:] == ["PC-DARTS", "PC-DARTS+PT"]
+    c10 = tmp_path / "sota" / "cifar10"
+    search = c10 / "search-pcdarts-sota-s5-1"
+    result = {"status": "finished", "space": "s5", "method": "pcdarts", "dataset": "cifar10", "seed": 1, "epochs": 50,
+              "k": 4, "genotype": str(DARTS_V2)}
+    (search / "proj").mkdir(parents=True)
+    (search / "result.json").write_text(json.dumps(result))
+    (search / "proj" / "result.json").write_text(json.dumps({**result, "method": "pcdarts-proj"}))
+    (c10 / "search-pcdarts-sota-s5-2").mkdir()
+    (c10 / "search-pcdarts-sota-s5-2" / "log.txt").write_text("")  # no result.json: its name says PC-DARTS
+    assert sorted(r.label for r in discover(tmp_path)) == ["PC-DARTS", "PC-DARTS", "PC-DARTS+PT"]
