@@ -513,3 +513,16 @@ def test_reports_give_pcdarts_rows_next_to_the_published_numbers(tmp_path):
     (c10 / "search-pcdarts-sota-s5-2").mkdir()
     (c10 / "search-pcdarts-sota-s5-2" / "log.txt").write_text("")  # no result.json: its name says PC-DARTS
     assert sorted(r.label for r in discover(tmp_path)) == ["PC-DARTS", "PC-DARTS", "PC-DARTS+PT"]
+
+
+@pytest.mark.slow
+def test_benchmark_times_pcdarts_against_the_authors_steps_and_full_channels(capsys):
+    from benchmarks import bench_search
+
+    assert bench_search.main(["--device", "cpu", "--variants", "fast,pcdarts,reference_pcdarts", "--batch_size", "2",
+                              "--steps", "1", "--warmup", "0", "--proj_batches", "1", "--no_eval"]) == 0
+    out = capsys.readouterr().out
+    for space in ("nb201", "darts"):
+        assert f"{space} cpu pcdarts search_step_s=" in out and f"{space} cpu reference_pcdarts search_step_s=" in out
+        assert f"{space} cpu speedup pcdarts_vs_reference_pcdarts search_step=" in out
+        assert f"{space} cpu cost pcdarts_vs_fast search_step=" in out
