@@ -21,7 +21,8 @@ from .runs import STATUS_TEXT, STATUSES, Run, is_number
 Table = tuple[list[str], list[list[str]], list[dict[str, Any]]]  # header, Markdown rows, CSV rows
 
 METHOD_ORDER = ["DARTS", "DARTS+PT", "DARTS (2nd order)", "DARTS (2nd order)+PT", "fix-alpha", "fix-alpha+PT",
-                "SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV+PT", "GDAS", "GDAS+PT", "DrNAS", "DrNAS+PT"]
+                "SDARTS", "SDARTS+PT", "SDARTS-ADV", "SDARTS-ADV+PT", "GDAS", "GDAS+PT", "DrNAS", "DrNAS+PT",
+                "PC-DARTS", "PC-DARTS+PT"]
 
 # NAS-Bench-201 test-accuracy keys, and the one of each search dataset.
 BENCH_TEST = {"cifar10_test": "CIFAR-10", "cifar100_test": "CIFAR-100", "imagenet16_test": "ImageNet16-120"}
@@ -37,14 +38,17 @@ TRANSFER = ("imagenet",)
 # SDARTS-RS+PT; DARTS 2nd order: the DARTS paper's, Liu et al. 2019, Table 1; GDAS on
 # NAS-Bench-201: the NAS-Bench-201 paper's, Dong & Yang 2020, Table 5, test accuracy on each
 # dataset; DrNAS: its paper's, Chen et al. 2021, as xiangning-chen/DrNAS README.MD:21-28 and 37-45
-# give them).
+# give them); PC-DARTS: yuhuixu1993/PC-DARTS README.md:24 (2.57; the ± is the paper's, Xu et al. 2020),
+# and on NAS-Bench-201 DrNAS' README.MD:26, from partial-channel DARTS as its 201-space runs it, the
+# setting exp_scripts/pcdarts-201.sh runs (docs/pcdarts.md).
 PAPER: dict[tuple[str, str], dict[str, str]] = {
     ("nasbench201", "cifar10"): {"DARTS": "54.30", "DARTS+PT": "88.11", "fix-alpha+PT": "93.80",
-                                 "GDAS": "93.61 ± 0.09", "DrNAS": "94.36"},
-    ("nasbench201", "cifar100"): {"GDAS": "70.70 ± 0.30", "DrNAS": "73.51"},
-    ("nasbench201", "imagenet16-120"): {"GDAS": "41.71 ± 0.98", "DrNAS": "46.34"},
+                                 "GDAS": "93.61 ± 0.09", "DrNAS": "94.36", "PC-DARTS": "93.41 ± 0.30"},
+    ("nasbench201", "cifar100"): {"GDAS": "70.70 ± 0.30", "DrNAS": "73.51", "PC-DARTS": "67.48 ± 0.89"},
+    ("nasbench201", "imagenet16-120"): {"GDAS": "41.71 ± 0.98", "DrNAS": "46.34", "PC-DARTS": "41.31 ± 0.22"},
     ("s5", "cifar10"): {"DARTS": "3.00 ± 0.14", "DARTS+PT": "2.61 ± 0.08", "SDARTS+PT": "2.54 ± 0.10",
-                        "fix-alpha+PT": "2.87", "DARTS (2nd order)": "2.76 ± 0.09", "DrNAS": "2.46 ± 0.03"},
+                        "fix-alpha+PT": "2.87", "DARTS (2nd order)": "2.76 ± 0.09", "DrNAS": "2.46 ± 0.03",
+                        "PC-DARTS": "2.57 ± 0.07"},
 }
 # The paper's evaluation protocol (exp_scripts/eval.sh, eval-c100.sh, eval-svhn.sh): dataset ->
 # (init_channels, cells, epochs, batch size).

@@ -30,6 +30,10 @@ Paths ("variants"):
              Dirichlet sample per row, full backward), on DrNAS' default supernets: NAS-Bench-201
              C=16, N=5, no partial channels (201-space/train_search.py); the DARTS space C=36,
              20 layers, partial channels 1/6 (DARTS-space/train_search.py, its first stage)
+  pcdarts / reference_pcdarts  PC-DARTS (--method pcdarts) and yuhuixu1993/PC-DARTS' steps
+             (benchmarks/reference.py PCDARTSReferenceStep: its partial-channel cells, edge
+             normalisation, full backward) on fast's supernets with partial channels 1/4; the
+             "cost pcdarts_vs_fast" line is PC-DARTS against full-channel DARTS on the same size
 
 Each figure is the median over the measured steps after warm-up; the paths of one space
 are measured interleaved (fast, reference, fast, reference, ...) so that a change of
@@ -79,12 +83,15 @@ from common.trainer import Trainer  # noqa: E402
 
 SPACES = ("nb201", "darts")
 VARIANTS = ("fast", "fast_cl", "fast_nchw", "amp", "compile", "compile_cg", "tf32", "reference", "darts2",
-            "reference2", "gdas", "reference_gdas", "drnas", "reference_drnas")
+            "reference2", "gdas", "reference_gdas", "drnas", "reference_drnas", "pcdarts", "reference_pcdarts")
 # the reference each path's speed-up is taken against (else "reference")
-BASELINE = {"darts2": "reference2", "gdas": "reference_gdas", "drnas": "reference_drnas"}
-REFERENCES = ("reference", "reference2", "reference_gdas", "reference_drnas")
-COSTS = ("darts2", "gdas")  # paths whose step is also compared with first-order DARTS' (fast)
+BASELINE = {"darts2": "reference2", "gdas": "reference_gdas", "drnas": "reference_drnas",
+            "pcdarts": "reference_pcdarts"}
+REFERENCES = ("reference", "reference2", "reference_gdas", "reference_drnas", "reference_pcdarts")
+COSTS = ("darts2", "gdas", "pcdarts")  # paths whose step is also compared with first-order DARTS' (fast)
 DRNAS = ("drnas", "reference_drnas")  # paths on DrNAS' default supernets
+PCDARTS = ("pcdarts", "reference_pcdarts")  # the default supernets (as fast's) with partial channels 1/4
+NODE_INPUTS = (2, 3, 4, 5)  # the DARTS space's edges into each node: PC-DARTS' edge normalisation
 EVAL_VARIANTS = ("fast", "fast_cl", "fast_nchw", "tf32", "reference")
 COMPILED = {"compile", "compile_cg"}  # variants whose first steps compile
 
@@ -226,16 +233,16 @@ def synthetic_set(n: int, seed: int = 0, size: int = 32) -> ImageSet:
     return ImageSet(images, labels, 10, CIFAR10_MEAN, CIFAR10_STD, padding=4)
 
 
-def build_supernet(space: str, drnas: bool = False) -> nn.Module:
+def build_supernet(space: str, drnas: bool = False, k: int = 1) -> nn.Module:
     if space == "nb201":
         from nasbench201.model_search import NB201Supernet
 
-        return NB201Supernet(C=16, N=5, num_classes=10)
+        return NB201Supernet(C=16, N=5, num_classes=10, k=k)
     from sota.model_search import DartsSupernet
 
     if drnas:  # DrNAS searches at the evaluation network's size, on 1/6 of the channels (its stage 1)
         return DartsSupernet(C=36, num_classes=10, layers=20, space="s5", k=6)
-    return DartsSupernet(C=16, num_classes=10, layers=8, space="s5")
+    return DartsSupernet(C=16, num_classes=10, layers=8, space="s5", k=k)
 
 
 def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
@@ -258,7 +265,9 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
         argv += ["--method", "gdas"]
     elif variant in DRNAS:
         argv += ["--method", "drnas", "--arch_learning_rate", "6e-4"]
-    methods = ("darts", "gdas", "drnas")
+    elif variant in PCDARTS:  # its authors' defaults; alpha and beta from the first step
+        argv += ["--method", "pcdarts", "--arch_learning_rate", "6e-4", "--arch_start_epoch", "0"]
+    methods = ("darts", "gdas", "drnas", "pcdarts")
     return search_config(search_parser("bench", epochs=50, ckpt_interval=10, seed=0, methods=methods)
                          .parse_args(argv), methods=methods)
 
@@ -267,14 +276,17 @@ def search_args(cfg: argparse.Namespace, variant: str) -> SearchConfig:
 
 def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Namespace) -> Runner:
     torch.manual_seed(0)
-    model = build_supernet(space, drnas=variant in DRNAS).to(device)
+    model = build_supernet(space, drnas=variant in DRNAS, k=4 if variant in PCDARTS else 1).to(device)
     arch = Architecture(model.arch_shapes(), device)
     kind, edge = arch.kinds[0], 0
     n_steps = max(cfg.warmup, 1) + cfg.steps
     data_set = synthetic_set(2 * cfg.batch_size * n_steps + 2 * cfg.batch_size * cfg.proj_batches)
     if variant in REFERENCES:
         step: Any
-        if variant == "reference_drnas":
+        if variant == "reference_pcdarts":
+            step = ref.PCDARTSReferenceStep(model, arch, search_args(cfg, variant), clip_alpha=space == "nb201",
+                                            node_inputs=None if space == "nb201" else NODE_INPUTS)
+        elif variant == "reference_drnas":
             step = ref.DrNASReferenceStep(model, arch, search_args(cfg, variant), clip_alpha=space == "nb201")
         elif variant == "reference_gdas":
             step = ref.GDASReferenceStep(model, arch, search_args(cfg, variant))
@@ -309,7 +321,8 @@ def search_path(space: str, variant: str, device: torch.device, cfg: argparse.Na
 
     args = search_args(cfg, variant)
     sp = Space(label=space, model=model, arch=arch, op_names={}, edge_names=[], genotype=lambda w: None,
-               alpha_in_model=space == "nb201", widen=getattr(model, "widen", None))
+               alpha_in_model=space == "nb201", widen=getattr(model, "widen", None),
+               node_inputs=None if space == "nb201" else NODE_INPUTS)
     data = search_data(args, data_set, data_set, device)
     trainer = Trainer(sp, data, args, device)
     pairs = trainer._pairs(0, 0.0, tuning=False)

@@ -116,8 +116,10 @@ def _drnas_mixed(ops: Iterable[nn.Module], x: Tensor, weights: Tensor, k: int, p
 _DRNAS_POOL = nn.MaxPool2d(2, 2)
 
 
-def _drnas_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
-    """DrNAS' TinyNetwork and Network forward passes (the project's modules, the authors' cells)."""
+def _drnas_forward(model: nn.Module, x: Tensor, weights: Weights, edges: Weights | None = None) -> Tensor:
+    """DrNAS' TinyNetwork and Network forward passes (the project's modules, the authors' cells);
+    `edges`: PC-DARTS' normalised betas per cell kind, each DARTS-space edge's output times its own
+    (PC-DARTS model_search.py:78-89)."""
     k = model.partial_channels
     if isinstance(model, NB201Supernet):
         feature = model.stem(x)
@@ -134,11 +136,13 @@ def _drnas_forward(model: nn.Module, x: Tensor, weights: Weights) -> Tensor:
         return model.classifier(model.global_pooling(model.lastact(feature)).flatten(1))
     s0 = s1 = model.stem(x)
     for cell in model.cells:
-        w = weights["reduce" if cell.reduction else "normal"]
+        kind = "reduce" if cell.reduction else "normal"
+        w, e = weights[kind], None if edges is None else edges[kind]
         states, offset = [cell.preprocess0(s0), cell.preprocess1(s1)], 0
         for _ in range(cell._steps):
-            node = sum(_drnas_mixed(cell._ops[offset + j]._ops, h, w[offset + j], k, _DRNAS_POOL)
-                       for j, h in enumerate(states))
+            mixed = [_drnas_mixed(cell._ops[offset + j]._ops, h, w[offset + j], k, _DRNAS_POOL)
+                     for j, h in enumerate(states)]
+            node = sum(m if e is None else e[offset + j] * m for j, m in enumerate(mixed))
             offset += len(states)
             states.append(node)
         s0, s1 = s1, torch.cat(states[-cell._multiplier:], dim=1)
@@ -410,6 +414,46 @@ class DrNASReferenceStep(ReferenceStep):
         self.w_opt.zero_grad(set_to_none=False)
         self.a_opt.zero_grad(set_to_none=False)
         logits = _drnas_forward(self.model, x, self._weights())
+        loss = self.criterion(logits, y)
+        loss.backward()
+        clipped = [*self.model.parameters(), *(self.arch.parameters() if self.clip_alpha else [])]
+        nn.utils.clip_grad_norm_(clipped, self.cfg.optim.grad_clip)
+        self.w_opt.step()
+        return logits, loss
+
+
+class PCDARTSReferenceStep(ReferenceStep):
+    """PC-DARTS' steps as yuhuixu1993/PC-DARTS runs them (train_search.py:140-165, architect.py:31-41,
+    model_search.py): softmax(alpha) and, in the DARTS space, the betas normalised over each node's
+    inputs, trained by one Adam; the alpha step backpropagates the full graph; the weight step clips
+    the weights (and alpha on NAS-Bench-201, as DrNAS' partial-channel DARTS there)."""
+
+    def __init__(self, model: nn.Module, arch: Any, cfg: SearchConfig, clip_alpha: bool,
+                 node_inputs: tuple[int, ...] | None) -> None:
+        super().__init__(model, arch, cfg)
+        self.clip_alpha, self.node_inputs = clip_alpha, node_inputs
+        self.betas = {kind: (1e-3 * torch.randn(a.shape[0])).to(a.device).requires_grad_()
+                      for kind, a in arch.alphas.items()} if node_inputs else {}
+        if self.betas:
+            self.a_opt.add_param_group({"params": list(self.betas.values())})
+
+    def _edges(self) -> Weights | None:
+        if not self.node_inputs:
+            return None
+        sizes = list(self.node_inputs)
+        return {k: torch.cat([F.softmax(g, dim=-1) for g in b.split(sizes)]) for k, b in self.betas.items()}
+
+    def alpha_step(self, x: Tensor, y: Tensor) -> Tensor:
+        self.a_opt.zero_grad()
+        loss = self.criterion(_drnas_forward(self.model, x, self.arch.weights(), self._edges()), y)
+        loss.backward()
+        self.a_opt.step()
+        return loss
+
+    def weight_step(self, x: Tensor, y: Tensor, epsilon: float = 0.0) -> tuple[Tensor, Tensor]:
+        self.w_opt.zero_grad(set_to_none=False)
+        self.a_opt.zero_grad(set_to_none=False)  # DrNAS' (the clipped alpha's gradient is this batch's)
+        logits = _drnas_forward(self.model, x, self.arch.weights(), self._edges())
         loss = self.criterion(logits, y)
         loss.backward()
         clipped = [*self.model.parameters(), *(self.arch.parameters() if self.clip_alpha else [])]

@@ -197,8 +197,8 @@ class NodeSum:
     keeps the two sums apart and joins them once (`channel_shuffle` and `cat` are a permutation).
     An edge with no op to compute (projection dropped it) adds nothing, its passed channels
     neither; an edge whose active ops add nothing (`none`) still passes its channels.
-    (PC-DARTS' edge weight beta scales an edge: its op weights times beta, and its passed
-    channels times beta.)"""
+    PC-DARTS' edge weight beta scales an edge: the caller passes its op weights times beta, and
+    `scale` (beta) multiplies its passed channels."""
 
     def __init__(self, k: int = 1) -> None:
         self.k = k
@@ -206,8 +206,9 @@ class NodeSum:
         self.passed: Tensor | None = None
 
     def add(self, ops: Sequence[CellOp], inputs: StateInputs, weights: Sequence[Tensor], active: Sequence[int],
-            passed: SharedStep | None = None) -> None:
-        """Add the edge whose ops `ops` read the state `inputs` (`weights`, `active`: as `mix_edge`)."""
+            passed: SharedStep | None = None, scale: Tensor | None = None) -> None:
+        """Add the edge whose ops `ops` read the state `inputs` (`weights`, `active`: as `mix_edge`);
+        `scale`: the edge's weight (0-d), by which its passed channels are multiplied."""
         if self.k == 1:
             self.ops = mix_edge(self.ops, ops, inputs, weights, active)
             return
@@ -215,7 +216,7 @@ class NodeSum:
             return
         part, rest = inputs.partial(self.k)
         self.ops = mix_edge(self.ops, ops, part, weights, active)
-        through = rest.get(passed)
+        through = rest.get(passed) if scale is None else rest.get(passed) * scale
         self.passed = through if self.passed is None else self.passed + through
 
     def result(self) -> Tensor | None:

@@ -84,7 +84,8 @@ class Method(ABC):
         """The mixing weights a weight step on (x, y) trains under, without gradient (unless
         `clipped_parameters` are clipped along), and the ops to compute (None: those whose weight
         is not exactly 0, which the model then reads from the device)."""
-        return detached(self.weights(trainer.arch, TRAIN)), trainer.arch.active()
+        weights = self.weights(trainer.arch, TRAIN)
+        return (weights if self.clipped_parameters(trainer) else detached(weights)), trainer.arch.active()
 
     @abstractmethod
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
@@ -162,6 +163,13 @@ class MethodDef:
 
     def script_of(self, cfg: SearchConfig) -> tuple[str, ...]:
         return self.script(cfg) if self.script else (self.name,)
+
+
+def alpha_if_in_model(trainer: Trainer) -> list[nn.Parameter]:
+    """alpha, on a space whose original model held it among its parameters (`Space.alpha_in_model`:
+    NAS-Bench-201), where DrNAS' `clip_grad_norm_(model.parameters(), ...)` clipped alpha's gradient
+    along (201-space/train_search.py:270); else nothing (the DARTS space's models keep alpha apart)."""
+    return trainer.arch.parameters() if trainer.space.alpha_in_model else []
 
 
 def detached(weights: Weights) -> Weights:

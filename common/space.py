@@ -39,6 +39,13 @@ from .net2wider import Draw, Widened
 Weights = dict[str, Tensor]
 
 
+def edge_weights_key(kind: str) -> str:
+    """The mixing weights' optional entry for a per-edge weight of cell kind `kind` ([edges]; PC-DARTS'
+    edge normalisation beta): it scales the whole edge, its op sum and its passed channels alike. A
+    supernet of a space with `Space.node_inputs` reads it; without it every edge weighs 1."""
+    return f"{kind}.edges"
+
+
 @dataclass(frozen=True)
 class SupernetRequest:
     """The supernet a method trains (`MethodDef.supernet`), which the space builds.
@@ -75,6 +82,10 @@ class Space:
     # Partial channels 1/k from now on, the mixed ops widened by copying channels (common/net2wider.py):
     # (k, draw) -> the parameters replaced. None: the supernet has no partial channels to change.
     widen: Callable[[int, Draw], list[Widened]] | None = None
+    # The edges into each intermediate node of a cell, in edge order (the DARTS space: 2, 3, 4, 5): the
+    # groups a per-edge weight is normalised over (PC-DARTS' edge normalisation), which the supernet
+    # takes as `edge_weights_key(kind)` in its mixing weights. None: the space takes no edge weights.
+    node_inputs: tuple[int, ...] | None = None
 
     def op_name(self, kind: str, edge: int, op: int) -> str:
         """The name of op `op` of edge `edge` (as logs name it)."""

@@ -32,7 +32,8 @@ from .report_hooks import LABEL, REPORT_HOOKS
 
 log = logging.getLogger(LOGGER)
 
-METHODS = ("darts", "blank", "gdas", "drnas")  # --method choices (common/methods); the original has no SDARTS here
+# --method choices (common/methods); the original has no SDARTS here
+METHODS = ("darts", "blank", "gdas", "drnas", "pcdarts")
 BENCHMARK_DATASETS = ("cifar10", "cifar100", "imagenet16-120")
 
 

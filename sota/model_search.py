@@ -24,6 +24,7 @@ from common.arch import Active, active_ops
 from common.batchnorm import BatchNorm2d
 from common.cellops import NodeSum, Pool, StateInputs, mix_edge, op_weights
 from common.net2wider import Draw, Widened
+from common.space import edge_weights_key
 from sota.genotypes import Genotype, parse_genotype
 from sota.operations import OPS, FactorizedReduce, PoolBN, ReLUConvBN
 from sota.spaces import KIND_KEYS, NUM_EDGES
@@ -90,8 +91,12 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and j < 2 else 1
                 self._ops.append(MixedOp(C, stride, primitives[len(self._ops)], k))
 
-    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]]) -> Tensor:
-        w = op_weights(weights)
+    def forward(self, s0: Tensor, s1: Tensor, weights: Tensor, active: list[list[int]],
+                edge_weights: Tensor | None = None) -> Tensor:
+        """`edge_weights` ([14], PC-DARTS' beta; None: 1): node i = sum_j beta_j * edge j -> i, the
+        edge's op weights times beta and its passed channels times beta."""
+        w = op_weights(weights if edge_weights is None else weights * edge_weights[:, None])
+        scales = [None] * len(w) if edge_weights is None else edge_weights.unbind(0)
         states = [StateInputs(self.preprocess0(s0)), StateInputs(self.preprocess1(s1))]
         stride = 2 if self.reduction else 1
         edge = 0
@@ -99,7 +104,7 @@ class SearchCell(nn.Module):
             node = NodeSum(self.k)
             for j, inputs in enumerate(states):
                 passed = PASSED_AT_STRIDE_2 if self.reduction and j < 2 else None
-                node.add(self._ops[edge]._ops, inputs, w[edge], active[edge], passed)
+                node.add(self._ops[edge]._ops, inputs, w[edge], active[edge], passed, scales[edge])
                 edge += 1
             acc = node.result()
             if acc is None:  # every incoming edge was dropped: the node is zero
@@ -183,7 +188,7 @@ class DartsSupernet(nn.Module):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, weights[kind], active[kind])
+            s0, s1 = s1, cell(s0, s1, weights[kind], active[kind], weights.get(edge_weights_key(kind)))
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))
 
@@ -192,3 +197,7 @@ class DartsSupernet(nn.Module):
             if kind not in weights or tuple(weights[kind].shape) != shape:
                 got = tuple(weights[kind].shape) if kind in weights else "missing"
                 raise ValueError(f"weights[{kind!r}] must have shape {shape}, got {got}")
+            edges = weights.get(edge_weights_key(kind))
+            if edges is not None and tuple(edges.shape) != shape[:1]:
+                raise ValueError(f"weights[{edge_weights_key(kind)!r}] must have shape {shape[:1]}, "
+                                 f"got {tuple(edges.shape)}")

@@ -36,7 +36,8 @@ from .train import AUX_IMAGE_SIZE
 log = logging.getLogger(LOGGER)
 
 KINDS = ("normal", "reduce")
-METHODS = ("darts", "blank", "sdarts", "gdas", "drnas")  # --method choices (common/methods); --unrolled: second order
+# --method choices (common/methods); --unrolled: second order
+METHODS = ("darts", "blank", "sdarts", "gdas", "drnas", "pcdarts")
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ def build_space(cfg: SearchConfig, num_classes: int, device: torch.device) -> Sp
     return Space(label=o.space, model=model, arch=arch, op_names=op_names, edge_names=names,
                  genotype=model.genotype,
                  finalize=lambda folder, g, result: finalize(cfg, num_classes, folder, g, result),
-                 edge_ops={k: model.edge_ops(k) for k in KINDS}, widen=model.widen)
+                 edge_ops={k: model.edge_ops(k) for k in KINDS}, widen=model.widen,
+                 node_inputs=tuple(2 + node for node in range(len(NODE_EDGES) + 1)))
 
 
 def build_plan(cfg: SearchConfig, space: Space) -> Plan:

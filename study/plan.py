@@ -31,7 +31,7 @@ SPACES = (NB201, "s1", "s2", "s3", "s4", "s5")
 IMAGEFOLDER = "imagefolder"
 DATASETS = {NB201: ("cifar10", "cifar100", "imagenet16-120", IMAGEFOLDER),
             "sota": ("cifar10", "cifar100", "svhn", IMAGEFOLDER)}
-METHODS = ("darts", "darts2", "blank", "sdarts-rs", "sdarts-adv", "gdas", "drnas")
+METHODS = ("darts", "darts2", "blank", "sdarts-rs", "sdarts-adv", "gdas", "drnas", "pcdarts")
 SDARTS_ADV = ("--perturb_alpha", "pgd_linf")
 UNROLLED = ("--unrolled",)  # second-order DARTS; its projection takes it from the search run's result.json
 
@@ -58,6 +58,8 @@ METHOD_SCRIPTS: dict[tuple[str, str], dict[str, Script]] = {
     ("sota", "sdarts-rs"): {"search": Script("sdarts-rs-sota.sh"), "proj": Script("sdarts-rs-proj-sota.sh")},
     (NB201, "drnas"): {"search": Script("drnas-201.sh"), "proj": Script("drnas-proj-201.sh")},
     ("sota", "drnas"): {"search": Script("drnas-sota.sh"), "proj": Script("drnas-proj-sota.sh")},
+    (NB201, "pcdarts"): {"search": Script("pcdarts-201.sh"), "proj": Script("pcdarts-proj-201.sh")},
+    ("sota", "pcdarts"): {"search": Script("pcdarts-sota.sh"), "proj": Script("pcdarts-proj-sota.sh")},
     ("sota", "sdarts-adv"): {
         "search": Script("sdarts-rs-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-sota")),
         "proj": Script("sdarts-rs-proj-sota.sh", SDARTS_ADV + ("--save", "sdarts-adv-proj-sota"))},

@@ -82,6 +82,11 @@ CASES = [
     ("drnas-sota.sh", ["--stages", "3:7:1"], "stages"),
     ("drnas-201.sh", ["--k", "2", "--stages", "4:5:1"], "k"),
     ("drnas-201.sh", ["--arch_weight_decay", "0.01"], "arch_weight_decay"),  # DrNAS' is --reg_scale
+    ("pcdarts-201.sh", ["--k", "3"], "k"),                              # 3 does not divide 4 channels
+    ("pcdarts-sota.sh", ["--k", "3", "--arch_start_epoch", "0"], "k"),
+    ("pcdarts-201.sh", ["--arch_start_epoch", "1"], "arch_start_epoch"),  # alpha would never train (--epochs 1)
+    ("pcdarts-sota.sh", ["--epochs", "10"], "arch_start_epoch"),          # the script's 15 is past 10 epochs
+    ("darts-sota.sh", ["--arch_start_epoch", "3"], "arch_start_epoch"),   # the warm-up is PC-DARTS'
     ("eval.sh", ["--arch", "no_such_genotype"], "arch"),
     ("eval.sh", ["--drop_path_prob", "1"], "drop_path_prob"),
     ("eval.sh", ["--epochs", "0"], "epochs"),
@@ -115,7 +120,7 @@ def world(tmp_path_factory, cifar10_dir) -> dict[str, Path]:
 @pytest.mark.parametrize("script,args,flag", CASES, ids=[f"{s}:{' '.join(a)}" for s, a, _ in CASES])
 def test_bad_input_is_refused_before_anything_is_written(world, script: str, args: list[str], flag: str):
     sizes = {"eval.sh": EVAL, "darts-sota.sh": DARTS, "sdarts-rs-sota.sh": DARTS, "darts-proj-sota.sh": DARTS,
-             "blank-sota.sh": DARTS, "drnas-sota.sh": DARTS}
+             "blank-sota.sh": DARTS, "drnas-sota.sh": DARTS, "pcdarts-sota.sh": DARTS}
     base = ["--data", str(world["data"]), "--exp_root", str(world["exp"]), "--gpu", TEST_GPU, "--epochs", "1",
             *sizes.get(script, NB)]
     if "-proj-" in script:

@@ -103,11 +103,13 @@ def test_methods_name_their_report_rows():
     assert report_label("blank-proj", {"unrolled": True}) == "fix-alpha+PT"  # no alpha step to unroll
     assert report_label("sdarts", {"perturb_alpha": "pgd_linf"}) == "SDARTS-ADV"
     assert report_label("sdarts-proj", {"perturb_alpha": "random", "unrolled": True}) == "SDARTS (2nd order)+PT"
-    assert report_label("gdas-proj", {}) == "GDAS+PT" and report_label("pcdarts", {}) == "pcdarts"
+    assert report_label("gdas-proj", {}) == "GDAS+PT" and report_label("pcdarts-proj", {}) == "PC-DARTS+PT"
+    assert report_label("nosuch", {}) == "nosuch"  # a method this version does not know: its name
     assert report_label(None, {}) == "unknown"
     assert method_of_save("darts2-proj-201") == ("darts", {"unrolled": True})
     assert method_of_save("sdarts-adv-sota") == ("sdarts", {"perturb_alpha": "pgd_linf"})
     assert method_of_save("darts-sota") == ("darts", {}) and method_of_save("mine") is None
+    assert method_of_save("pcdarts-proj-201") == ("pcdarts", {})
 
 
 # -- nothing but the methods decides by a method's name ----------------------------------------------

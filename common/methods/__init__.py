@@ -13,11 +13,12 @@ from typing import Any
 from ..config import SearchConfig, check
 from ..method import Method, MethodDef
 from ..space import SupernetRequest
-from . import drnas, sdarts
+from . import drnas, partial, sdarts
 from .blank import FixAlpha
 from .darts import DARTS
 from .darts2 import DARTS2
 from .gdas import GDAS_DEF
+from .pcdarts import PCDARTS_DEF
 
 
 def _order(identity: Mapping[str, Any]) -> str:
@@ -63,6 +64,7 @@ METHODS: dict[str, MethodDef] = {
     "drnas": MethodDef("drnas", build=drnas.build, label=lambda identity: "DrNAS" + _order(identity),
                        add_flags=drnas.add_flags, options=drnas.options, saves={"drnas": {}},
                        supernet=drnas.supernet, search_run_flags=("k", "stages", "begin", "reg_type", "reg_scale")),
+    "pcdarts": PCDARTS_DEF,
 }
 
 
@@ -90,6 +92,8 @@ def add_method_flags(group: argparse._ArgumentGroup, names: Iterable[str]) -> No
 def method_options(args: argparse.Namespace, names: Iterable[str], method: str) -> Any:
     """The typed options of the run's method `method`, each offered method checking its own
     flags (another method's flags given are refused)."""
+    if method not in partial.METHODS and hasattr(args, "k"):
+        partial.refuse(args)
     options = None
     for name in names:
         value = METHODS[name].options(args, name == method)

@@ -42,13 +42,14 @@ from torch.autograd.function import once_differentiable
 from torch.distributions import Dirichlet, kl_divergence
 from torch.distributions.dirichlet import _Dirichlet_backward
 
-from ..arch import Active, Architecture
+from ..arch import Architecture
 from ..config import ConfigError, SearchConfig, check, finite
 from ..data import stream_seed
 from ..experiment import LOGGER
-from ..method import EVAL, TRAIN, Batch, Method, Phase, Weights, detached
+from ..method import EVAL, TRAIN, Batch, Method, Phase, Weights, alpha_if_in_model
 from ..net2wider import random_draw, widen_momentum
 from ..space import SupernetRequest
+from . import partial
 from .darts2 import second_order_step
 
 if TYPE_CHECKING:
@@ -185,12 +186,8 @@ class DrNAS(Method):
             return [arch.apply_projection(_pruned(arch, _sample(arch, generator)))
                     for _ in range(self.options.score_samples)]
 
-    def weight_step_weights(self, trainer: Trainer, x: Tensor, y: Tensor) -> tuple[Weights, Active | None]:
-        weights = self.weights(trainer.arch, TRAIN)
-        return (weights if self.clipped_parameters(trainer) else detached(weights)), trainer.arch.active()
-
     def clipped_parameters(self, trainer: Trainer) -> list[torch.nn.Parameter]:
-        return trainer.arch.parameters() if trainer.space.alpha_in_model else []
+        return alpha_if_in_model(trainer)
 
     # -- the architecture step ----------------------------------------------------------------
     def alpha_step(self, trainer: Trainer, alpha: Batch, train: Batch | None) -> None:
@@ -340,9 +337,7 @@ def _prune(arch: Architecture, keep: int) -> None:
 # -- command line -----------------------------------------------------------------------------------
 
 def add_flags(g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--k", type=int, default=1,
-                   help="DrNAS (--method drnas): partial channels, each mixed op computes on 1/k of its channels "
-                        "(201-space/train_search.py's --k; with --stages, the first stage's)")
+    partial.add_flag(g)
     g.add_argument("--stages", default="",
                    help="DrNAS progressive learning: K:KEEP:EPOCHS per stage (partial channels 1/K, each stage "
                         "first prunes every edge to its KEEP largest alphas, EPOCHS epochs), e.g. the DARTS space's "
@@ -358,7 +353,7 @@ def add_flags(g: argparse._ArgumentGroup) -> None:
                         "of once under the Dirichlet mean (0)")
 
 
-FLAGS = ("k", "stages", "begin", "reg_type", "reg_scale", "score_samples")
+OWN_FLAGS = ("stages", "begin", "reg_type", "reg_scale", "score_samples")  # and the shared --k (partial.py)
 DEFAULTS = Options()
 
 
@@ -367,13 +362,13 @@ def options(args: argparse.Namespace, chosen: bool) -> Options | None:
     if not chosen:
         check(args.reg_type != "kl", "reg_type", "kl",
               "the KL regulariser is DrNAS' (a Dirichlet concentration); pass --method drnas, or leave it out")
-        for flag in FLAGS:
+        for flag in OWN_FLAGS:
             check(getattr(args, flag) == getattr(DEFAULTS, flag), flag, getattr(args, flag),
                   "only DrNAS (--method drnas) has it; leave it out")
         return None
     check(args.arch_weight_decay == 1e-3, "arch_weight_decay", args.arch_weight_decay,
           "DrNAS decays alpha by --reg_scale (--reg_type l2), as its authors; pass that instead")
-    return Options(**{flag: getattr(args, flag) for flag in FLAGS})
+    return Options(k=partial.value(args, DEFAULTS.k), **{flag: getattr(args, flag) for flag in OWN_FLAGS})
 
 
 def build(cfg: SearchConfig) -> DrNAS:
