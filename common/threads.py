@@ -3,8 +3,8 @@
 PyTorch's default is one thread per core of the machine in every process, whatever else runs
 there. On a machine shared with other jobs (or with the other processes of a `--nproc N` run)
 the threads then wait for cores at every parallel region: on a busy 2-core machine the README's
-first NAS-Bench-201 search took 27 times longer with two threads than with one, and a search at
-the default size 10 times longer (benchmarks/RESULTS.md, "Threads on a shared CPU"). So:
+first NAS-Bench-201 search took 13.6 times longer with two threads than with one
+(benchmarks/RESULTS.md, "Threads on a shared CPU"). So:
 
 - `--threads N`, or OMP_NUM_THREADS when set, is what runs;
 - else each process takes its share of the cores it may run on (its CPU affinity divided among
