@@ -589,23 +589,6 @@ def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_pa
 
 # -- studies and reports --------------------------------------------------------------------------------
 
-def test_a_study_runs_drnas_through_its_scripts(tmp_path):
-    """--method drnas: the DrNAS scripts of each space, the seed scripts' folder names; the projection
-    finds its search run and takes DrNAS' flags from it."""
-    from study.flags import RunFlags
-    from study.plan import Context, Run, command, run_folder
-
-    ctx = Context(tmp_path, RunFlags())
-    for space, script, folder in (("nb201", "drnas-201.sh", "nasbench201/search-drnas-201-1"),
-                                  ("s5", "drnas-sota.sh", "sota/cifar10/search-drnas-sota-s5-1")):
-        search, proj = (Run(space, "cifar10", "drnas", 1, stage) for stage in ("search", "proj"))
-        line = " ".join(command(search, ctx))
-        assert f"exp_scripts/{script} " in line and "--seed 1" in line
-        assert run_folder(search, ctx) == tmp_path / "runs" / folder
-        line = " ".join(command(proj, ctx))
-        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
-
-
 def test_reports_give_drnas_rows_next_to_the_published_numbers(tmp_path):
     """DrNAS and DrNAS+PT rows (also for a run folder named drnas-* without result.json), with the
     DrNAS paper's numbers: NAS-Bench-201 94.36 / 73.51 / 46.34 by search dataset, the DARTS space

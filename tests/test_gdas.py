@@ -394,20 +394,6 @@ def test_darts_space_search_projection_and_evaluation_through_the_scripts(tmp_pa
 
 # -- studies, reports, benchmark ------------------------------------------------------------------
 
-def test_a_study_runs_gdas_through_its_scripts(tmp_path):
-    from study.flags import RunFlags
-    from study.plan import Context, Run, command, run_folder
-
-    ctx = Context(tmp_path, RunFlags())
-    for space, script, folder in (("nb201", "gdas-201.sh", "nasbench201/search-gdas-201-1"),
-                                  ("s5", "gdas-sota.sh", "sota/cifar10/search-gdas-sota-s5-1")):
-        search, proj = (Run(space, "cifar10", "gdas", 1, stage) for stage in ("search", "proj"))
-        assert f"exp_scripts/{script} " in " ".join(command(search, ctx))
-        assert run_folder(search, ctx) == tmp_path / "runs" / folder
-        line = " ".join(command(proj, ctx))
-        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
-
-
 @pytest.mark.parametrize("dataset, paper", [("cifar10", "93.61 ± 0.09"), ("cifar100", "70.70 ± 0.30"),
                                             ("imagenet16-120", "41.71 ± 0.98")])
 def test_reports_give_gdas_rows_next_to_the_published_numbers(tmp_path, dataset, paper):

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -40,6 +38,7 @@ from sota import spaces
 from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.processes import assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file
 
 TOL = 1e-12
@@ -313,39 +312,18 @@ def test_resumed_from_a_checkpoint_continues_to_the_bit(space, tmp_path):
 BATCH = 7  # two processes: shards of 4 and 3 images
 
 
-def _steps(space: str, group: Group) -> list[torch.Tensor]:
-    """This process's four steps on its shards of float64 batches of BATCH images: alpha, beta, state."""
-    t = tiny(space, dtype=torch.float64, sync_bn=group.distributed, group=group)
+def _steps(space: str, group: Group, sync_bn: bool) -> dict[str, list[torch.Tensor]]:
+    """This process's four steps on its shards of float64 batches of BATCH images: alpha and beta, state."""
+    t = tiny(space, dtype=torch.float64, sync_bn=sync_bn, group=group)
     run(t, batches(4, torch.float64, n=BATCH), range(4), BATCH, shard_slice(BATCH, group.rank, group.size))
-    return [p.detach() for p in t.alpha_parameters] + list(t.model.state_dict().values())
-
-
-def _process(rank: int, port: int, out: str) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    group = Group(rank, 2)
-    torch.save({space: _steps(space, group) for space in ("nb201", "s5")}, f"{out}.{rank}")
-    group.close()
+    return {"alpha": [p.detach() for p in t.alpha_parameters], "state": list(t.model.state_dict().values())}
 
 
 @pytest.mark.slow
 def test_two_processes_take_one_process_steps(tmp_path):
     """With --sync_bn, two processes' alphas, betas and state_dicts equal one process's to float64
     rounding, before and after the arch steps start, and each other's exactly."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path / "steps.pt")
-    torch.multiprocessing.spawn(_process, args=(port, out), nprocs=2)
-    zero, first = (torch.load(f"{out}.{rank}", weights_only=False) for rank in range(2))
-    for space in ("nb201", "s5"):
-        one = _steps(space, Group())
-        for a, b, c in zip(zero[space], first[space], one, strict=True):
-            torch.testing.assert_close(a, c, rtol=1e-12, atol=1e-13)
-            assert torch.equal(a, b)
+    assert_two_processes_step_as_one(_steps, tmp_path)
 
 
 @pytest.mark.parametrize("space", ["nb201", "s5"])
@@ -474,23 +452,6 @@ def test_darts_space_search_projection_interruption_and_evaluation_through_the_s
 
 
 # -- studies and reports --------------------------------------------------------------------------------
-
-def test_a_study_runs_pcdarts_through_its_scripts(tmp_path):
-    """--method pcdarts: the PC-DARTS scripts of each space, the seed scripts' folder names; the
-    projection finds its search run."""
-    from study.flags import RunFlags
-    from study.plan import Context, Run, command, run_folder
-
-    ctx = Context(tmp_path, RunFlags())
-    for space, script, folder in (("nb201", "pcdarts-201.sh", "nasbench201/search-pcdarts-201-1"),
-                                  ("s5", "pcdarts-sota.sh", "sota/cifar10/search-pcdarts-sota-s5-1")):
-        search, proj = (Run(space, "cifar10", "pcdarts", 1, stage) for stage in ("search", "proj"))
-        line = " ".join(command(search, ctx))
-        assert f"exp_scripts/{script} " in line and "--seed 1" in line
-        assert run_folder(search, ctx) == tmp_path / "runs" / folder
-        line = " ".join(command(proj, ctx))
-        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
-
 
 def test_reports_give_pcdarts_rows_next_to_the_published_numbers(tmp_path):
     """PC-DARTS and PC-DARTS+PT rows (also for a run folder named pcdarts-* without result.json), after

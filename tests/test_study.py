@@ -610,3 +610,21 @@ def test_slurm_evaluations_span_nodes_per_job(fake_slurm):
     assert nodes[104]["dependency"] == "afterok:102"  # after the projection, not after the CIFAR evaluation
     assert node_args("12345", ["gpu7", "gpu9"], 1) == ["--nnodes", "2", "--node_rank", "1", "--rdzv_endpoint",
                                                         "gpu7:29745", "--rdzv_id", "12345"]
+
+
+@pytest.mark.parametrize("method", ["gdas", "drnas", "pcdarts"])
+def test_a_study_runs_each_method_through_its_own_scripts(tmp_path, method):
+    """--method gdas|drnas|pcdarts: the method's scripts in each space, the seed scripts' folder
+    names; the projection finds its search run (and takes the method's flags from its result.json)."""
+    from study.flags import RunFlags
+    from study.plan import Context, Run, command, run_folder
+
+    ctx = Context(tmp_path, RunFlags())
+    for space, script, folder in (("nb201", f"{method}-201.sh", f"nasbench201/search-{method}-201-1"),
+                                  ("s5", f"{method}-sota.sh", f"sota/cifar10/search-{method}-sota-s5-1")):
+        search, proj = (Run(space, "cifar10", method, 1, stage) for stage in ("search", "proj"))
+        line = " ".join(command(search, ctx))
+        assert f"exp_scripts/{script} " in line and "--seed 1" in line
+        assert run_folder(search, ctx) == tmp_path / "runs" / folder
+        line = " ".join(command(proj, ctx))
+        assert script.replace("-", "-proj-", 1) in line and f"--resume_expid {folder.rsplit('/', 1)[1]}" in line
