@@ -38,6 +38,7 @@ from sota.genotypes import get_genotype, registry
 from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.equivalence import assert_same_supernet
 from tests.fixtures.processes import assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file, reference_file
 
@@ -431,11 +432,7 @@ def test_resumed_across_a_transition_continues_to_the_bit(space, tmp_path):
         resumed = tiny(space, PROGRESSIVE)
         load_search_checkpoint(resumed, path, resume=True)
         run(resumed, range(cut, 4))
-        for a, b in zip(full.arch.parameters(), resumed.arch.parameters(), strict=True):
-            assert torch.equal(a, b), cut
-        theirs = resumed.model.state_dict()
-        for k, v in full.model.state_dict().items():
-            assert torch.equal(v, theirs[k]), (cut, k)
+        assert_same_supernet(full, resumed, cut)
 
 
 # -- two processes (torch.multiprocessing, gloo) --------------------------------------------------------

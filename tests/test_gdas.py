@@ -22,6 +22,7 @@ from common.trainer import Trainer
 from nasbench201.model_search import NB201Supernet
 from tests.fixtures.autodl_nasnet import OPS, AutoDLNASNet
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.equivalence import assert_same_supernet
 from tests.fixtures.processes import assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file
 
@@ -249,11 +250,7 @@ def test_resumed_from_a_checkpoint_continues_to_the_bit(tmp_path):
     load_search_checkpoint(resumed, path, resume=True)
     assert resumed.method.tau == cut.method.tau
     take_steps(resumed, batches[1:])
-    for a, b in zip(full.arch.parameters(), resumed.arch.parameters(), strict=True):
-        assert torch.equal(a, b)
-    theirs = resumed.model.state_dict()
-    for k, v in full.model.state_dict().items():
-        assert torch.equal(v, theirs[k]), k
+    assert_same_supernet(full, resumed)
 
 
 def test_a_checkpoint_searched_at_another_temperature_is_refused(tmp_path):
