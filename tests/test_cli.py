@@ -175,6 +175,19 @@ def nb201_projection(exp: Path, *flags: str):
     return resolve_projection(cfg, nb201.SEARCH_SPACE)
 
 
+@pytest.mark.parametrize("trained_by", ["drnas", "gdas", "pcdarts", "blank"])
+def test_a_supernet_is_projected_by_the_method_that_trained_it(tmp_path, trained_by):
+    """darts-proj of a supernet another method trained (its mixing weights, its steps, its
+    checkpoint) is refused in one line that names the projection to run; the same method is taken."""
+    search_run(tmp_path / "nasbench201" / "search-x", [2], {**NB201_RUN, "method": trained_by})
+    with pytest.raises(ConfigError) as e:
+        nb201_projection(tmp_path, "--resume_expid", "search-x")
+    assert e.value.flag == "method" and "\n" not in str(e.value)
+    assert f"was trained with --method {trained_by}: project it with --method {trained_by}-proj" in str(e.value)
+    search_run(tmp_path / "nasbench201" / "search-y", [2], {**NB201_RUN, "method": "darts"})
+    assert nb201_projection(tmp_path, "--resume_expid", "search-y").epoch == 2
+
+
 def test_projection_of_a_finished_search_takes_its_sizes_and_projects_it_as_it_is(tmp_path):
     search = search_run(tmp_path / "nasbench201" / "search-darts-201-1", [1, 2], NB201_RUN)
     p = nb201_projection(tmp_path, "--resume_epoch", "2")
