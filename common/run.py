@@ -440,7 +440,7 @@ def _from_search_run(cfg: SearchConfig, space: SearchSpace, search: Path, epoch:
         raise ConfigError("resume_expid", cfg.projection.resume_expid or search.name,
                           f"{search} holds a supernet of space {searched}; project it with that space's script")
     trained_by = result.get("method")
-    if trained_by is not None and trained_by != cfg.method:  # its mixing weights, steps and checkpoint are that method's
+    if trained_by is not None and trained_by != cfg.method:  # its weights, steps and checkpoint
         raise ConfigError("method", cfg.method_name,
                           f"the supernet in {search} was trained with --method {trained_by}: project it with "
                           f"--method {trained_by}-proj (its exp_scripts/*-proj-{space.layout.scripts}.sh script), "
