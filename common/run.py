@@ -115,14 +115,14 @@ def prepare(cfg: SearchConfig, space_def: SearchSpace, group: Group) -> Callable
     """Every check a bad command can fail, and the run set up; writes nothing. The run itself
     (which writes) is returned."""
     defaults = space_def.config(space_def.parser().parse_args([]))  # what the log's config block leaves out
+    device = group.device(cfg.run.gpu)  # a flag no folder can fix is refused before the folders are looked at
     if cfg.project:  # the flags left out are the search run's; the first log line says what will run
         cfg, target = projection_target(cfg, space_def)
         space_def.check_projection(cfg, target.folder)
     else:
         target = search_target(cfg, space_def)
-    # before any torch work; the sizes a projection takes from its search run count
+    # before any torch computation; the sizes a projection takes from its search run count
     log.info("%s", use_threads(cfg.run.threads, cfg.data.activations(cfg.init_channels, cfg.nproc)).line())
-    device = group.device(cfg.run.gpu)
     # One seed for every process: each builds the same supernet and alpha, and draws what one
     # process draws (SDARTS' noise, which process 0 broadcasts all the same).
     seed_everything(cfg.run.seed, cfg.run.deter, cfg.speed.tf32)

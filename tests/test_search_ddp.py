@@ -196,9 +196,14 @@ TINY = ["--batch_size", "16", "--init_channels", "4", "--num_cells", "1", "--rep
         "--no_tensorboard", "--api_path", "/nonexistent/bench.pth"]
 
 
+# a log record's first line: "MM/DD HH:MM:SS AM message" (common/experiment.py's format); the
+# config block and a multi-line message's other lines are not records
+RECORD = re.compile(r"\d\d/\d\d \d\d:\d\d:\d\d [AP]M (.*)")
+
+
 def decisions(log: str) -> list[str]:
     """The projection's choices in order: its edge, then the genotype after it, each round."""
-    messages = (line.split(" ", 3)[3] for line in log.splitlines())
+    messages = (m[1] for m in map(RECORD.fullmatch, log.splitlines()) if m)
     return [m for m in messages if re.match(r"genotype after projection \d|projection \d+: ", m)]
 
 
