@@ -508,8 +508,9 @@ def test_nb201_search_and_projection_through_the_scripts(nb201_search, bench):
     for i, node in enumerate(parse_arch(result["genotype"]), start=1):
         for op, j in node:
             assert kept[EDGE_KEYS.index(f"{i}<-{j}")][NB201_OPS.index(op)], (i, j, op)
-    passes = [line for line in (proj / "log.txt").read_text().splitlines() if "  scoring pass " in line]
-    assert len(passes) == 6 * 3  # three live ops per edge
+    log = (proj / "log.txt").read_text().splitlines()
+    decisions = [line.split("without each op: ")[1].rsplit(" (", 1)[0] for line in log if "without each op: " in line]
+    assert [len(d.split(", ")) for d in decisions] == [3] * 6  # three live ops per edge scored
 
     run_script("drnas-proj-201.sh", *common, "--resume_epoch", "2", "--proj_crit", "nwot")
     assert read_json(folder / "drnas-proj-201-seed1-nwot-intv5-ep2" / "result.json")["status"] == "finished"

@@ -32,6 +32,7 @@ from common.trainer import SearchData, Trainer
 from tests.conftest import REPO, TEST_GPU, _script_env, read_json, run_script
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.datasets import write_imagefolder
+from tests.fixtures.processes import wait_for_worker
 from tests.test_faults import assert_same_run, differences
 
 # -- stop points, in this process ------------------------------------------------------------
@@ -328,18 +329,6 @@ def test_an_evaluation_stopped_continues_as_uninterrupted(evaluated, pause_pytho
 
 # -- several processes -------------------------------------------------------------------------
 
-def _worker(marker: str, rank: int) -> int | None:
-    """The pid of torchrun's process `rank` of the run started with DARTS_PT_TEST_RUN=marker."""
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            env = set(environ.read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if {f"DARTS_PT_TEST_RUN={marker}".encode(), f"RANK={rank}".encode()} <= env:
-            return int(environ.parent.name)
-    return None
-
-
 @pytest.mark.slow
 def test_two_processes_agree_to_stop_where_one_was_signalled(nb201):
     """SIGTERM reaches process 1 only: both stop at the same step, save, and the command pasted
@@ -350,12 +339,8 @@ def test_two_processes_agree_to_stop_where_one_was_signalled(nb201):
     proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args, "--expid_tag", "cut2"],
                             cwd="/", text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env=_script_env({"DARTS_PT_TEST_RUN": marker}))
-    deadline = time.time() + 300
-    while "epoch 1 lr" not in ((cut / "log.txt").read_text() if (cut / "log.txt").exists() else "") \
-            and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    pid = _worker(marker, 1)
-    assert pid is not None, "no process 1"
+    log = cut / "log.txt"
+    pid = wait_for_worker(proc, marker, 1, lambda: "epoch 1 lr" in (log.read_text() if log.exists() else ""))
     os.kill(pid, signal.SIGTERM)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]

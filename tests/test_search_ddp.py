@@ -37,6 +37,7 @@ from sota.model_search import DartsSupernet
 from sota.operations import NoiseOp
 from tests.conftest import REPO, fails, read_json, run_script
 from tests.fixtures.configs import search_cfg
+from tests.fixtures.processes import wait_for_worker
 
 CASES = ("nb201", "s1", "s2", "s3", "s4", "s5", "s5-sdarts-rs")  # s4: noise drawn in each forward
 STEPS = 2  # the first alpha step backpropagates into the weights too (_full_backward), the second not
@@ -323,18 +324,6 @@ def test_bad_command_ends_every_process_with_one_line(searched):
     assert sorted(p.name for p in root.rglob("*")) == before
 
 
-def _worker(marker: str, rank: int) -> int | None:
-    """The pid of the process of `rank` among those started with the environment `marker`."""
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            env = set(environ.read_bytes().split(b"\0"))
-        except OSError:
-            continue
-        if {f"DARTS_PT_TEST_RUN={marker}".encode(), f"RANK={rank}".encode()} <= env:
-            return int(environ.parent.name)
-    return None
-
-
 @pytest.mark.slow
 def test_a_process_that_dies_ends_the_run_with_one_line(searched, searched_by_two):
     """Process 1 killed mid-search: torchrun stops process 0 (it marks the run failed), the
@@ -348,11 +337,7 @@ def test_a_process_that_dies_ends_the_run_with_one_line(searched, searched_by_tw
                             env={**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1",
                                  "DARTS_PT_TEST_RUN": marker})
     folder = nb201(searched) / "search-darts-201-1-killed"
-    deadline = time.time() + 300
-    while not (folder / "checkpoint_1.pth.tar").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    pid = _worker(marker, 1)
-    assert pid is not None, "no process 1"
+    pid = wait_for_worker(proc, marker, 1, (folder / "checkpoint_1.pth.tar").exists)
     os.kill(pid, signal.SIGKILL)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out[-3000:]
