@@ -330,10 +330,11 @@ def test_an_evaluation_stopped_continues_as_uninterrupted(evaluated, pause_pytho
 # -- several processes -------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_two_processes_agree_to_stop_where_one_was_signalled(nb201):
+def test_two_processes_agree_to_stop_where_one_was_signalled(nb201, tmp_path):
     """SIGTERM reaches process 1 only: both stop at the same step, save, and the command pasted
     continues both to the end of an uninterrupted run of two processes."""
     args = [*nb201, "--epochs", "3", "--nproc", "2", "--gpu", "cpu"]
+    args[args.index("--exp_root") + 1] = str(tmp_path)  # a folder of its own
     run_script("darts-201.sh", *args, "--expid_tag", "ref2")
     marker, cut = f"{os.getpid()}-{time.time()}", search_dir(args, "cut2")
     proc = subprocess.Popen(["bash", str(REPO / "exp_scripts" / "darts-201.sh"), *args, "--expid_tag", "cut2"],
