@@ -39,7 +39,7 @@ from sota.model_search import DartsSupernet
 from tests.conftest import TEST_GPU, read_json, run_script
 from tests.fixtures.configs import search_cfg
 from tests.fixtures.equivalence import assert_same_supernet
-from tests.fixtures.processes import assert_two_processes_step_as_one
+from tests.fixtures.processes import assert_projection_in_two_processes_decides_as_one, assert_two_processes_step_as_one
 from tests.fixtures.reference import project_reference_file
 
 TOL = 1e-12
@@ -368,10 +368,6 @@ def nb201_search(tmp_path_factory, cifar10_dir, bench) -> tuple[list[str], Path]
     return common, exp / "nasbench201" / "search-pcdarts-201-1"
 
 
-def decisions(log: str) -> list[str]:
-    return [line.split("AM ")[-1].split("PM ")[-1] for line in log.splitlines() if "-> " in line]
-
-
 @pytest.mark.slow
 def test_nb201_search_and_projection_through_the_scripts(nb201_search, bench):
     """The search records k and its warm-up, has no betas; the projection (its --resume_epoch left out:
@@ -399,12 +395,8 @@ def test_projection_in_two_processes_decides_as_one(nb201_search):
     """Two processes (--sync_bn) project as one process does."""
     common, folder = nb201_search
     args = [*common, "--proj_intv", "1", "--fast"]
-    run_script("pcdarts-proj-201.sh", *args, "--log_tag", "one")
-    run_script("pcdarts-proj-201.sh", *args, "--log_tag", "two", "--nproc", "2", "--sync_bn")
-    one, two = (folder / f"pcdarts-proj-201-seed1-acc-intv1-ep2-{tag}" for tag in ("one", "two"))
-    order = decisions((one / "log.txt").read_text())
-    assert len(order) == 6 and decisions((two / "log.txt").read_text()) == order
-    assert read_json(two / "result.json")["genotype"] == read_json(one / "result.json")["genotype"]
+    assert_projection_in_two_processes_decides_as_one("pcdarts-proj-201.sh", args, folder,
+                                                      "pcdarts-proj-201-seed1-acc-intv1-ep2")
 
 
 @pytest.mark.slow
